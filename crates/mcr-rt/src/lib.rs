@@ -1,0 +1,1 @@
+//! mcr runtime (see ARCHITECTURE.md).
