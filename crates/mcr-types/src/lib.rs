@@ -9,9 +9,11 @@
 //!   (file, function, ordinal), never by line number.
 //! - This crate knows nothing of LLVM, ELF or processes.
 
-pub mod model;
-pub mod section;
 pub mod merge;
+pub mod model;
+pub mod plan;
+pub mod protocol;
+pub mod section;
 
 pub use model::*;
 pub use section::{decode_section, encode_unit, SectionError, SECTION_MAGIC};

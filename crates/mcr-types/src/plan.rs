@@ -1,0 +1,615 @@
+//! The transfer plan: how a value of an old-version type becomes a value of
+//! the new version's type, and where the pointers are inside a type.
+//!
+//! Fields are matched by name (or by a rename hint), never by position;
+//! enums by constant name; integers are converted by value and a narrowing
+//! that loses a value is an error naming the field.
+
+use crate::model::{Encoding, TypeDef, TypeKind, TypeMap};
+use std::collections::HashMap;
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum PlanError {
+    #[error("type `{ty}`: field `{field}` changed from `{old}` to `{new}`, which no rule converts: add a transform hook")]
+    NeedsUserCode {
+        ty: String,
+        field: String,
+        old: String,
+        new: String,
+    },
+    #[error("value {value} of `{path}` does not fit in `{new}`")]
+    Narrowing {
+        path: String,
+        value: i128,
+        new: String,
+    },
+    #[error("`{path}`: enum constant with value {value} has no name in the old version")]
+    UnknownEnumValue { path: String, value: i64 },
+    #[error("`{path}`: enum constant `{name}` is gone in the new version")]
+    EnumConstantGone { path: String, name: String },
+    #[error("unknown type `{0}` in the type map")]
+    UnknownType(String),
+}
+
+/// How a type changes between two versions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Same name, same layout: bytes are copied.
+    Identical,
+    /// Layout differs; every field has a rule.
+    Transform,
+    /// No rule covers it.
+    NeedsUserCode(PlanError),
+    /// The type is gone from the new version.
+    Removed,
+}
+
+/// Field rename hints (`[renames]` of mcr.toml): `"struct conn.fd" = "sfd"`.
+pub type Renames = HashMap<String, String>;
+
+/// Both versions' maps with lookup tables.
+pub struct Versions<'a> {
+    pub old: &'a TypeMap,
+    pub new: &'a TypeMap,
+    old_idx: HashMap<&'a str, &'a TypeDef>,
+    new_idx: HashMap<&'a str, &'a TypeDef>,
+    pub renames: Renames,
+}
+
+fn index(m: &TypeMap) -> HashMap<&str, &TypeDef> {
+    let mut h = HashMap::new();
+    for t in &m.types {
+        h.insert(t.name.as_str(), t);
+        for a in &t.aliases {
+            h.entry(a.as_str()).or_insert(t);
+        }
+    }
+    h
+}
+
+impl<'a> Versions<'a> {
+    pub fn new(old: &'a TypeMap, new: &'a TypeMap, renames: Renames) -> Self {
+        Versions {
+            old,
+            new,
+            old_idx: index(old),
+            new_idx: index(new),
+            renames,
+        }
+    }
+
+    pub fn old_type(&self, n: &str) -> Option<&'a TypeDef> {
+        self.old_idx.get(n).copied()
+    }
+
+    pub fn new_type(&self, n: &str) -> Option<&'a TypeDef> {
+        self.new_idx.get(n).copied()
+    }
+
+    /// The change of the type named `name` in the old version.
+    pub fn change(&self, name: &str) -> Change {
+        let Some(o) = self.old_type(name) else {
+            return Change::Removed;
+        };
+        let Some(n) = self.new_type(name) else {
+            return Change::Removed;
+        };
+        if self.identical(o, n, 0) {
+            return Change::Identical;
+        }
+        match self.check(o, n, &o.name) {
+            Ok(()) => Change::Transform,
+            Err(e) => Change::NeedsUserCode(e),
+        }
+    }
+
+    /// Same layout, recursively (names, offsets, sizes, kinds).
+    pub fn identical(&self, o: &TypeDef, n: &TypeDef, depth: u32) -> bool {
+        if depth > 32
+            || o.kind != n.kind
+            || o.size != n.size
+            || o.count != n.count
+            || o.encoding != n.encoding
+        {
+            return false;
+        }
+        match o.kind {
+            TypeKind::Struct | TypeKind::Union => {
+                o.fields.len() == n.fields.len()
+                    && o.fields.iter().zip(&n.fields).all(|(a, b)| {
+                        a.name == b.name
+                            && a.offset == b.offset
+                            && a.bit_offset == b.bit_offset
+                            && a.bit_size == b.bit_size
+                            && self.same_named(&a.ty, &b.ty, depth)
+                    })
+            }
+            TypeKind::Array => self.same_named(
+                o.target.as_deref().unwrap_or(""),
+                n.target.as_deref().unwrap_or(""),
+                depth,
+            ),
+            TypeKind::Enum => o.enumerators == n.enumerators,
+            // Pointers are rewritten anyway; their pointee is checked on its own.
+            _ => true,
+        }
+    }
+
+    fn same_named(&self, a: &str, b: &str, depth: u32) -> bool {
+        match (self.old_type(a), self.new_type(b)) {
+            (Some(x), Some(y)) => {
+                x.kind == TypeKind::Pointer && y.kind == TypeKind::Pointer
+                    || self.identical(x, y, depth + 1)
+            }
+            _ => a == b,
+        }
+    }
+
+    fn new_field_for<'b>(
+        &self,
+        n: &'b TypeDef,
+        owner: &str,
+        old_field: &str,
+    ) -> Option<&'b crate::model::Field> {
+        let hint = self.renames.get(&format!("{owner}.{old_field}"));
+        let want = hint.map(String::as_str).unwrap_or(old_field);
+        n.fields.iter().find(|f| f.name == want)
+    }
+
+    /// Checks that every part of `o` has a rule into `n`.
+    fn check(&self, o: &TypeDef, n: &TypeDef, path: &str) -> Result<(), PlanError> {
+        let bad = |field: &str| PlanError::NeedsUserCode {
+            ty: path.to_string(),
+            field: field.to_string(),
+            old: o.name.clone(),
+            new: n.name.clone(),
+        };
+        match (o.kind, n.kind) {
+            (TypeKind::Scalar | TypeKind::Enum, TypeKind::Scalar | TypeKind::Enum) => Ok(()),
+            (TypeKind::Pointer, TypeKind::Pointer) => Ok(()),
+            (TypeKind::Array, TypeKind::Array) => {
+                let (ot, nt) = self.elems(o, n)?;
+                self.check(ot, nt, &format!("{path}[]"))
+            }
+            (TypeKind::Struct, TypeKind::Struct) => {
+                for f in &o.fields {
+                    let Some(nf) = self.new_field_for(n, &o.name, &f.name) else {
+                        continue; // removed field
+                    };
+                    let ot = self
+                        .old_type(&f.ty)
+                        .ok_or_else(|| PlanError::UnknownType(f.ty.clone()))?;
+                    let nt = self
+                        .new_type(&nf.ty)
+                        .ok_or_else(|| PlanError::UnknownType(nf.ty.clone()))?;
+                    if ot.kind != nt.kind && !(is_scalarish(ot) && is_scalarish(nt)) {
+                        return Err(PlanError::NeedsUserCode {
+                            ty: o.name.clone(),
+                            field: f.name.clone(),
+                            old: f.ty.clone(),
+                            new: nf.ty.clone(),
+                        });
+                    }
+                    self.check(ot, nt, &format!("{}.{}", o.name, f.name))?;
+                }
+                Ok(())
+            }
+            (TypeKind::Union, TypeKind::Union) if o.size <= n.size => Ok(()),
+            (TypeKind::Function, TypeKind::Function) => Ok(()),
+            _ => Err(bad("")),
+        }
+    }
+
+    fn elems(&self, o: &TypeDef, n: &TypeDef) -> Result<(&'a TypeDef, &'a TypeDef), PlanError> {
+        let on = o.target.clone().unwrap_or_default();
+        let nn = n.target.clone().unwrap_or_default();
+        Ok((
+            self.old_type(&on).ok_or(PlanError::UnknownType(on))?,
+            self.new_type(&nn).ok_or(PlanError::UnknownType(nn))?,
+        ))
+    }
+
+    /// Converts one value of old type `o` (bytes `src`) into new type `n`
+    /// (bytes `dst`, already holding the new version's default: zero or
+    /// what its start-up set). Pointers are copied as they are.
+    pub fn convert(
+        &self,
+        o: &TypeDef,
+        n: &TypeDef,
+        src: &[u8],
+        dst: &mut [u8],
+        path: &str,
+    ) -> Result<(), PlanError> {
+        if self.identical(o, n, 0) {
+            let k = src.len().min(dst.len());
+            dst[..k].copy_from_slice(&src[..k]);
+            return Ok(());
+        }
+        match (o.kind, n.kind) {
+            (TypeKind::Struct, TypeKind::Struct) => {
+                for f in &o.fields {
+                    let Some(nf) = self.new_field_for(n, &o.name, &f.name) else {
+                        continue;
+                    };
+                    let ot = self
+                        .old_type(&f.ty)
+                        .ok_or_else(|| PlanError::UnknownType(f.ty.clone()))?;
+                    let nt = self
+                        .new_type(&nf.ty)
+                        .ok_or_else(|| PlanError::UnknownType(nf.ty.clone()))?;
+                    let p = format!("{path}.{}", f.name);
+                    if f.bit_size.is_some() || nf.bit_size.is_some() {
+                        let v = read_bits(
+                            src,
+                            f.offset as usize,
+                            f.bit_offset.unwrap_or(0),
+                            f.bit_size.unwrap_or(ot.size as u32 * 8),
+                        );
+                        write_bits(
+                            dst,
+                            nf.offset as usize,
+                            nf.bit_offset.unwrap_or(0),
+                            nf.bit_size.unwrap_or(nt.size as u32 * 8),
+                            v,
+                        );
+                        continue;
+                    }
+                    let so = f.offset as usize;
+                    let no = nf.offset as usize;
+                    if so + ot.size as usize > src.len() || no + nt.size as usize > dst.len() {
+                        continue; // a flexible tail: handled by the object's element count
+                    }
+                    let (s, d) = (
+                        &src[so..so + ot.size as usize],
+                        &mut dst[no..no + nt.size as usize],
+                    );
+                    self.convert(ot, nt, s, d, &p)?;
+                }
+                Ok(())
+            }
+            (TypeKind::Array, TypeKind::Array) => {
+                let (ot, nt) = self.elems(o, n)?;
+                let (os, ns) = (ot.size.max(1) as usize, nt.size.max(1) as usize);
+                let k = (src.len() / os).min(dst.len() / ns);
+                for i in 0..k {
+                    self.convert(
+                        ot,
+                        nt,
+                        &src[i * os..(i + 1) * os],
+                        &mut dst[i * ns..(i + 1) * ns],
+                        &format!("{path}[{i}]"),
+                    )?;
+                }
+                Ok(())
+            }
+            (TypeKind::Enum, TypeKind::Enum) => {
+                let v = read_int(src, true);
+                let name = o.enumerators.iter().find(|e| e.value as i128 == v).ok_or(
+                    PlanError::UnknownEnumValue {
+                        path: path.into(),
+                        value: v as i64,
+                    },
+                )?;
+                let nv = n.enumerators.iter().find(|e| e.name == name.name).ok_or(
+                    PlanError::EnumConstantGone {
+                        path: path.into(),
+                        name: name.name.clone(),
+                    },
+                )?;
+                write_int(dst, nv.value as i128, &n.name, path, true)
+            }
+            (a, b) if is_scalar_kind(a) && is_scalar_kind(b) => {
+                if o.encoding == Some(Encoding::Float) || n.encoding == Some(Encoding::Float) {
+                    let v = read_float(src, o);
+                    write_float(dst, n, v);
+                    return Ok(());
+                }
+                let v = read_int(
+                    src,
+                    o.encoding == Some(Encoding::Signed) || o.kind == TypeKind::Enum,
+                );
+                write_int(dst, v, &n.name, path, n.encoding == Some(Encoding::Signed))
+            }
+            _ => {
+                let k = src.len().min(dst.len());
+                dst[..k].copy_from_slice(&src[..k]);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn is_scalar_kind(k: TypeKind) -> bool {
+    matches!(k, TypeKind::Scalar | TypeKind::Enum)
+}
+
+fn is_scalarish(t: &TypeDef) -> bool {
+    is_scalar_kind(t.kind)
+}
+
+fn read_int(b: &[u8], signed: bool) -> i128 {
+    let mut buf = [0u8; 16];
+    let n = b.len().min(16);
+    buf[..n].copy_from_slice(&b[..n]);
+    if signed && n > 0 && b[n - 1] & 0x80 != 0 {
+        for x in buf.iter_mut().skip(n) {
+            *x = 0xff;
+        }
+    }
+    i128::from_le_bytes(buf)
+}
+
+fn write_int(dst: &mut [u8], v: i128, ty: &str, path: &str, signed: bool) -> Result<(), PlanError> {
+    let bits = (dst.len() * 8) as u32;
+    let fits = if bits >= 128 {
+        true
+    } else if signed {
+        let lim = 1i128 << (bits - 1);
+        v >= -lim && v < lim
+    } else {
+        v >= 0 && v < (1i128 << bits)
+    };
+    if !fits {
+        return Err(PlanError::Narrowing {
+            path: path.into(),
+            value: v,
+            new: ty.into(),
+        });
+    }
+    let bytes = v.to_le_bytes();
+    let n = dst.len().min(16);
+    dst[..n].copy_from_slice(&bytes[..n]);
+    Ok(())
+}
+
+fn read_float(b: &[u8], t: &TypeDef) -> f64 {
+    match (t.encoding, b.len()) {
+        (Some(Encoding::Float), 4) => f32::from_le_bytes(b.try_into().unwrap()) as f64,
+        (Some(Encoding::Float), 8) => f64::from_le_bytes(b.try_into().unwrap()),
+        _ => read_int(b, t.encoding == Some(Encoding::Signed)) as f64,
+    }
+}
+
+fn write_float(d: &mut [u8], t: &TypeDef, v: f64) {
+    match (t.encoding, d.len()) {
+        (Some(Encoding::Float), 4) => d.copy_from_slice(&(v as f32).to_le_bytes()),
+        (Some(Encoding::Float), 8) => d.copy_from_slice(&v.to_le_bytes()),
+        _ => {
+            let b = (v as i128).to_le_bytes();
+            let n = d.len().min(16);
+            d[..n].copy_from_slice(&b[..n]);
+        }
+    }
+}
+
+fn read_bits(b: &[u8], off: usize, bit: u32, width: u32) -> u64 {
+    let mut v = 0u64;
+    for i in 0..width {
+        let pos = bit + i;
+        let byte = off + (pos / 8) as usize;
+        if byte < b.len() && b[byte] >> (pos % 8) & 1 == 1 {
+            v |= 1 << i;
+        }
+    }
+    v
+}
+
+fn write_bits(b: &mut [u8], off: usize, bit: u32, width: u32, v: u64) {
+    for i in 0..width.min(64) {
+        let pos = bit + i;
+        let byte = off + (pos / 8) as usize;
+        if byte < b.len() {
+            let m = 1u8 << (pos % 8);
+            if v >> i & 1 == 1 {
+                b[byte] |= m;
+            } else {
+                b[byte] &= !m;
+            }
+        }
+    }
+}
+
+/// Where the pointers are in a type: (byte offset, pointee type name).
+/// Unions are not entered: what they hold is only known conservatively.
+pub fn pointer_slots(
+    map_index: &dyn Fn(&str) -> Option<TypeDef>,
+    ty: &TypeDef,
+    base: u64,
+    out: &mut Vec<(u64, String)>,
+    depth: u32,
+) {
+    if depth > 16 {
+        return;
+    }
+    match ty.kind {
+        TypeKind::Pointer => out.push((base, ty.target.clone().unwrap_or_default())),
+        TypeKind::Struct => {
+            for f in &ty.fields {
+                if f.bit_size.is_some() {
+                    continue;
+                }
+                if let Some(ft) = map_index(&f.ty) {
+                    pointer_slots(map_index, &ft, base + f.offset, out, depth + 1);
+                }
+            }
+        }
+        TypeKind::Array => {
+            if let (Some(et), Some(n)) = (ty.target.as_deref().and_then(map_index), ty.count) {
+                let mut inner = Vec::new();
+                pointer_slots(map_index, &et, 0, &mut inner, depth + 1);
+                if !inner.is_empty() {
+                    for i in 0..n {
+                        for (o, t) in &inner {
+                            out.push((base + i * et.size + o, t.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Does a type hold memory only known conservatively (unions, `void *`
+/// targets are precise pointers but untyped objects)?
+pub fn has_union(map_index: &dyn Fn(&str) -> Option<TypeDef>, ty: &TypeDef, depth: u32) -> bool {
+    if depth > 16 {
+        return false;
+    }
+    match ty.kind {
+        TypeKind::Union => true,
+        TypeKind::Struct => ty
+            .fields
+            .iter()
+            .any(|f| map_index(&f.ty).is_some_and(|t| has_union(map_index, &t, depth + 1))),
+        TypeKind::Array => ty
+            .target
+            .as_deref()
+            .and_then(map_index)
+            .is_some_and(|t| has_union(map_index, &t, depth + 1)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn scalar(name: &str, size: u64, enc: Encoding) -> TypeDef {
+        TypeDef {
+            name: name.into(),
+            kind: TypeKind::Scalar,
+            size,
+            fields: vec![],
+            target: None,
+            count: None,
+            encoding: Some(enc),
+            enumerators: vec![],
+            aliases: vec![],
+            decl: None,
+        }
+    }
+    fn field(name: &str, offset: u64, ty: &str) -> Field {
+        Field {
+            name: name.into(),
+            offset,
+            ty: ty.into(),
+            bit_offset: None,
+            bit_size: None,
+        }
+    }
+    fn strukt(fields: Vec<Field>, size: u64) -> TypeDef {
+        TypeDef {
+            name: "struct s".into(),
+            kind: TypeKind::Struct,
+            size,
+            fields,
+            target: None,
+            count: None,
+            encoding: None,
+            enumerators: vec![],
+            aliases: vec![],
+            decl: None,
+        }
+    }
+    fn map(types: Vec<TypeDef>) -> TypeMap {
+        TypeMap {
+            types,
+            ..TypeMap::new()
+        }
+    }
+
+    #[test]
+    fn reorder_widen_add_remove() {
+        let old = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            scalar("long", 8, Encoding::Signed),
+            strukt(
+                vec![
+                    field("a", 0, "int"),
+                    field("b", 4, "int"),
+                    field("gone", 8, "int"),
+                ],
+                12,
+            ),
+        ]);
+        let new = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            scalar("long", 8, Encoding::Signed),
+            strukt(
+                vec![
+                    field("added", 0, "long"),
+                    field("b", 8, "long"),
+                    field("a", 16, "int"),
+                ],
+                24,
+            ),
+        ]);
+        let v = Versions::new(&old, &new, Renames::new());
+        assert_eq!(v.change("struct s"), Change::Transform);
+        let mut src = vec![];
+        src.extend(7i32.to_le_bytes());
+        src.extend((-3i32).to_le_bytes());
+        src.extend(9i32.to_le_bytes());
+        let mut dst = vec![0u8; 24];
+        v.convert(
+            v.old_type("struct s").unwrap(),
+            v.new_type("struct s").unwrap(),
+            &src,
+            &mut dst,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(i64::from_le_bytes(dst[8..16].try_into().unwrap()), -3);
+        assert_eq!(i32::from_le_bytes(dst[16..20].try_into().unwrap()), 7);
+        assert_eq!(&dst[0..8], &[0; 8]);
+    }
+
+    #[test]
+    fn narrowing_that_loses_a_value_fails() {
+        let old = map(vec![
+            scalar("long", 8, Encoding::Signed),
+            strukt(vec![field("a", 0, "long")], 8),
+        ]);
+        let new = map(vec![
+            scalar("short", 2, Encoding::Signed),
+            strukt(vec![field("a", 0, "short")], 2),
+        ]);
+        let v = Versions::new(&old, &new, Renames::new());
+        let mut dst = [0u8; 2];
+        let e = v
+            .convert(
+                v.old_type("struct s").unwrap(),
+                v.new_type("struct s").unwrap(),
+                &100000i64.to_le_bytes(),
+                &mut dst,
+                "g",
+            )
+            .unwrap_err();
+        assert!(matches!(e, PlanError::Narrowing { .. }), "{e}");
+        v.convert(
+            v.old_type("struct s").unwrap(),
+            v.new_type("struct s").unwrap(),
+            &(-5i64).to_le_bytes(),
+            &mut dst,
+            "g",
+        )
+        .unwrap();
+        assert_eq!(i16::from_le_bytes(dst), -5);
+    }
+
+    #[test]
+    fn scalar_to_struct_needs_user_code() {
+        let mut inner = strukt(vec![], 4);
+        inner.name = "struct in".into();
+        let old = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            strukt(vec![field("a", 0, "int")], 4),
+        ]);
+        let new = map(vec![inner, strukt(vec![field("a", 0, "struct in")], 4)]);
+        let v = Versions::new(&old, &new, Renames::new());
+        assert!(matches!(v.change("struct s"), Change::NeedsUserCode(_)));
+    }
+}

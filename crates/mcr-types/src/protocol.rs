@@ -1,0 +1,119 @@
+//! The control protocol between `mcr-ctl` and a running program's runtime:
+//! one JSON request line, then JSON reply lines, the last one final.
+//! Lives here because both sides need it and neither may depend on the other.
+
+use serde::{Deserialize, Serialize};
+
+/// Abstract Unix socket name of a process's control channel (no file to go
+/// stale: it vanishes with the process).
+pub fn control_socket_name(pid: u32) -> String {
+    format!("mcr/{pid}")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Info,
+    Heap,
+    Trace,
+    Update(UpdateRequest),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    pub binary: String,
+    /// Arguments for the new version; the old ones when absent.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Info {
+    pub pid: u32,
+    pub program: String,
+    pub typemap_id: String,
+    pub objects: u64,
+    pub heap_bytes: u64,
+    pub threads: u32,
+    pub startup_over: bool,
+}
+
+/// Live objects grouped by allocation site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteUsage {
+    /// `file:line` of the site, `(uninstrumented)` for untyped calls from
+    /// code mcr-cc did not compile.
+    pub site: String,
+    pub function: String,
+    #[serde(default)]
+    pub ty: Option<String>,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeapReport {
+    pub objects: u64,
+    pub bytes: u64,
+    pub sites: Vec<SiteUsage>,
+}
+
+/// Reachability from the roots, per type (or per site for untyped objects).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TraceRow {
+    pub what: String,
+    pub reachable: u64,
+    pub unreachable: u64,
+    pub unreachable_bytes: u64,
+    /// Sites that allocated the unreachable objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leak_sites: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TraceReport {
+    pub objects: u64,
+    pub reachable: u64,
+    pub unreachable: u64,
+    pub precise_edges: u64,
+    pub conservative_edges: u64,
+    pub millis: f64,
+    pub rows: Vec<TraceRow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub millis: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateReport {
+    pub old_pid: u32,
+    pub new_pid: u32,
+    pub phases: Vec<PhaseTime>,
+    pub objects_precise: u64,
+    pub objects_conservative: u64,
+    pub objects_moved: u64,
+    pub bytes: u64,
+    pub globals: u64,
+    pub fds_inherited: u64,
+    pub fds_closed: u64,
+    /// From quiescence to the new version serving.
+    pub downtime_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "lowercase")]
+pub enum Reply {
+    Info(Info),
+    Heap(HeapReport),
+    Trace(TraceReport),
+    /// Progress of an update.
+    Phase(PhaseTime),
+    Updated(UpdateReport),
+    Error {
+        message: String,
+    },
+}
