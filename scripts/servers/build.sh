@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Usage: scripts/servers/build.sh NAME VERSION CC OUTDIR
+#
+# Fetches NAME VERSION (scripts/servers/fetch.sh), copies the pristine source
+# tree into OUTDIR (out-of-tree: the cached source is never built in) and
+# builds it with compiler CC using the project's own build system:
+#
+#   memcached  ./configure CC=CC && make -jN
+#   lighttpd   ./configure CC=CC --with-pcre2 --with-zlib --without-<others> && make -jN
+#   nginx      ./configure --with-cc=CC (default modules: pcre2, zlib) && make -jN
+#   redis      make -jN MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC=CC
+#              (also builds deps/: hiredis, lua, hdr_histogram, fpconv with CC)
+#   vsftpd     make -jN CC=CC LIBS="-lcap -lpam -lcrypt" LINK=""
+#
+# N is $MCR_JOBS (default 2, never more). Optional $MCR_CFLAGS is added to
+# the flags for every server (e.g. "-O0"); by default every project keeps its
+# own default flags, so two compilers are compared at the same flags.
+#
+# OUTDIR is wiped and re-created at each run, but only when it is empty or
+# was made by this script (it carries .mcr-build-dir); anything else is
+# refused. The full build output goes to OUTDIR/mcr-build.log; on failure its
+# tail is printed. On success OUTDIR/.mcr-build-info records name, version,
+# compiler, seconds and the server binary, and stdout gets one line:
+#   NAME VERSION CC BUILD_SECONDS BINARY
+set -euo pipefail
+MCR_LOG_TAG=build
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ $# -eq 4 ] || { echo "usage: $0 NAME VERSION CC OUTDIR" >&2; exit 2; }
+NAME="$1" VERSION="$2" CC_ARG="$3" OUTDIR="$4"
+CC="$(resolve_cc "$CC_ARG")"
+J="$MCR_JOBS"
+XCFLAGS="${MCR_CFLAGS:-}"
+
+case "$NAME" in
+    memcached) BINARY=memcached ;;
+    lighttpd)  BINARY=src/lighttpd ;;
+    nginx)     BINARY=objs/nginx ;;
+    redis)     BINARY=src/redis-server ;;
+    vsftpd)    BINARY=vsftpd ;;
+    *) die "don't know how to build '$NAME' (known: memcached lighttpd nginx redis vsftpd)" ;;
+esac
+
+SRC="$("$SERVERS_DIR/fetch.sh" "$NAME" "$VERSION")"
+
+# Prepare OUTDIR safely.
+if [ -e "$OUTDIR" ]; then
+    [ -d "$OUTDIR" ] || die "$OUTDIR exists and is not a directory"
+    if [ -n "$(ls -A "$OUTDIR")" ] && [ ! -f "$OUTDIR/.mcr-build-dir" ]; then
+        die "$OUTDIR is not empty and was not made by build.sh; refusing to wipe it"
+    fi
+    rm -rf "$OUTDIR"
+fi
+mkdir -p "$OUTDIR"
+OUTDIR="$(cd "$OUTDIR" && pwd)"
+: >"$OUTDIR/.mcr-build-dir"
+cp -a "$SRC/." "$OUTDIR/"
+rm -f "$OUTDIR/.mcr-fetched"
+LOG="$OUTDIR/mcr-build.log"
+: >"$LOG"
+
+# run CMD...: run in OUTDIR, output to the log (and to stderr if MCR_VERBOSE=1).
+run() {
+    echo "+ $*" >>"$LOG"
+    if [ "${MCR_VERBOSE:-0}" = 1 ]; then
+        (cd "$OUTDIR" && "$@") 2>&1 | tee -a "$LOG" >&2
+        return "${PIPESTATUS[0]}"
+    else
+        (cd "$OUTDIR" && "$@") >>"$LOG" 2>&1
+    fi
+}
+
+build() {
+    case "$NAME" in
+    memcached)
+        if [ -n "$XCFLAGS" ]; then
+            run ./configure CC="$CC" CFLAGS="-g -O2 $XCFLAGS"
+        else
+            run ./configure CC="$CC"
+        fi
+        run make -j"$J"
+        ;;
+    lighttpd)
+        local cf=()
+        [ -n "$XCFLAGS" ] && cf=(CFLAGS="-g -O2 $XCFLAGS")
+        run ./configure CC="$CC" "${cf[@]}" \
+            --with-pcre2 --with-zlib \
+            --without-zstd --without-bzip2 --without-brotli --without-libdeflate \
+            --without-openssl --without-lua --without-mysql --without-pgsql \
+            --without-ldap --without-pam --without-krb5 --without-maxminddb \
+            --without-libev --without-fam --without-xxhash
+        run make -j"$J"
+        ;;
+    nginx)
+        local cf=()
+        [ -n "$XCFLAGS" ] && cf=(--with-cc-opt="$XCFLAGS")
+        run ./configure --with-cc="$CC" "${cf[@]}"
+        run make -j"$J"
+        ;;
+    redis)
+        local cf=()
+        [ -n "$XCFLAGS" ] && cf=(CFLAGS="$XCFLAGS")
+        run make -j"$J" MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC="$CC" "${cf[@]}"
+        ;;
+    vsftpd)
+        # vsftpd's Makefile hard-codes CFLAGS; append ours through it.
+        local base
+        base="$(sed -n '/^CFLAGS/,/[^\\]$/p' "$OUTDIR/Makefile" | sed 's/^CFLAGS[[:space:]]*=//; s/\\$//' | tr -s ' \t\n' ' ')"
+        if [ -n "$XCFLAGS" ]; then
+            run make -j"$J" CC="$CC" LIBS="-lcap -lpam -lcrypt" LINK="" CFLAGS="$base $XCFLAGS"
+        else
+            run make -j"$J" CC="$CC" LIBS="-lcap -lpam -lcrypt" LINK=""
+        fi
+        ;;
+    esac
+}
+
+log "building $NAME $VERSION with $CC in $OUTDIR (-j$J${XCFLAGS:+, extra CFLAGS: $XCFLAGS})"
+t0="$(now)"
+if ! build; then
+    t1="$(now)"
+    log "FAILED after $(elapsed "$t0" "$t1") s: $NAME $VERSION with $CC; last lines of $LOG:"
+    tail -n 40 "$LOG" >&2
+    exit 1
+fi
+t1="$(now)"
+SECS="$(elapsed "$t0" "$t1")"
+[ -x "$OUTDIR/$BINARY" ] || { tail -n 20 "$LOG" >&2; die "build finished but $OUTDIR/$BINARY is missing"; }
+
+cat >"$OUTDIR/.mcr-build-info" <<INFO
+NAME=$NAME
+VERSION=$VERSION
+CC=$CC
+BUILD_SECONDS=$SECS
+BINARY=$BINARY
+INFO
+log "$NAME $VERSION built with $CC in $SECS s -> $OUTDIR/$BINARY"
+printf '%s %s %s %s %s\n' "$NAME" "$VERSION" "$CC" "$SECS" "$OUTDIR/$BINARY"
