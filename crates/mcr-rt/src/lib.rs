@@ -1,1 +1,19 @@
-//! mcr runtime (see ARCHITECTURE.md).
+//! The mcr runtime, linked into every program built with `mcr-cc`.
+//! See ARCHITECTURE.md for each module's invariants.
+
+pub mod heap;
+
+pub mod blocking_calls;
+pub mod checkpoint;
+pub mod control;
+pub mod globals;
+pub mod init;
+pub mod quiesce;
+pub mod report;
+pub mod restore;
+pub mod sections;
+pub mod startup_log;
+pub mod threads;
+pub mod trace;
+pub mod transfer;
+pub mod update;

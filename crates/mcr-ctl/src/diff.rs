@@ -1,0 +1,96 @@
+//! `mcr-ctl diff OLD NEW`: the transfer plan between two versions, before
+//! anything runs.
+
+use anyhow::{Context, Result};
+use mcr_types::plan::{Change, Versions};
+use mcr_types::TypeMap;
+use serde::Serialize;
+
+fn load(path: &str) -> Result<TypeMap> {
+    if path.ends_with(".toml") {
+        let s = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        return TypeMap::from_toml(&s).with_context(|| format!("{path} is not a type map"));
+    }
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+    let f = object::File::parse(&*data).with_context(|| format!("{path} is not an ELF file"))?;
+    let sec = f
+        .section_by_name(mcr_types::section::SECTION_NAME)
+        .with_context(|| format!("{path} was not built with mcr-cc (no type map)"))?;
+    Ok(mcr_types::decode_section(sec.data()?)?)
+}
+
+#[derive(Serialize)]
+struct Row {
+    name: String,
+    change: String,
+    detail: String,
+}
+
+/// Prints the report; returns whether an update would be refused.
+pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
+    let (o, n) = (load(old)?, load(new)?);
+    let v = Versions::new(&o, &n, Default::default());
+    let mut rows = Vec::new();
+    let mut refused = false;
+    for t in &o.types {
+        if !matches!(t.kind, mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union | mcr_types::TypeKind::Enum) {
+            continue;
+        }
+        let (change, detail) = match v.change(&t.name) {
+            Change::Identical => continue,
+            Change::Transform => ("transform".to_string(), describe(&v, &t.name)),
+            Change::Removed => ("removed".to_string(), String::new()),
+            Change::NeedsUserCode(e) => {
+                refused = true;
+                ("needs user code".to_string(), e.to_string())
+            }
+        };
+        rows.push(Row { name: t.name.clone(), change, detail });
+    }
+    for t in &n.types {
+        if matches!(t.kind, mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union) && v.old_type(&t.name).is_none() {
+            rows.push(Row { name: t.name.clone(), change: "added".into(), detail: String::new() });
+        }
+    }
+    let gone: Vec<_> = o.globals.iter().filter(|g| !n.globals.iter().any(|x| x.name == g.name)).map(|g| g.name.clone()).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"types": rows, "globals_removed": gone, "refused": refused}))?);
+    } else {
+        if rows.is_empty() {
+            println!("no type changes");
+        }
+        for r in &rows {
+            println!("{:<32} {:<16} {}", r.name, r.change, r.detail);
+        }
+        for g in &gone {
+            println!("global {g}: removed (its value is dropped)");
+        }
+        if refused {
+            println!("update would be REFUSED");
+        }
+    }
+    Ok(refused)
+}
+
+fn describe(v: &Versions, name: &str) -> String {
+    let (Some(o), Some(n)) = (v.old_type(name), v.new_type(name)) else { return String::new() };
+    let mut parts = Vec::new();
+    for f in &o.fields {
+        match n.fields.iter().find(|x| x.name == f.name) {
+            None => parts.push(format!("-{}", f.name)),
+            Some(x) if x.ty != f.ty => parts.push(format!("{}: {} -> {}", f.name, f.ty, x.ty)),
+            Some(x) if x.offset != f.offset => parts.push(format!("{} moved {}->{}", f.name, f.offset, x.offset)),
+            _ => {}
+        }
+    }
+    for f in &n.fields {
+        if !o.fields.iter().any(|x| x.name == f.name) {
+            parts.push(format!("+{}", f.name));
+        }
+    }
+    if o.size != n.size {
+        parts.push(format!("size {}->{}", o.size, n.size));
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,158 @@
+//! Wrappers of the blocking calls listed in docs/ABI.md. Each exists twice:
+//! as `__mcr_<name>` (what `mcr-pass` rewrites direct calls to) and under the
+//! libc name itself, defined in the executable so that calls made by
+//! uninstrumented libraries (libevent's `epoll_wait`) are wrapped too. The
+//! real function is found with `dlsym(RTLD_NEXT)`, never by name, which
+//! would resolve back to the wrapper.
+
+use crate::quiesce::{blocking, blocking_cond, CallKind};
+use libc::{c_int, c_uint, c_void, size_t, ssize_t};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Resolves the next definition of a libc symbol once.
+pub fn next_symbol(cache: &AtomicUsize, name: &'static [u8]) -> usize {
+    let p = cache.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: `name` is a NUL-terminated literal; RTLD_NEXT skips the executable.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const libc::c_char) } as usize;
+    if f == 0 {
+        // Without the real function nothing can work: say so and stop.
+        let msg = b"mcr-rt: cannot resolve a libc function\n";
+        // SAFETY: writing a constant to stderr.
+        unsafe {
+            libc::write(2, msg.as_ptr() as *const c_void, msg.len());
+            libc::abort();
+        }
+    }
+    cache.store(f, Ordering::Relaxed);
+    f
+}
+
+macro_rules! real {
+    ($name:ident : fn($($t:ty),*) -> $r:ty) => {{
+        static CACHE: AtomicUsize = AtomicUsize::new(0);
+        let f = next_symbol(&CACHE, concat!(stringify!($name), "\0").as_bytes());
+        // SAFETY: the symbol is libc's function of exactly this signature.
+        unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $r>(f) }
+    }};
+}
+
+/// Defines `$name` and `__mcr_$name` with one body.
+macro_rules! wrap {
+    ($name:ident, $mcr:ident, ($($a:ident : $t:ty),*) -> $r:ty, $kind:expr, $fail:expr) => {
+        /// # Safety
+        /// Same contract as the libc function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $mcr($($a: $t),*) -> $r {
+            let f = real!($name: fn($($t),*) -> $r);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            blocking($kind, || unsafe { f($($a),*) }, $fail)
+        }
+        /// # Safety
+        /// Same contract as the libc function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
+            // SAFETY: same arguments, same contract.
+            unsafe { $mcr($($a),*) }
+        }
+    };
+}
+
+/// The usual failure convention: -1 with `errno` set to `EINTR`.
+fn neg<T: PartialEq + From<i8>>(r: T) -> bool {
+    r == T::from(-1) && crate::quiesce::errno() == libc::EINTR
+}
+
+use CallKind::*;
+type Sa = *mut libc::sockaddr;
+type Sl = *mut libc::socklen_t;
+type Ev = *mut libc::epoll_event;
+type Ss = *const libc::sigset_t;
+type Fs = *mut libc::fd_set;
+type Tv = *mut libc::timeval;
+type Ts = *const libc::timespec;
+type Tsm = *mut libc::timespec;
+
+wrap!(accept, __mcr_accept, (fd: c_int, a: Sa, l: Sl) -> c_int, EventWait, neg);
+wrap!(accept4, __mcr_accept4, (fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int, EventWait, neg);
+wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, EventWait, neg);
+wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, EventWait, neg);
+wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, EventWait, neg);
+wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, EventWait, neg);
+wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, EventWait, neg);
+wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, EventWait, neg);
+wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg);
+wrap!(readv, __mcr_readv, (fd: c_int, v: *const libc::iovec, n: c_int) -> ssize_t, Data(fd), neg);
+wrap!(recv, __mcr_recv, (fd: c_int, b: *mut c_void, n: size_t, f: c_int) -> ssize_t, Data(fd), neg);
+wrap!(recvfrom, __mcr_recvfrom, (fd: c_int, b: *mut c_void, n: size_t, f: c_int, a: Sa, l: Sl) -> ssize_t, Data(fd), neg);
+wrap!(recvmsg, __mcr_recvmsg, (fd: c_int, m: *mut libc::msghdr, f: c_int) -> ssize_t, Data(fd), neg);
+wrap!(waitpid, __mcr_waitpid, (p: libc::pid_t, s: *mut c_int, o: c_int) -> libc::pid_t, Wait, neg);
+wrap!(wait, __mcr_wait, (s: *mut c_int) -> libc::pid_t, Wait, neg);
+wrap!(sigwaitinfo, __mcr_sigwaitinfo, (s: Ss, i: *mut libc::siginfo_t) -> c_int, EventWait, neg);
+wrap!(sigtimedwait, __mcr_sigtimedwait, (s: Ss, i: *mut libc::siginfo_t, t: Ts) -> c_int, EventWait, neg);
+wrap!(nanosleep, __mcr_nanosleep, (t: Ts, r: Tsm) -> c_int, Sleep, neg);
+wrap!(clock_nanosleep, __mcr_clock_nanosleep, (c: libc::clockid_t, f: c_int, t: Ts, r: Tsm) -> c_int, Sleep, |r: c_int| r == libc::EINTR);
+wrap!(usleep, __mcr_usleep, (u: libc::useconds_t) -> c_int, Sleep, neg);
+wrap!(pause, __mcr_pause, () -> c_int, EventWait, neg);
+
+/// `sigwait` reports errors by return value, not `errno`.
+///
+/// # Safety
+/// Same contract as `sigwait`.
+#[no_mangle]
+pub unsafe extern "C" fn __mcr_sigwait(s: Ss, sig: *mut c_int) -> c_int {
+    let f = real!(sigwait: fn(Ss, *mut c_int) -> c_int);
+    blocking(
+        EventWait,
+        || {
+            // SAFETY: forwarding the caller's arguments.
+            let r = unsafe { f(s, sig) };
+            if r != 0 {
+                // SAFETY: errno is thread-local.
+                unsafe { *libc::__errno_location() = r };
+            }
+            r
+        },
+        |r| r == libc::EINTR,
+    )
+}
+
+/// `sleep` returns the seconds left; an interruption of ours sleeps again.
+///
+/// # Safety
+/// Same contract as `sleep`.
+#[no_mangle]
+pub unsafe extern "C" fn __mcr_sleep(s: c_uint) -> c_uint {
+    let ts = libc::timespec { tv_sec: s as libc::time_t, tv_nsec: 0 };
+    // SAFETY: a valid timespec; remaining time is not needed.
+    let r = unsafe { __mcr_nanosleep(&ts, std::ptr::null_mut()) };
+    if r == 0 {
+        0
+    } else {
+        s
+    }
+}
+
+/// # Safety
+/// Same contract as `pthread_cond_wait`.
+#[no_mangle]
+pub unsafe extern "C" fn __mcr_pthread_cond_wait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t) -> c_int {
+    let f = real!(pthread_cond_wait: fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t) -> c_int);
+    // SAFETY: forwarding the caller's arguments.
+    blocking_cond(m, || unsafe { f(c, m) })
+}
+
+/// # Safety
+/// Same contract as `pthread_cond_timedwait`.
+#[no_mangle]
+pub unsafe extern "C" fn __mcr_pthread_cond_timedwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    t: Ts,
+) -> c_int {
+    let f = real!(pthread_cond_timedwait: fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t, Ts) -> c_int);
+    // SAFETY: forwarding the caller's arguments.
+    blocking_cond(m, || unsafe { f(c, m, t) })
+}

@@ -1,0 +1,173 @@
+//! The checkpoint: everything the new version needs from the old one, taken
+//! while every program thread is parked. The heap travels as a memfd image
+//! mapped copy-on-write at the same addresses (see `heap`); the rest (globals,
+//! start-up log, symbol tables, the old type map) as JSON in a second memfd.
+
+use crate::{globals, heap, sections, startup_log};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+#[derive(Serialize, Deserialize)]
+pub struct SavedGlobal {
+    pub name: String,
+    pub type_name: String,
+    pub addr: u64,
+    pub size: u64,
+    /// Hex of the bytes.
+    pub bytes: String,
+    /// Equal to its value at the end of the old version's start-up.
+    pub unchanged_since_startup: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SavedSite {
+    pub addr: u64,
+    pub key: u64,
+    pub type_name: Option<String>,
+    pub elem_size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct State {
+    pub old_pid: u32,
+    pub old_exe: String,
+    pub typemap: mcr_types::TypeMap,
+    pub sites: Vec<SavedSite>,
+    pub globals: Vec<SavedGlobal>,
+    pub startup_log: Vec<startup_log::Entry>,
+    pub heap: heap::ImageInfo,
+    /// Function symbols of the old binary at their run-time addresses.
+    pub functions: Vec<(String, u64)>,
+    /// Address ranges of the old binary's image.
+    pub image: Vec<(u64, u64, u64)>,
+}
+
+pub fn to_hex(b: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = Vec::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(H[(x >> 4) as usize]);
+        s.push(H[(x & 15) as usize]);
+    }
+    String::from_utf8(s).unwrap()
+}
+
+pub fn from_hex(s: &str) -> Vec<u8> {
+    let v = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => 0,
+    };
+    s.as_bytes().chunks(2).map(|p| v(p[0]) << 4 | v(p[1])).collect()
+}
+
+pub fn memfd(name: &str) -> std::io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: memfd_create with a valid name.
+    let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(crate::control::to_private_fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Load bias and mapped ranges (start, end, file offset) of the executable.
+pub fn own_image() -> (u64, Vec<(u64, u64, u64)>) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let exe = exe.to_string_lossy();
+    let mut ranges = Vec::new();
+    let mut base = u64::MAX;
+    for l in maps.lines() {
+        if !l.ends_with(exe.as_ref()) {
+            continue;
+        }
+        let mut it = l.split_whitespace();
+        let r = it.next().unwrap_or("");
+        let _perm = it.next();
+        let off = u64::from_str_radix(it.next().unwrap_or("0"), 16).unwrap_or(0);
+        if let Some((a, b)) = r.split_once('-') {
+            let (a, b) = (u64::from_str_radix(a, 16).unwrap_or(0), u64::from_str_radix(b, 16).unwrap_or(0));
+            if off == 0 {
+                base = base.min(a);
+            }
+            ranges.push((a, b, off));
+        }
+    }
+    (if base == u64::MAX { 0 } else { base }, ranges)
+}
+
+/// Function symbols of the running executable at their run-time addresses.
+pub fn own_functions() -> Vec<(String, u64)> {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    let Ok(data) = std::fs::read("/proc/self/exe") else {
+        return vec![];
+    };
+    let Ok(f) = object::File::parse(&*data) else {
+        return vec![];
+    };
+    let (base, _) = own_image();
+    let bias = if f.kind() == object::ObjectKind::Dynamic { base } else { 0 };
+    f.symbols()
+        .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+        .filter_map(|s| Some((s.name().ok()?.to_string(), s.address() + bias)))
+        .collect()
+}
+
+/// Writes the checkpoint; returns (heap image fd, state fd).
+pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let heap_fd = memfd("mcr-heap")?;
+    let info = heap::write_image(heap_fd.as_raw_fd())?;
+    let typemap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
+    let sites = sections::sites()
+        .iter()
+        .map(|s| SavedSite {
+            addr: s as *const _ as u64,
+            key: s.key,
+            type_name: (!s.type_name.is_null()).then(|| sections::cstr(s.type_name).to_string()),
+            elem_size: s.elem_size,
+        })
+        .collect();
+    let globals = globals::all()
+        .map(|g| {
+            let b = globals::bytes(&g);
+            SavedGlobal {
+                name: g.name.into(),
+                type_name: g.type_name.into(),
+                addr: g.addr as u64,
+                size: g.size as u64,
+                bytes: to_hex(b),
+                unchanged_since_startup: globals::startup_value(g.name).is_some_and(|s| s == b),
+            }
+        })
+        .collect();
+    let (_, image) = own_image();
+    let state = State {
+        // SAFETY: getpid has no preconditions.
+        old_pid: unsafe { libc::getpid() } as u32,
+        old_exe: std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        typemap,
+        sites,
+        globals,
+        startup_log: startup_log::entries(),
+        heap: info,
+        functions: own_functions(),
+        image,
+    };
+    let state_fd = memfd("mcr-state")?;
+    let mut f = std::fs::File::from(state_fd.try_clone()?);
+    f.write_all(&serde_json::to_vec(&state).map_err(std::io::Error::other)?)?;
+    Ok((heap_fd, state_fd))
+}
+
+/// Reads the state back in the new process.
+pub fn read(fd: i32) -> std::io::Result<State> {
+    // SAFETY: the fd was handed to us by the old version for this purpose.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.rewind()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    serde_json::from_slice(&buf).map_err(std::io::Error::other)
+}

@@ -1,0 +1,112 @@
+//! The control channel: an abstract Unix socket `@mcr/<pid>` served by a
+//! runtime thread the program does not know about. Its descriptors live
+//! above [`PRIVATE_FD_BASE`] so the program's own numbering is untouched.
+//! Only the process owner and root may talk to it (peer credentials).
+
+use mcr_types::protocol::{control_socket_name, Reply, Request};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+
+/// Runtime-private descriptors are moved at or above this number.
+pub const PRIVATE_FD_BASE: i32 = 900;
+
+/// Moves a descriptor to the private range, close-on-exec.
+pub fn to_private_fd(fd: OwnedFd) -> OwnedFd {
+    // SAFETY: F_DUPFD_CLOEXEC on an fd we own; the original is dropped.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, PRIVATE_FD_BASE) };
+    if n < 0 {
+        return fd;
+    }
+    // SAFETY: `n` is a fresh descriptor we now own.
+    unsafe { OwnedFd::from_raw_fd(n) }
+}
+
+/// Starts the control thread (again, in a forked child).
+pub fn start() {
+    let _ = std::thread::Builder::new()
+        .name("mcr-control".into())
+        .stack_size(256 * 1024)
+        .spawn(serve);
+}
+
+fn serve() {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let Ok(addr) = SocketAddr::from_abstract_name(control_socket_name(pid).as_bytes()) else {
+        return;
+    };
+    let listener = match UnixListener::bind_addr(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mcr-rt: control socket @{}: {e}", control_socket_name(pid));
+            return;
+        }
+    };
+    let listener = UnixListener::from(to_private_fd(OwnedFd::from(listener)));
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let conn = UnixStream::from(to_private_fd(OwnedFd::from(conn)));
+        if !peer_allowed(&conn) {
+            let mut c = &conn;
+            let _ = send(&mut c, &Reply::Error {
+                message: "permission denied: not the process owner".into(),
+            });
+            continue;
+        }
+        handle(conn);
+    }
+}
+
+fn peer_allowed(conn: &UnixStream) -> bool {
+    // SAFETY: SO_PEERCRED into a local ucred of the right size.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        if libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        ) != 0
+        {
+            return false;
+        }
+        cred.uid == 0 || cred.uid == libc::geteuid()
+    }
+}
+
+/// Writes one reply line.
+pub fn send(w: &mut impl Write, r: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r).expect("reply serializes");
+    line.push(b'\n');
+    w.write_all(&line)
+}
+
+fn handle(conn: UnixStream) {
+    let mut line = String::new();
+    if BufReader::new(&conn).read_line(&mut line).is_err() {
+        return;
+    }
+    let mut out = &conn;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Reply::Error {
+            message: format!("bad request: {e}"),
+        },
+        Ok(Request::Info) => Reply::Info(crate::report::info()),
+        Ok(Request::Heap) => Reply::Heap(crate::report::heap()),
+        Ok(Request::Trace) => Reply::Trace(crate::trace::trace()),
+        Ok(Request::Update(u)) => match crate::update::run(&u, &mut out) {
+            Ok(r) => {
+                let _ = send(&mut out, &Reply::Updated(r));
+                crate::update::finish_old_process();
+            }
+            Err(e) => Reply::Error {
+                message: e.to_string(),
+            },
+        },
+    };
+    let _ = send(&mut out, &reply);
+}

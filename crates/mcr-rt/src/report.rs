@@ -1,0 +1,62 @@
+//! What `mcr-ctl ps` and `mcr-ctl heap` show: a live view of the process.
+
+use crate::heap::{self, Site};
+use crate::{sections, startup_log, threads};
+use mcr_types::protocol::{HeapReport, Info, SiteUsage};
+use std::collections::HashMap;
+
+/// Identity of this binary's type map (FNV-1a of the section).
+pub fn typemap_id() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sections::typemap_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+pub fn info() -> Info {
+    let s = heap::stats();
+    Info {
+        pid: std::process::id(),
+        program: std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        typemap_id: typemap_id(),
+        objects: s.objects as u64,
+        heap_bytes: s.bytes as u64,
+        threads: threads::all().len() as u32,
+        startup_over: startup_log::is_startup_over(),
+    }
+}
+
+/// `file:line`, function and type of a site; untyped calls from code that
+/// mcr-cc did not compile have no site.
+pub fn describe_site(site: *const Site) -> (String, String, Option<String>) {
+    if site.is_null() {
+        return ("(uninstrumented)".into(), String::new(), None);
+    }
+    // SAFETY: non-null site pointers in headers point at this binary's descriptors.
+    let s = unsafe { &*site };
+    let ty = (!s.type_name.is_null()).then(|| sections::cstr(s.type_name).to_string());
+    (format!("{}:{}", sections::cstr(s.file), s.line), sections::cstr(s.function).to_string(), ty)
+}
+
+pub fn heap() -> HeapReport {
+    let mut by_site: HashMap<usize, (u64, u64)> = HashMap::new();
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    heap::for_each_live(|o| {
+        let e = by_site.entry(o.site as usize).or_default();
+        e.0 += 1;
+        e.1 += o.size as u64;
+        objects += 1;
+        bytes += o.size as u64;
+    });
+    let mut sites: Vec<SiteUsage> = by_site
+        .into_iter()
+        .map(|(site, (n, b))| {
+            let (site, function, ty) = describe_site(site as *const Site);
+            SiteUsage { site, function, ty, objects: n, bytes: b }
+        })
+        .collect();
+    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
+    HeapReport { objects, bytes, sites }
+}

@@ -1,0 +1,160 @@
+//! The new version's side of a live update. Started by the old version with
+//! `MCR_RESTORE_FD` (checkpoint state), `MCR_STATUS_FD` (progress to the old
+//! version) and `MCR_COMMIT_FD` (its go-ahead). The heap image was adopted
+//! before the first allocation (see `heap`); start-up then runs against the
+//! old start-up log, and at the main thread's first quiescent point the
+//! state is transferred. Nothing here is visible to the program unless the
+//! old version commits; any failure exits, and the old version resumes.
+
+use crate::checkpoint::State;
+use crate::update::fault;
+use crate::{quiesce, startup_log, threads, transfer};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// This process is a new version being restored.
+pub static RESTORING: AtomicBool = AtomicBool::new(false);
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+static T0: Mutex<Option<Instant>> = Mutex::new(None);
+
+fn env_fd(name: &str) -> Option<i32> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+/// Writes one progress line to the old version.
+fn status(line: &str) {
+    if let Some(fd) = env_fd("MCR_STATUS_FD") {
+        let mut l = line.as_bytes().to_vec();
+        l.push(b'\n');
+        // SAFETY: writing to the status pipe the old version gave us.
+        unsafe { libc::write(fd, l.as_ptr() as *const libc::c_void, l.len()) };
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    status(&format!("error {msg}"));
+    eprintln!("mcr-rt: live update failed in the new version: {msg}");
+    // SAFETY: leave at once; the old version rolls back.
+    unsafe { libc::_exit(70) }
+}
+
+/// Called from the runtime's initialisation on the main thread.
+pub fn init_from_env() {
+    let Some(fd) = env_fd("MCR_RESTORE_FD") else {
+        return;
+    };
+    *T0.lock().unwrap() = Some(Instant::now());
+    if fault("restore") {
+        fail("MCR_FAULT=restore");
+    }
+    let state = match crate::checkpoint::read(fd) {
+        Ok(s) => s,
+        Err(e) => fail(&format!("cannot read the checkpoint: {e}")),
+    };
+    for fd in [env_fd("MCR_STATUS_FD"), env_fd("MCR_COMMIT_FD"), env_fd(crate::heap::HEAP_FD_ENV)].into_iter().flatten() {
+        // SAFETY: our own pipes and memfd: never passed on to the program's children.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    transfer::map_old_image(&state);
+    startup_log::start_replay(state.startup_log.clone());
+    *STATE.lock().unwrap() = Some(state);
+    RESTORING.store(true, Ordering::SeqCst);
+    quiesce::REQUESTED.store(true, Ordering::SeqCst);
+    status("phase restore-init 0");
+}
+
+/// The main thread reached its first quiescent point: transfer, report,
+/// wait for the old version's go-ahead, resume.
+pub fn main_startup_over() {
+    if !RESTORING.load(Ordering::SeqCst) {
+        return;
+    }
+    let t_start = T0.lock().unwrap().unwrap_or_else(Instant::now);
+    status(&format!("phase startup-replay {:.3}", t_start.elapsed().as_secs_f64() * 1e3));
+    if fault("startup") {
+        fail("MCR_FAULT=startup");
+    }
+    let unclaimed = startup_log::finish_replay();
+    let t = Instant::now();
+    let me = threads::current();
+    // Threads start-up created park at their first blocking call.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let busy = threads::all()
+            .into_iter()
+            .filter(|r| !me.is_some_and(|m| std::ptr::eq(*r, m)) && r.alive.load(Ordering::SeqCst))
+            .filter(|r| !matches!(r.state(), threads::BlockState::Parked | threads::BlockState::Uninterruptible))
+            .count();
+        if busy == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail(&format!("{busy} threads of the new version did not reach a quiescent point"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    status(&format!("phase new-quiesce {:.3}", t.elapsed().as_secs_f64() * 1e3));
+    let t = Instant::now();
+    let state = STATE.lock().unwrap().take().expect("restore state");
+    if fault("transfer") {
+        fail("MCR_FAULT=transfer");
+    }
+    let mut report = match transfer::run(&state) {
+        Ok(r) => r,
+        Err(e) => fail(&e.to_string()),
+    };
+    status(&format!("phase transfer {:.3}", t.elapsed().as_secs_f64() * 1e3));
+    if fault("crash") {
+        // SAFETY: a deliberate crash right after transfer, for tests.
+        unsafe { libc::raise(libc::SIGSEGV) };
+    }
+    report.fds_closed = unclaimed.iter().map(|e| e.fds.len() as u64).sum();
+    status(&format!("ready {}", serde_json::to_string(&report).unwrap_or_default()));
+    let Some(cfd) = env_fd("MCR_COMMIT_FD") else { fail("no commit channel") };
+    // SAFETY: the commit pipe's read end, ours alone.
+    let f = unsafe { std::fs::File::from_raw_fd(cfd) };
+    let mut line = String::new();
+    if BufReader::new(f).read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "commit" {
+        fail("the old version did not commit");
+    }
+    for e in &unclaimed {
+        for &fd in &e.fds {
+            // SAFETY: an inherited start-up resource the new version does not use.
+            unsafe { libc::close(fd) };
+        }
+    }
+    for v in ["MCR_RESTORE_FD", crate::heap::HEAP_FD_ENV, "MCR_COMMIT_FD"] {
+        std::env::remove_var(v);
+    }
+    notify_supervisor();
+    RESTORING.store(false, Ordering::SeqCst);
+    status("committed");
+    if let Some(fd) = env_fd("MCR_STATUS_FD") {
+        // SAFETY: done with the status pipe.
+        unsafe { libc::close(fd) };
+    }
+    std::env::remove_var("MCR_STATUS_FD");
+    quiesce::resume();
+    let _ = std::io::stderr().flush();
+}
+
+/// Tells systemd (when it supervises us) that the service's main PID changed.
+fn notify_supervisor() {
+    let Ok(path) = std::env::var("NOTIFY_SOCKET") else { return };
+    let msg = format!("MAINPID={}\nREADY=1\n", std::process::id());
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    if let Some(abs) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        if let Ok(a) = std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes()) {
+            let _ = sock.send_to_addr(msg.as_bytes(), &a);
+        }
+    } else {
+        let _ = sock.send_to(msg.as_bytes(), &path);
+    }
+}

@@ -1,0 +1,347 @@
+//! The start-up log: calls that create long-lived resources before the main
+//! thread's first quiescent point, recorded in the old version and replayed
+//! against in the new one (mutable reinitialization).
+//!
+//! Matching is by (kind, key arguments, order among equals), not by call
+//! site: the calls are interposed at the libc symbol, so resources that
+//! libraries create (libevent's epoll instance) are matched too. A socket is
+//! re-checked at `bind`: bound to another address, it gets a fresh socket.
+//! The new version gets the inherited descriptor under the old number.
+
+use crate::blocking_calls::next_symbol;
+use crate::threads;
+use libc::{c_char, c_int, c_uint};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub kind: String,
+    /// The arguments that identify the resource (`2,1,0` for an IPv4 TCP socket).
+    pub key: String,
+    pub fds: Vec<c_int>,
+    /// Hex of the address passed to `bind`.
+    #[serde(default)]
+    pub bound: Option<String>,
+    #[serde(default)]
+    pub listening: bool,
+    /// Still open (not closed through `close`) at checkpoint time.
+    pub open: bool,
+    #[serde(skip)]
+    pub claimed: bool,
+}
+
+const RECORDING: u8 = 0;
+const DONE: u8 = 1;
+const REPLAYING: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(RECORDING);
+static LOG: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+static STARTUP_OVER: AtomicBool = AtomicBool::new(false);
+
+/// The log as it stands (for the checkpoint).
+pub fn entries() -> Vec<Entry> {
+    LOG.lock().unwrap().clone()
+}
+
+/// Puts the runtime in replay mode with the old version's log.
+pub fn start_replay(old: Vec<Entry>) {
+    *LOG.lock().unwrap() = old.into_iter().filter(|e| e.open).collect();
+    MODE.store(REPLAYING, Ordering::SeqCst);
+}
+
+/// Ends replay: returns the old entries the new version did not claim
+/// (their descriptors are closed after commit).
+pub fn finish_replay() -> Vec<Entry> {
+    MODE.store(DONE, Ordering::SeqCst);
+    let log = LOG.lock().unwrap();
+    log.iter().filter(|e| !e.claimed).cloned().collect()
+}
+
+pub fn is_startup_over() -> bool {
+    STARTUP_OVER.load(Ordering::SeqCst)
+}
+
+/// Called at every event wait of the main thread: the first one ends
+/// start-up (the startup snapshot is taken then).
+pub fn main_reached_quiescent_point() {
+    if STARTUP_OVER.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if MODE.load(Ordering::SeqCst) == RECORDING {
+        MODE.store(DONE, Ordering::SeqCst);
+    }
+    crate::globals::take_startup_snapshot();
+    crate::restore::main_startup_over();
+}
+
+pub fn thread_started() {}
+
+fn logging() -> bool {
+    threads::current().is_some()
+}
+
+fn record(kind: &str, key: String, fds: Vec<c_int>) {
+    if MODE.load(Ordering::SeqCst) != RECORDING || !logging() {
+        return;
+    }
+    LOG.lock().unwrap().push(Entry {
+        kind: kind.into(),
+        key,
+        fds,
+        bound: None,
+        listening: false,
+        open: true,
+        claimed: false,
+    });
+}
+
+/// In replay, finds the first unclaimed old entry of this kind and key.
+fn claim(kind: &str, key: &str) -> Option<Vec<c_int>> {
+    if MODE.load(Ordering::SeqCst) != REPLAYING || !logging() {
+        return None;
+    }
+    let mut log = LOG.lock().unwrap();
+    let e = log.iter_mut().find(|e| !e.claimed && e.kind == kind && e.key == key)?;
+    e.claimed = true;
+    Some(e.fds.clone())
+}
+
+fn with_entry<R>(fd: c_int, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    let mut log = LOG.lock().unwrap();
+    log.iter_mut().rev().find(|e| e.fds.contains(&fd) && e.open).map(f)
+}
+
+fn is_claimed(fd: c_int) -> bool {
+    MODE.load(Ordering::SeqCst) == REPLAYING
+        && with_entry(fd, |e| e.claimed).unwrap_or(false)
+}
+
+macro_rules! real {
+    ($name:ident : fn($($t:ty),*) -> $r:ty) => {{
+        static CACHE: AtomicUsize = AtomicUsize::new(0);
+        let f = next_symbol(&CACHE, concat!(stringify!($name), "\0").as_bytes());
+        // SAFETY: the symbol is libc's function of exactly this signature.
+        unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $r>(f) }
+    }};
+}
+
+const TYPE_FLAGS: c_int = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+
+/// # Safety
+/// Same contract as `socket`.
+#[no_mangle]
+pub unsafe extern "C" fn socket(d: c_int, t: c_int, p: c_int) -> c_int {
+    let key = format!("{d},{},{p}", t & !TYPE_FLAGS);
+    if let Some(fds) = claim("socket", &key) {
+        return fds[0];
+    }
+    // SAFETY: forwarding the caller's arguments.
+    let fd = unsafe { real!(socket: fn(c_int, c_int, c_int) -> c_int)(d, t, p) };
+    if fd >= 0 {
+        record("socket", key, vec![fd]);
+    }
+    fd
+}
+
+fn hex(p: *const u8, n: usize) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: the caller passed `n` readable bytes.
+    let b = unsafe { std::slice::from_raw_parts(p, n) };
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// # Safety
+/// Same contract as `bind`.
+#[no_mangle]
+pub unsafe extern "C" fn bind(fd: c_int, a: *const libc::sockaddr, l: libc::socklen_t) -> c_int {
+    let addr = hex(a as *const u8, l as usize);
+    let f = real!(bind: fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int);
+    if is_claimed(fd) {
+        if with_entry(fd, |e| e.bound.as_deref() == Some(addr.as_str())) == Some(true) {
+            return 0;
+        }
+        // Same kind of socket, other address: this is a new resource.
+        with_entry(fd, |e| e.claimed = false);
+        // SAFETY: a fresh socket of the same kind replaces the inherited one
+        // under the number the program holds; the old process keeps its own.
+        unsafe {
+            let mut ty: c_int = 0;
+            let mut dom: libc::sockaddr_storage = std::mem::zeroed();
+            let mut tl = std::mem::size_of::<c_int>() as libc::socklen_t;
+            let mut dl = std::mem::size_of_val(&dom) as libc::socklen_t;
+            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, &mut ty as *mut c_int as *mut _, &mut tl);
+            libc::getsockname(fd, &mut dom as *mut _ as *mut libc::sockaddr, &mut dl);
+            let fresh = real!(socket: fn(c_int, c_int, c_int) -> c_int)(dom.ss_family as c_int, ty, 0);
+            libc::dup2(fresh, fd);
+            libc::close(fresh);
+        }
+    }
+    // SAFETY: forwarding the caller's arguments.
+    let r = unsafe { f(fd, a, l) };
+    if r == 0 && MODE.load(Ordering::SeqCst) == RECORDING && logging() {
+        with_entry(fd, |e| e.bound = Some(addr));
+    }
+    r
+}
+
+/// # Safety
+/// Same contract as `listen`.
+#[no_mangle]
+pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    if is_claimed(fd) {
+        return 0;
+    }
+    // SAFETY: forwarding the caller's arguments.
+    let r = unsafe { real!(listen: fn(c_int, c_int) -> c_int)(fd, backlog) };
+    if r == 0 && MODE.load(Ordering::SeqCst) == RECORDING && logging() {
+        with_entry(fd, |e| e.listening = true);
+    }
+    r
+}
+
+/// In replay, an inherited epoll instance already holds the old
+/// registrations: adding one again is a modification.
+///
+/// # Safety
+/// Same contract as `epoll_ctl`.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_ctl(ep: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
+    let f = real!(epoll_ctl: fn(c_int, c_int, c_int, *mut libc::epoll_event) -> c_int);
+    // SAFETY: forwarding the caller's arguments.
+    let r = unsafe { f(ep, op, fd, ev) };
+    if r == -1 && op == libc::EPOLL_CTL_ADD && crate::quiesce::errno() == libc::EEXIST && is_claimed(ep) {
+        // SAFETY: same registration as a modification.
+        return unsafe { f(ep, libc::EPOLL_CTL_MOD, fd, ev) };
+    }
+    r
+}
+
+macro_rules! simple_resource {
+    ($name:ident, $kind:literal, ($($a:ident : $t:ty),*), $key:expr) => {
+        /// # Safety
+        /// Same contract as the libc function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> c_int {
+            let key: String = $key;
+            if let Some(fds) = claim($kind, &key) {
+                return fds[0];
+            }
+            // SAFETY: forwarding the caller's arguments.
+            let fd = unsafe { real!($name: fn($($t),*) -> c_int)($($a),*) };
+            if fd >= 0 {
+                record($kind, key, vec![fd]);
+            }
+            fd
+        }
+    };
+}
+
+simple_resource!(epoll_create, "epoll", (n: c_int), { let _ = n; String::new() });
+simple_resource!(epoll_create1, "epoll", (fl: c_int), { let _ = fl; String::new() });
+simple_resource!(eventfd, "eventfd", (v: c_uint, fl: c_int), format!("{v},{fl}"));
+simple_resource!(timerfd_create, "timerfd", (c: c_int, fl: c_int), format!("{c},{fl}"));
+simple_resource!(signalfd, "signalfd", (fd: c_int, m: *const libc::sigset_t, fl: c_int), { let _ = (m, fl); format!("{fd}") });
+
+fn open_key(path: *const c_char, flags: c_int) -> String {
+    let keep = flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NONBLOCK);
+    format!("{}|{keep}", crate::sections::cstr(path))
+}
+
+fn open_common(path: *const c_char, flags: c_int, real: impl FnOnce() -> c_int) -> c_int {
+    let key = open_key(path, flags);
+    if let Some(fds) = claim("open", &key) {
+        return fds[0];
+    }
+    let fd = real();
+    if fd >= 0 {
+        record("open", key, vec![fd]);
+    }
+    fd
+}
+
+/// `open` is variadic in C; on x86-64 the mode arrives in the third
+/// argument register whether or not it was passed.
+///
+/// # Safety
+/// Same contract as `open`.
+#[no_mangle]
+pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    let f = real!(open: fn(*const c_char, c_int, c_uint) -> c_int);
+    // SAFETY: forwarding the caller's arguments.
+    open_common(path, flags, || unsafe { f(path, flags, mode) })
+}
+
+/// # Safety
+/// Same contract as `open64`.
+#[no_mangle]
+pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+    let f = real!(open64: fn(*const c_char, c_int, c_uint) -> c_int);
+    // SAFETY: forwarding the caller's arguments.
+    open_common(path, flags, || unsafe { f(path, flags, mode) })
+}
+
+fn pair(kind: &str, key: String, out: *mut c_int, real: impl FnOnce() -> c_int) -> c_int {
+    if let Some(fds) = claim(kind, &key) {
+        // SAFETY: the caller passed an array of two ints.
+        unsafe {
+            *out = fds[0];
+            *out.add(1) = fds[1];
+        }
+        return 0;
+    }
+    let r = real();
+    if r == 0 {
+        // SAFETY: filled by the real call.
+        let fds = unsafe { vec![*out, *out.add(1)] };
+        record(kind, key, fds);
+    }
+    r
+}
+
+/// # Safety
+/// Same contract as `pipe`.
+#[no_mangle]
+pub unsafe extern "C" fn pipe(out: *mut c_int) -> c_int {
+    let f = real!(pipe: fn(*mut c_int) -> c_int);
+    // SAFETY: forwarding the caller's arguments.
+    pair("pipe", String::new(), out, || unsafe { f(out) })
+}
+
+/// # Safety
+/// Same contract as `pipe2`.
+#[no_mangle]
+pub unsafe extern "C" fn pipe2(out: *mut c_int, fl: c_int) -> c_int {
+    let f = real!(pipe2: fn(*mut c_int, c_int) -> c_int);
+    // SAFETY: forwarding the caller's arguments.
+    pair("pipe", String::new(), out, || unsafe { f(out, fl) })
+}
+
+/// # Safety
+/// Same contract as `socketpair`.
+#[no_mangle]
+pub unsafe extern "C" fn socketpair(d: c_int, t: c_int, p: c_int, out: *mut c_int) -> c_int {
+    let f = real!(socketpair: fn(c_int, c_int, c_int, *mut c_int) -> c_int);
+    let key = format!("{d},{},{p}", t & !TYPE_FLAGS);
+    // SAFETY: forwarding the caller's arguments.
+    pair("socketpair", key, out, || unsafe { f(d, t, p, out) })
+}
+
+/// A start-up resource closed by the program is no longer one: its number
+/// may be reused by anything.
+///
+/// # Safety
+/// Same contract as `close`.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if let Ok(mut log) = LOG.lock() {
+        for e in log.iter_mut().filter(|e| e.open && e.fds.contains(&fd)) {
+            e.open = false;
+        }
+    }
+    // SAFETY: forwarding the caller's argument.
+    unsafe { real!(close: fn(c_int) -> c_int)(fd) }
+}

@@ -1,0 +1,160 @@
+//! The program's threads, as the runtime needs to know them to quiesce:
+//! the main thread and every thread made through `pthread_create`.
+//! Runtime threads (the control thread) are not in this registry.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// What a thread is doing, as seen by the quiescence controller.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum BlockState {
+    /// Running program code (or a call the runtime does not wrap).
+    Running = 0,
+    /// Inside a wrapped call that the reserved signal can interrupt.
+    Interruptible = 1,
+    /// Inside a wrapped call that ignores signals (`pthread_cond_wait`):
+    /// quiescent where it is, and parks before it returns.
+    Uninterruptible = 2,
+    /// Parked by the runtime.
+    Parked = 3,
+}
+
+pub struct ThreadRec {
+    pub tid: AtomicI32,
+    /// The thread's stack, for conservative scanning.
+    pub stack: (usize, usize),
+    pub state: AtomicU8,
+    pub alive: AtomicBool,
+    pub is_main: bool,
+}
+
+impl ThreadRec {
+    pub fn state(&self) -> BlockState {
+        match self.state.load(Ordering::SeqCst) {
+            1 => BlockState::Interruptible,
+            2 => BlockState::Uninterruptible,
+            3 => BlockState::Parked,
+            _ => BlockState::Running,
+        }
+    }
+    pub fn set(&self, s: BlockState) {
+        self.state.store(s as u8, Ordering::SeqCst);
+    }
+}
+
+static REGISTRY: Mutex<Vec<&'static ThreadRec>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static CURRENT: Cell<Option<&'static ThreadRec>> = const { Cell::new(None) };
+}
+
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Registers the calling thread as a program thread.
+pub fn register_current(is_main: bool) -> &'static ThreadRec {
+    if let Some(r) = current() {
+        return r;
+    }
+    let rec: &'static ThreadRec = Box::leak(Box::new(ThreadRec {
+        tid: AtomicI32::new(gettid()),
+        stack: own_stack(),
+        state: AtomicU8::new(0),
+        alive: AtomicBool::new(true),
+        is_main,
+    }));
+    REGISTRY.lock().unwrap().push(rec);
+    CURRENT.with(|c| c.set(Some(rec)));
+    rec
+}
+
+fn own_stack() -> (usize, usize) {
+    // SAFETY: pthread_getattr_np on the calling thread into a local attr.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return (0, 0);
+        }
+        let mut addr = std::ptr::null_mut();
+        let mut size = 0;
+        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (addr as usize, addr as usize + size)
+    }
+}
+
+/// Stacks of the live program threads.
+pub fn stack_ranges() -> Vec<(usize, usize)> {
+    all().iter().filter(|t| t.alive.load(Ordering::SeqCst) && t.stack.1 > t.stack.0).map(|t| t.stack).collect()
+}
+
+/// The calling thread's record, `None` for runtime threads.
+pub fn current() -> Option<&'static ThreadRec> {
+    CURRENT.try_with(|c| c.get()).ok().flatten()
+}
+
+pub fn unregister_current() {
+    if let Some(r) = current() {
+        r.alive.store(false, Ordering::SeqCst);
+        REGISTRY.lock().unwrap().retain(|x| !std::ptr::eq(*x, r));
+        let _ = CURRENT.try_with(|c| c.set(None));
+    }
+}
+
+/// A snapshot of the live program threads.
+pub fn all() -> Vec<&'static ThreadRec> {
+    REGISTRY.lock().unwrap().clone()
+}
+
+/// After `fork`: only the forking thread exists in the child.
+pub fn after_fork_child() {
+    let me = current();
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.retain(|r| me.is_some_and(|m| std::ptr::eq(*r, m)));
+    if let Some(m) = me {
+        m.tid.store(gettid(), Ordering::SeqCst);
+        m.set(BlockState::Running);
+    }
+}
+
+struct Start {
+    f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    arg: *mut libc::c_void,
+}
+
+extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `p` is the Box<Start> leaked by `__mcr_pthread_create`.
+    let s = unsafe { Box::from_raw(p as *mut Start) };
+    register_current(false);
+    crate::startup_log::thread_started();
+    let r = (s.f)(s.arg);
+    unregister_current();
+    r
+}
+
+/// `pthread_create` for program threads: registers the thread so it can be
+/// quiesced, and logs it as a start-up resource.
+///
+/// # Safety
+/// Same contract as `pthread_create`.
+#[no_mangle]
+pub unsafe extern "C" fn __mcr_pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    arg: *mut libc::c_void,
+) -> libc::c_int {
+    crate::init::ensure();
+    let start = Box::into_raw(Box::new(Start { f, arg }));
+    // SAFETY: forwarding the caller's arguments; the trampoline owns `start`.
+    let r = unsafe { libc::pthread_create(thread, attr, trampoline, start as *mut libc::c_void) };
+    if r != 0 {
+        // SAFETY: the thread was not created, so `start` is still ours.
+        drop(unsafe { Box::from_raw(start) });
+    }
+    r
+}

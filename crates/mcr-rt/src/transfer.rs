@@ -1,0 +1,345 @@
+//! Mutable tracing and state transfer, run in the new version at its main
+//! thread's first quiescent point with every other thread parked.
+//!
+//! The old heap is already here, at its old addresses (heap image). An old
+//! object whose type kept its layout, or whose type is unknown, stays where
+//! it is; one whose type changed is re-allocated in the new layout and every
+//! precise pointer to it is rewritten. Pointers into the old binary (globals,
+//! functions) are rewritten through names. A changed object that untyped
+//! memory points to cannot move safely: the update is refused.
+
+use crate::checkpoint::{from_hex, State};
+use crate::heap::{self, Site};
+use crate::{globals, sections};
+use mcr_types::plan::{pointer_slots, PlanError, Versions};
+use mcr_types::protocol::UpdateReport;
+use mcr_types::{TypeDef, TypeKind, TypeMap};
+use std::collections::HashMap;
+
+#[derive(Debug)]
+pub enum TransferError {
+    Plan(PlanError),
+    Alloc(u64),
+    MovedReferencedFromUntyped { ty: String, from_site: String },
+    FunctionGone(String),
+    GlobalGone(String),
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferError::Plan(e) => write!(f, "{e}"),
+            TransferError::Alloc(n) => write!(f, "out of memory allocating {n} bytes"),
+            TransferError::MovedReferencedFromUntyped { ty, from_site } => write!(
+                f,
+                "an object of `{ty}` changes layout but untyped memory allocated at {from_site} points to it"
+            ),
+            TransferError::FunctionGone(n) => write!(f, "function `{n}` is referenced by the state but gone in the new version"),
+            TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
+        }
+    }
+}
+
+impl From<PlanError> for TransferError {
+    fn from(e: PlanError) -> Self {
+        TransferError::Plan(e)
+    }
+}
+
+extern "C" {
+    fn __mcr_malloc(size: usize, site: *const Site) -> *mut u8;
+    fn free(p: *mut u8);
+}
+
+/// Maps the old binary's image read-only at its old addresses, so string
+/// literals and constant tables that old state points to stay readable.
+pub fn map_old_image(state: &State) {
+    let path = format!("/proc/{}/exe", state.old_pid);
+    let Ok(f) = std::fs::File::open(&path) else { return };
+    use std::os::fd::AsRawFd;
+    for &(a, b, off) in &state.image {
+        // SAFETY: a fixed, non-replacing, read-only private mapping at the
+        // old addresses; failure (address taken) just leaves it unmapped.
+        unsafe {
+            libc::mmap(
+                a as *mut libc::c_void,
+                (b - a) as usize,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE,
+                f.as_raw_fd(),
+                off as libc::off_t,
+            );
+        }
+    }
+}
+
+struct Move {
+    old: u64,
+    old_size: u64,
+    new: u64,
+    old_ty: String,
+    new_ty: String,
+}
+
+struct Ctx<'a> {
+    v: Versions<'a>,
+    moves: Vec<Move>,
+    old_globals: Vec<(u64, u64, &'a str, &'a str)>,
+    new_globals: HashMap<&'static str, (u64, &'static str)>,
+    old_funcs: HashMap<u64, &'a str>,
+    new_funcs: HashMap<String, u64>,
+    slots: HashMap<String, Vec<(u64, String)>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn slots_of(&mut self, ty: &str) -> Vec<(u64, String)> {
+        if let Some(s) = self.slots.get(ty) {
+            return s.clone();
+        }
+        let mut out = Vec::new();
+        if let Some(t) = self.v.new_type(ty) {
+            let look = |n: &str| self.v.new_type(n).cloned();
+            pointer_slots(&look, t, 0, &mut out, 0);
+        }
+        self.slots.insert(ty.to_string(), out.clone());
+        out
+    }
+
+    /// Offset `off` inside an old `ot` value, as an offset inside `nt`.
+    fn map_offset(&self, ot: &TypeDef, nt: &TypeDef, off: u64) -> Option<u64> {
+        if off == 0 && ot.kind != TypeKind::Struct {
+            return Some(0);
+        }
+        match (ot.kind, nt.kind) {
+            (TypeKind::Struct, TypeKind::Struct) => {
+                for f in &ot.fields {
+                    let ft = self.v.old_type(&f.ty)?;
+                    if off >= f.offset && off < f.offset + ft.size.max(1) {
+                        let nf = nt.fields.iter().find(|x| x.name == f.name)?;
+                        let nft = self.v.new_type(&nf.ty)?;
+                        return Some(nf.offset + self.map_offset(ft, nft, off - f.offset)?);
+                    }
+                }
+                if off == 0 {
+                    Some(0)
+                } else {
+                    None
+                }
+            }
+            (TypeKind::Array, TypeKind::Array) => {
+                let oe = self.v.old_type(ot.target.as_deref()?)?;
+                let ne = self.v.new_type(nt.target.as_deref()?)?;
+                let i = off / oe.size.max(1);
+                Some(i * ne.size + self.map_offset(oe, ne, off % oe.size.max(1))?)
+            }
+            _ => Some(off.min(nt.size)),
+        }
+    }
+
+    /// The new value of a pointer found in old state, if it must change.
+    fn translate(&self, p: u64) -> Result<Option<u64>, TransferError> {
+        if p == 0 {
+            return Ok(None);
+        }
+        let i = self.moves.partition_point(|m| m.old <= p);
+        if i > 0 {
+            let m = &self.moves[i - 1];
+            if p < m.old + m.old_size {
+                let (ot, nt) = (self.v.old_type(&m.old_ty).unwrap(), self.v.new_type(&m.new_ty).unwrap());
+                let rel = p - m.old;
+                let (el, off) = (rel / ot.size.max(1), rel % ot.size.max(1));
+                let noff = self.map_offset(ot, nt, off).unwrap_or(0);
+                return Ok(Some(m.new + el * nt.size + noff));
+            }
+        }
+        let j = self.old_globals.partition_point(|g| g.0 <= p);
+        if j > 0 {
+            let (a, sz, name, ty) = self.old_globals[j - 1];
+            if p < a + sz.max(1) {
+                let (na, nty) = *self.new_globals.get(name).ok_or_else(|| TransferError::GlobalGone(name.into()))?;
+                let off = match (self.v.old_type(ty), self.v.new_type(nty)) {
+                    (Some(o), Some(n)) => self.map_offset(o, n, p - a).unwrap_or(p - a),
+                    _ => p - a,
+                };
+                return Ok(Some(na + off));
+            }
+        }
+        if let Some(name) = self.old_funcs.get(&p) {
+            let n = self.new_funcs.get(*name).ok_or_else(|| TransferError::FunctionGone(name.to_string()))?;
+            return Ok(Some(*n));
+        }
+        Ok(None)
+    }
+
+    /// Rewrites the pointers of `count` values of new type `ty` at `addr`.
+    fn fix_pointers(&mut self, addr: u64, ty: &str, count: u64) -> Result<u64, TransferError> {
+        let slots = self.slots_of(ty);
+        if slots.is_empty() {
+            return Ok(0);
+        }
+        let size = self.v.new_type(ty).map(|t| t.size).unwrap_or(0).max(1);
+        let mut n = 0;
+        for e in 0..count {
+            for (off, _) in &slots {
+                let at = (addr + e * size + off) as *mut u64;
+                // SAFETY: `at` is a pointer field inside a live object or
+                // global of type `ty`, per the type map.
+                let p = unsafe { at.read_unaligned() };
+                if let Some(q) = self.translate(p)? {
+                    // SAFETY: as above.
+                    unsafe { at.write_unaligned(q) };
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn site_text(s: Option<&crate::checkpoint::SavedSite>, state: &State) -> String {
+    let Some(s) = s else { return "(uninstrumented code)".into() };
+    let id = format!("{:016x}", s.key);
+    state
+        .typemap
+        .alloc_sites
+        .iter()
+        .find(|x| x.id == id)
+        .map(|x| format!("{}:{}", x.file, x.line))
+        .unwrap_or(id)
+}
+
+/// Transfers the old version's state into this process.
+pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
+    let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
+    let v = Versions::new(&state.typemap, &new_map, Default::default());
+    let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> = state.sites.iter().map(|s| (s.addr, s)).collect();
+    let new_sites: HashMap<u64, &'static Site> = sections::sites().iter().map(|s| (s.key, s)).collect();
+    let mut old_globals: Vec<_> = state.globals.iter().map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str())).collect();
+    old_globals.sort_by_key(|g| g.0);
+    let new_globals = globals::all().map(|g| (g.name, (g.addr as u64, g.type_name))).collect();
+    let mut ctx = Ctx {
+        v,
+        moves: vec![],
+        old_globals,
+        new_globals,
+        old_funcs: state.functions.iter().map(|(n, a)| (*a, n.as_str())).collect(),
+        new_funcs: crate::checkpoint::own_functions().into_iter().collect(),
+        slots: HashMap::new(),
+    };
+    let mut report = UpdateReport::default();
+
+    let mut inherited = Vec::new();
+    heap::for_each_live(|o| {
+        if heap::is_inherited(o.addr) {
+            inherited.push(o);
+        }
+    });
+    // Typed objects that stay, to have their pointers fixed: (addr, type, count).
+    let mut typed: Vec<(u64, String, u64)> = Vec::new();
+    let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
+    for o in &inherited {
+        report.bytes += o.size as u64;
+        let old_site = old_sites.get(&(o.site as u64)).copied();
+        let new_site = old_site.and_then(|s| new_sites.get(&s.key)).copied();
+        let site_ptr = new_site.map_or(std::ptr::null(), |s| s as *const Site);
+        let ty = old_site.and_then(|s| s.type_name.as_deref());
+        let (Some(tn), Some(ot), Some(nt)) = (ty, ty.and_then(|t| ctx.v.old_type(t)), ty.and_then(|t| ctx.v.new_type(t))) else {
+            heap::set_site(o.addr, site_ptr);
+            report.objects_conservative += 1;
+            untyped.push((o.addr as u64, o.size as u64, old_site));
+            continue;
+        };
+        let count = o.size as u64 / ot.size.max(1);
+        report.objects_precise += 1;
+        if ctx.v.identical(ot, nt, 0) {
+            heap::set_site(o.addr, site_ptr);
+            typed.push((o.addr as u64, tn.to_string(), count));
+            continue;
+        }
+        let tail = o.size as u64 - count * ot.size;
+        let new_size = count * nt.size + tail;
+        // SAFETY: allocation through the runtime's own typed entry point.
+        let p = unsafe { __mcr_malloc(new_size as usize, site_ptr) };
+        if p.is_null() {
+            return Err(TransferError::Alloc(new_size));
+        }
+        // SAFETY: `o` is a live object of `o.size` bytes; `p` is fresh.
+        let (src, dst) = unsafe {
+            std::ptr::write_bytes(p, 0, new_size as usize);
+            (
+                std::slice::from_raw_parts(o.addr as *const u8, o.size),
+                std::slice::from_raw_parts_mut(p, new_size as usize),
+            )
+        };
+        for e in 0..count as usize {
+            let (os, ns) = (ot.size as usize, nt.size as usize);
+            ctx.v.convert(ot, nt, &src[e * os..(e + 1) * os], &mut dst[e * ns..(e + 1) * ns], tn)?;
+        }
+        dst[(count * nt.size) as usize..].copy_from_slice(&src[(count * ot.size) as usize..]);
+        ctx.moves.push(Move { old: o.addr as u64, old_size: o.size as u64, new: p as u64, old_ty: tn.into(), new_ty: tn.into() });
+        typed.push((p as u64, tn.to_string(), count));
+        report.objects_moved += 1;
+    }
+    ctx.moves.sort_by_key(|m| m.old);
+
+    // Untyped memory must not point into an object that moves.
+    if !ctx.moves.is_empty() {
+        for &(a, sz, site) in &untyped {
+            for w in (a..a + sz.saturating_sub(7)).step_by(8) {
+                // SAFETY: reading inside a live object.
+                let p = unsafe { (w as *const u64).read_unaligned() };
+                let i = ctx.moves.partition_point(|m| m.old <= p);
+                if i > 0 && p < ctx.moves[i - 1].old + ctx.moves[i - 1].old_size {
+                    return Err(TransferError::MovedReferencedFromUntyped {
+                        ty: ctx.moves[i - 1].old_ty.clone(),
+                        from_site: site_text(site, state),
+                    });
+                }
+            }
+        }
+    }
+
+    // Globals: old state wins, except scalars start-up would set anyway.
+    let mut fixed_globals = Vec::new();
+    for g in &state.globals {
+        let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else { continue };
+        let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
+        let has_ptr = match ot {
+            Some(t) => {
+                let look = |n: &str| ctx.v.old_type(n).cloned();
+                let mut s = Vec::new();
+                pointer_slots(&look, t, 0, &mut s, 0);
+                !s.is_empty() || mcr_types::plan::has_union(&look, t, 0)
+            }
+            None => true,
+        };
+        if g.unchanged_since_startup && !has_ptr {
+            continue;
+        }
+        let old = from_hex(&g.bytes);
+        let nsize = nt.map(|t| t.size).unwrap_or(old.len() as u64) as usize;
+        // SAFETY: the new global is `nsize` bytes long per its descriptor.
+        let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
+        match (ot, nt) {
+            (Some(o), Some(n)) => ctx.v.convert(o, n, &old, dst, &g.name)?,
+            _ => {
+                let k = old.len().min(dst.len());
+                dst[..k].copy_from_slice(&old[..k]);
+            }
+        }
+        report.globals += 1;
+        fixed_globals.push((na, nty.to_string()));
+    }
+    for (a, t) in fixed_globals {
+        ctx.fix_pointers(a, &t, 1)?;
+    }
+    for (a, t, n) in &typed {
+        ctx.fix_pointers(*a, t, *n)?;
+    }
+    for m in &ctx.moves {
+        // SAFETY: the old copy of a moved object; nothing points to it now.
+        unsafe { free(m.old as *mut u8) };
+    }
+    heap::clear_inherited();
+    Ok(report)
+}
