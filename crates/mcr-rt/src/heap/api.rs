@@ -1,0 +1,160 @@
+//! What the rest of the runtime asks of the heap: resolve an address to its
+//! object, enumerate live objects, retag them, and count them.
+
+use super::alloc::locate;
+use super::layout::*;
+use super::region::{self, desc, page_addr, top};
+use super::site::Site;
+use super::size_class::slot_size;
+use super::{init, thread_cache};
+use std::sync::atomic::Ordering;
+
+/// A live heap object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Object {
+    /// Payload address (what `malloc` returned).
+    pub addr: usize,
+    /// Requested size in bytes.
+    pub size: usize,
+    /// Allocation site; null for untyped allocations. May point into a
+    /// previous binary for inherited objects: never dereference those
+    /// before translating them with [`set_site`].
+    pub site: *const Site,
+}
+
+/// Heap totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Live objects.
+    pub objects: u64,
+    /// Requested bytes of live objects.
+    pub bytes: u64,
+    /// Bytes of the region mapped read-write (metadata included).
+    pub mapped_bytes: u64,
+}
+
+fn object_at(payload: usize, w: u64, site: usize) -> Object {
+    Object {
+        addr: payload,
+        size: word_size(w),
+        site: site as *const Site,
+    }
+}
+
+/// The live object containing `addr` (any address in `[addr, addr+size)`,
+/// or `addr` itself for a zero-size object). `None` for free memory,
+/// headers, alignment padding and addresses outside the heap. O(1).
+pub fn find(addr: usize) -> Option<Object> {
+    let slot = locate(addr)?;
+    let h = slot.header();
+    let w = h.word.load(Ordering::Acquire);
+    if w & W_ALLOC == 0 {
+        return None;
+    }
+    let payload = slot.start + word_offset(w);
+    let size = word_size(w);
+    if addr < payload || (addr >= payload + size && !(size == 0 && addr == payload)) {
+        return None;
+    }
+    Some(object_at(payload, w, h.site.load(Ordering::Acquire)))
+}
+
+/// Calls `f` for every live object, in address order. Exact when the
+/// program's threads are parked; while they run it never faults, but may
+/// miss or include objects allocated or freed meanwhile. `f` may allocate
+/// (it should not free objects of this heap).
+pub fn for_each_live(mut f: impl FnMut(Object)) {
+    if !init::is_initialized() {
+        return;
+    }
+    let top = top();
+    let mut i = region::meta_pages();
+    while i < top {
+        let d = desc(i).load();
+        match d.kind {
+            Kind::Small => {
+                let ss = slot_size(d.class as usize);
+                let pa = page_addr(i);
+                let carved = (d.a as usize).min(PAGE / ss);
+                for si in 0..carved {
+                    let s = pa + si * ss;
+                    let h = super::central::hdr(s);
+                    let w = h.word.load(Ordering::Acquire);
+                    if w & W_ALLOC != 0 {
+                        f(object_at(
+                            s + word_offset(w),
+                            w,
+                            h.site.load(Ordering::Acquire),
+                        ));
+                    }
+                }
+                i += 1;
+            }
+            Kind::LargeHead => {
+                let s = page_addr(i);
+                let h = super::central::hdr(s);
+                let w = h.word.load(Ordering::Acquire);
+                if w & W_ALLOC != 0 {
+                    f(object_at(
+                        s + word_offset(w),
+                        w,
+                        h.site.load(Ordering::Acquire),
+                    ));
+                }
+                i += (d.a as usize).max(1);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// Sets the site of the live object containing `addr`. False if there is
+/// none.
+pub fn set_site(addr: usize, site: *const Site) -> bool {
+    with_live_header(addr, |h, _| h.site.store(site as usize, Ordering::Release)).is_some()
+}
+
+/// Whether the live object containing `addr` came from an adopted image
+/// (and [`clear_inherited`] has not run since).
+pub fn is_inherited(addr: usize) -> bool {
+    with_live_header(addr, |_, w| w & W_INHERITED != 0).unwrap_or(false)
+}
+
+/// Forgets which objects were inherited (after their sites are
+/// translated). Call with the program's threads parked.
+pub fn clear_inherited() {
+    for_each_live(|o| {
+        with_live_header(o.addr, |h, w| {
+            if w & W_INHERITED != 0 {
+                h.word.fetch_and(!W_INHERITED, Ordering::AcqRel);
+            }
+        });
+    });
+}
+
+fn with_live_header<R>(addr: usize, f: impl FnOnce(&Header, u64) -> R) -> Option<R> {
+    find(addr)?;
+    let slot = locate(addr)?;
+    let h = slot.header();
+    let w = h.word.load(Ordering::Acquire);
+    (w & W_ALLOC != 0).then(|| f(h, w))
+}
+
+/// Current totals. Cheap: sums per-thread counters.
+pub fn stats() -> Stats {
+    if !init::is_initialized() {
+        return Stats::default();
+    }
+    let (o, b) = thread_cache::totals();
+    Stats {
+        objects: o.max(0) as u64,
+        bytes: b.max(0) as u64,
+        mapped_bytes: region::committed_bytes() as u64,
+    }
+}
+
+/// Base address and length of the reserved region ((0, 0) before the
+/// first allocation).
+pub fn region() -> (usize, usize) {
+    (region::base(), region::len())
+}

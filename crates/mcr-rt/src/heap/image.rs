@@ -1,0 +1,288 @@
+//! Checkpoint and restore of the heap region. The image is the region's own
+//! bytes (header, page table, in-use pages) at their offsets from the base,
+//! with holes where pages are free: the image alone describes every object.
+//! Restoring maps it copy-on-write at the same base, so every old object
+//! keeps its address, and rebuilds the allocator's free lists from the
+//! slot headers and page table.
+
+use super::central::{hdr, set_next, CENTRAL};
+use super::init;
+use super::layout::*;
+use super::pages::PAGES;
+use super::region::{self, desc, page_addr, top};
+use super::size_class::{slot_size, slots_per_page};
+use super::thread_cache;
+use super::{HeapError, ImageFault};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+
+/// Where an image belongs and how big it is; also recorded in the image's
+/// first page, so it can be read back from the image alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Address the region must be mapped at.
+    pub base: u64,
+    /// Reserved length of the region.
+    pub len: u64,
+    /// Image file length (= pages in use * page size).
+    pub file_len: u64,
+    pub page_size: u64,
+    pub version: u64,
+    /// Bytes actually written (the rest are holes).
+    pub written: u64,
+}
+
+/// Writes the heap region into `fd` (a memfd or regular file) at offsets
+/// relative to the region base, leaving free pages as holes. Call while the
+/// program's threads are parked: the heap's locks are held during the
+/// write, so any other thread that allocates waits.
+pub fn write_image(fd: RawFd) -> io::Result<ImageInfo> {
+    init::ensure();
+    init::lock_all();
+    let r = write_locked(fd);
+    init::unlock_all();
+    r
+}
+
+fn write_locked(fd: RawFd) -> io::Result<ImageInfo> {
+    let top = top();
+    let file_len = top * PAGE;
+    // SAFETY: plain syscalls on the caller's fd.
+    unsafe {
+        if libc::ftruncate(fd, 0) != 0 || libc::ftruncate(fd, file_len as libc::off_t) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let meta = region::meta_pages();
+    // Page-table pages that describe pages below `top`; the rest are zero.
+    let pt_pages = (top * std::mem::size_of::<PageDesc>()).div_ceil(PAGE);
+    let used = |i: usize| -> bool {
+        if i < meta {
+            return i <= pt_pages;
+        }
+        matches!(
+            desc(i).load().kind,
+            Kind::Small | Kind::LargeHead | Kind::LargeCont
+        )
+    };
+    let mut written = 0;
+    let mut i = 0;
+    while i < top {
+        if !used(i) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < top && used(i) {
+            i += 1;
+        }
+        write_all_at(fd, page_addr(start), (i - start) * PAGE, start * PAGE)?;
+        written += (i - start) * PAGE;
+    }
+    let h = region::header();
+    Ok(ImageInfo {
+        base: h.base,
+        len: h.len,
+        file_len: file_len as u64,
+        page_size: PAGE as u64,
+        version: VERSION,
+        written: written as u64,
+    })
+}
+
+fn write_all_at(fd: RawFd, mut addr: usize, mut len: usize, mut off: usize) -> io::Result<()> {
+    while len > 0 {
+        // SAFETY: [addr, addr + len) is committed region memory.
+        let n = unsafe { libc::pwrite(fd, addr as *const libc::c_void, len, off as libc::off_t) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        addr += n as usize;
+        off += n as usize;
+        len -= n as usize;
+    }
+    Ok(())
+}
+
+/// Reads the [`ImageInfo`] recorded in an image's first page.
+pub fn read_image_info(fd: RawFd) -> Result<ImageInfo, HeapError> {
+    let mut h = std::mem::MaybeUninit::<RegionHeader>::uninit();
+    let sz = std::mem::size_of::<RegionHeader>();
+    // SAFETY: reading at most `sz` bytes into the local buffer.
+    let n = unsafe { libc::pread(fd, h.as_mut_ptr() as *mut libc::c_void, sz, 0) };
+    if n < 0 {
+        return Err(HeapError::Io(region::errno()));
+    }
+    if n as usize != sz {
+        return Err(HeapError::BadImage(ImageFault::Truncated));
+    }
+    // SAFETY: fully initialised by pread; RegionHeader is plain data.
+    let h = unsafe { h.assume_init() };
+    if h.magic != MAGIC {
+        return Err(HeapError::BadImage(ImageFault::Magic));
+    }
+    if h.version != VERSION {
+        return Err(HeapError::BadImage(ImageFault::Version));
+    }
+    let len = h.len as usize;
+    let top = h.top.load(Ordering::Relaxed) as usize;
+    if h.page_size != PAGE as u64
+        || h.base as usize % PAGE != 0
+        || len % PAGE != 0
+        || h.meta_pages as usize != meta_pages(len)
+        || top < h.meta_pages as usize
+        || top > len / PAGE
+    {
+        return Err(HeapError::BadImage(ImageFault::Geometry));
+    }
+    // SAFETY: fstat into a local struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(HeapError::Io(region::errno()));
+    }
+    if (st.st_size as usize) < top * PAGE {
+        return Err(HeapError::BadImage(ImageFault::Truncated));
+    }
+    Ok(ImageInfo {
+        base: h.base,
+        len: h.len,
+        file_len: (top * PAGE) as u64,
+        page_size: PAGE as u64,
+        version: VERSION,
+        written: 0,
+    })
+}
+
+/// Maps the image in `fd` at its recorded base and makes it this process's
+/// heap. Called during initialisation only (no cache active, no other
+/// thread allocating).
+pub(super) fn adopt(fd: RawFd) -> Result<(), HeapError> {
+    let info = read_image_info(fd)?;
+    adopt_info(fd, &info)
+}
+
+pub(super) fn adopt_info(fd: RawFd, info: &ImageInfo) -> Result<(), HeapError> {
+    let on_file = read_image_info(fd)?;
+    if on_file.base != info.base || on_file.len != info.len || on_file.file_len != info.file_len {
+        return Err(HeapError::BadImage(ImageFault::Geometry));
+    }
+    let base = info.base as usize;
+    let len = info.len as usize;
+    let file_len = info.file_len as usize;
+    region::reserve_at(base, len)?;
+    // SAFETY: replaces the first `file_len` bytes of the reservation we just
+    // made (nothing else lives there) with a private, copy-on-write mapping
+    // of the image.
+    let p = unsafe {
+        libc::mmap(
+            base as *mut libc::c_void,
+            file_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED || p as usize != base {
+        let e = region::errno();
+        // SAFETY: our own reservation.
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
+        return Err(HeapError::Map(e));
+    }
+    region::publish(base, len, super::layout::meta_pages(len), file_len / PAGE);
+    // SAFETY: initialisation: no other thread uses the heap yet.
+    unsafe { rebuild() };
+    Ok(())
+}
+
+/// Rebuilds the free lists, the free page runs and the statistics from the
+/// page table and the headers; marks every live object inherited.
+///
+/// # Safety
+/// No other thread may use the heap.
+unsafe fn rebuild() {
+    // SAFETY: exclusive access, per the caller.
+    let pages = unsafe { PAGES.get_unlocked() };
+    pages.clear();
+    for c in CENTRAL.iter() {
+        // SAFETY: as above.
+        let cl = unsafe { c.0.get_unlocked() };
+        cl.head = 0;
+        cl.count = 0;
+        cl.carve_page = 0;
+    }
+    // SAFETY: as above.
+    unsafe { thread_cache::reset_for_adopt() };
+    let (mut objects, mut bytes) = (0i64, 0i64);
+    let top = top();
+    let mut free_start: Option<usize> = None;
+    let mut i = region::meta_pages();
+    while i < top {
+        let d = desc(i).load();
+        let mut next = i + 1;
+        let mut is_free = false;
+        match d.kind {
+            Kind::Small => {
+                let c = d.class as usize;
+                let ss = slot_size(c);
+                let per = slots_per_page(c);
+                let pa = page_addr(i);
+                // SAFETY: as above.
+                let cl = unsafe { CENTRAL[c].0.get_unlocked() };
+                for si in (0..per).rev() {
+                    let s = pa + si * ss;
+                    let h = hdr(s);
+                    let w = h.word.load(Ordering::Relaxed);
+                    if si < d.a as usize && w & W_ALLOC != 0 {
+                        h.word.store(w | W_INHERITED, Ordering::Relaxed);
+                        objects += 1;
+                        bytes += word_size(w) as i64;
+                    } else {
+                        h.word.store(0, Ordering::Relaxed);
+                        set_next(s, cl.head);
+                        cl.head = s;
+                        cl.count += 1;
+                    }
+                }
+                desc(i).set_a(per as u32);
+            }
+            Kind::LargeHead => {
+                let h = hdr(page_addr(i));
+                let w = h.word.load(Ordering::Relaxed);
+                let n = (d.a as usize).max(1);
+                if w & W_ALLOC != 0 {
+                    h.word.store(w | W_INHERITED, Ordering::Relaxed);
+                    objects += 1;
+                    bytes += word_size(w) as i64;
+                    next = i + n;
+                } else {
+                    is_free = true;
+                }
+            }
+            _ => is_free = true,
+        }
+        if is_free {
+            desc(i).store(Desc::new(Kind::FreeBody, 0, 0));
+            free_start.get_or_insert(i);
+        } else if let Some(s) = free_start.take() {
+            pages.insert(s, i - s);
+        }
+        i = next.min(top);
+    }
+    if let Some(s) = free_start {
+        pages.insert(s, top - s);
+    }
+    // SAFETY: exclusive access.
+    let r = unsafe { thread_cache::REGISTRY.get_unlocked() };
+    r.dead_objects = objects;
+    r.dead_bytes = bytes;
+}
