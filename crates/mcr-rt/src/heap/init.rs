@@ -58,13 +58,9 @@ pub(super) fn init_slow_with(explicit: Option<(libc::c_int, image::ImageInfo)>) 
     thread_cache::init_key();
     let result = match explicit {
         Some((fd, info)) => Some(image::adopt_info(fd, &info)),
-        None => env_fd().map(|fd| {
-            let r = image::adopt(fd);
-            // The fd was handed to us alone; the mapping keeps the image.
-            // SAFETY: closing an fd we own.
-            unsafe { libc::close(fd) };
-            r
-        }),
+        // The fd stays open: the runtime's restore code owns it (marks it
+        // close-on-exec, closes it when done); the mapping keeps the image.
+        None => env_fd().map(image::adopt),
     };
     let mut done = false;
     match result {

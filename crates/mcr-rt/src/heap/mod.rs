@@ -134,7 +134,8 @@ impl HeapError {
 /// Only possible before the first allocation of the process, which in a C
 /// program comes before any constructor: the usual way is to export
 /// `MCR_HEAP_FD=<fd>` ([`HEAP_FD_ENV`]) to the new process, and the heap's
-/// lazy initialisation adopts it (then closes the fd); check the outcome
+/// lazy initialisation adopts it (the fd is left open for its owner to
+/// close; the mapping does not need it); check the outcome
 /// with [`adopt_status`]. If adoption fails the heap starts empty.
 ///
 /// # Safety
