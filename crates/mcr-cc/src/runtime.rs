@@ -1,0 +1,43 @@
+//! Finding the runtime archive linked into every instrumented executable.
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+const LIB: &str = "libmcr_rt.a";
+
+/// `$MCR_RT_LIB`, else next to the mcr-cc executable (cargo's target
+/// directory), else `<exe_dir>/../lib/mcr/` (installed layout).
+pub fn find() -> Result<PathBuf> {
+    let mut looked = Vec::new();
+    if let Some(p) = std::env::var_os("MCR_RT_LIB") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        looked.push(format!("{} (MCR_RT_LIB)", p.display()));
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.to_path_buf()))
+    {
+        for c in [dir.join(LIB), dir.join("../lib/mcr").join(LIB)] {
+            if c.is_file() {
+                return Ok(c);
+            }
+            looked.push(c.display().to_string());
+        }
+    }
+    bail!("runtime {LIB} not found; looked at: {} (build it with `cargo build -p mcr-rt` or set MCR_RT_LIB)", looked.join(", "))
+}
+
+pub fn link_args() -> Result<Vec<String>> {
+    let lib = find()?;
+    Ok(vec![
+        "-Wl,--whole-archive".into(),
+        lib.to_string_lossy().into_owned(),
+        "-Wl,--no-whole-archive".into(),
+        "-lpthread".into(),
+        "-ldl".into(),
+        "-lm".into(),
+    ])
+}
