@@ -23,7 +23,7 @@ static S: Site = Site {
 
 fn count() -> usize {
     let mut n = 0;
-    heap::for_each_live(|o| n += (o.site == &S as *const Site) as usize);
+    heap::for_each_live(|o| n += std::ptr::eq(o.site, &S) as usize);
     n
 }
 

@@ -32,7 +32,7 @@ fn count_site(s: &Site) -> (usize, usize) {
     let mut n = 0;
     let mut b = 0;
     heap::for_each_live(|o| {
-        if o.site == s as *const Site {
+        if std::ptr::eq(o.site, s) {
             n += 1;
             b += o.size;
         }

@@ -41,7 +41,7 @@ fn memalign_site(align: usize, size: usize, site: usize) -> *mut c_void {
 }
 
 fn posix_memalign_site(out: *mut *mut c_void, align: usize, size: usize, site: usize) -> c_int {
-    if !align.is_power_of_two() || align % std::mem::size_of::<usize>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
     let p = alloc::memalign(align, size, site);

@@ -136,8 +136,8 @@ pub fn read_image_info(fd: RawFd) -> Result<ImageInfo, HeapError> {
     let len = h.len as usize;
     let top = h.top.load(Ordering::Relaxed) as usize;
     if h.page_size != PAGE as u64
-        || h.base as usize % PAGE != 0
-        || len % PAGE != 0
+        || !(h.base as usize).is_multiple_of(PAGE)
+        || !len.is_multiple_of(PAGE)
         || h.meta_pages as usize != meta_pages(len)
         || top < h.meta_pages as usize
         || top > len / PAGE

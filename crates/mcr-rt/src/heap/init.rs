@@ -72,10 +72,13 @@ pub(super) fn init_slow_with(explicit: Option<(libc::c_int, image::ImageInfo)>) 
         None => {}
     }
     if !done {
-        let len = env_region_len().unwrap_or(DEFAULT_REGION);
-        if let Err(e) = region::reserve_fresh(len) {
-            let _ = e;
-            super::alloc::fatal("cannot reserve the heap region");
+        // Under an address-space limit (ulimit -v) settle for less.
+        let mut len = env_region_len().unwrap_or(DEFAULT_REGION);
+        while region::reserve_fresh(len).is_err() {
+            if len <= 1 << 30 {
+                super::alloc::fatal("cannot reserve the heap region");
+            }
+            len /= 2;
         }
     }
     STATE.store(READY, Ordering::Release);

@@ -51,7 +51,7 @@ pub const MAX_SIZE: usize = (1usize << (64 - SIZE_SHIFT)) - 1;
 
 #[inline(always)]
 pub fn make_word(size: usize, offset: usize) -> u64 {
-    debug_assert!(offset % 16 == 0 && offset <= MAX_OFFSET && size <= MAX_SIZE);
+    debug_assert!(offset.is_multiple_of(16) && offset <= MAX_OFFSET && size <= MAX_SIZE);
     ((size as u64) << SIZE_SHIFT) | (((offset / 16) as u64) << OFF_SHIFT) | W_ALLOC
 }
 #[inline(always)]

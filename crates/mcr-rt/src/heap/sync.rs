@@ -78,38 +78,6 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    #[test]
-    fn heap_lock_excludes() {
-        struct Shared(RawLock, std::cell::UnsafeCell<u64>);
-        // SAFETY: the counter is only touched with the lock held.
-        unsafe impl Sync for Shared {}
-        let s = Arc::new(Shared(RawLock::new(), std::cell::UnsafeCell::new(0)));
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..20_000 {
-                        // SAFETY: exclusive under the lock.
-                        s.0.lock();
-                        unsafe { *s.1.get() += 1 };
-                        s.0.unlock();
-                    }
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
-        // SAFETY: all writers joined.
-        assert_eq!(unsafe { *s.1.get() }, 80_000);
-    }
-}
-
 /// Data guarded by a [`RawLock`]; usable in a `static`.
 pub struct Locked<T> {
     pub lock: RawLock,
@@ -146,5 +114,37 @@ impl<T> Locked<T> {
     pub unsafe fn get_unlocked(&self) -> &mut T {
         // SAFETY: exclusion guaranteed by the caller.
         unsafe { &mut *self.data.get() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn heap_lock_excludes() {
+        struct Shared(RawLock, std::cell::UnsafeCell<u64>);
+        // SAFETY: the counter is only touched with the lock held.
+        unsafe impl Sync for Shared {}
+        let s = Arc::new(Shared(RawLock::new(), std::cell::UnsafeCell::new(0)));
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        // SAFETY: exclusive under the lock.
+                        s.0.lock();
+                        unsafe { *s.1.get() += 1 };
+                        s.0.unlock();
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // SAFETY: all writers joined.
+        assert_eq!(unsafe { *s.1.get() }, 80_000);
     }
 }

@@ -98,6 +98,10 @@ pub(super) static UNCACHED_OBJECTS: AtomicI64 = AtomicI64::new(0);
 pub(super) static UNCACHED_BYTES: AtomicI64 = AtomicI64::new(0);
 
 static mut KEY: libc::pthread_key_t = 0;
+/// Whether KEY was created (all keys may be taken by the program).
+static KEY_OK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Non-null value stored under KEY so that its destructor runs.
+static KEY_MARK: u8 = 0;
 
 /// Creates the pthread key whose destructor flushes a cache at thread exit.
 /// Called once during heap initialisation (no allocation in glibc).
@@ -108,6 +112,7 @@ pub(super) fn init_key() {
         let mut k: libc::pthread_key_t = 0;
         if libc::pthread_key_create(&mut k, Some(thread_exit)) == 0 {
             KEY = k;
+            KEY_OK.store(true, Ordering::Release);
         }
     }
 }
@@ -215,8 +220,7 @@ impl ThreadCache {
 
     /// Moves every cached slot back to the central lists.
     fn flush_all(&mut self) {
-        for c in 0..NCLASSES {
-            let b = &mut self.bins[c];
+        for (c, b) in self.bins.iter_mut().enumerate() {
             if b.count == 0 {
                 continue;
             }
@@ -236,15 +240,19 @@ impl ThreadCache {
     fn activate(&mut self) {
         super::init::ensure();
         self.state.store(BUSY, Ordering::Relaxed);
-        // SAFETY: KEY was created during initialisation; the value is only
-        // a non-null marker (the destructor finds the cache through TLS).
-        // This may allocate (keys >= 32): we are BUSY, so that allocation
-        // bypasses the cache.
-        unsafe { libc::pthread_setspecific(KEY, 1 as *const libc::c_void) };
+        if KEY_OK.load(Ordering::Acquire) {
+            // SAFETY: KEY was created during initialisation; the value is
+            // only a non-null marker (the destructor finds the cache through
+            // TLS). This may allocate (keys >= 32): we are BUSY, so that
+            // allocation bypasses the cache.
+            unsafe {
+                libc::pthread_setspecific(KEY, &KEY_MARK as *const u8 as *const libc::c_void)
+            };
+        }
         // SAFETY: gettid has no preconditions.
         self.tid = unsafe { libc::gettid() };
-        for c in 0..NCLASSES {
-            self.bins[c].limit = 2 * batch(c) as u32;
+        for (c, b) in self.bins.iter_mut().enumerate() {
+            b.limit = 2 * batch(c) as u32;
         }
         let me: *mut ThreadCache = self;
         REGISTRY.with(|r| {
