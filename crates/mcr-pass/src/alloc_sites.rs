@@ -425,10 +425,18 @@ impl<'a, 'b> Analyzer<'a, 'b> {
     pub fn sites(&mut self, wrappers: &Wrappers, unit_file: &str) -> Vec<Site> {
         let _ = unit_file;
         let mut out = Vec::new();
-        for f in self.ir.functions() {
-            if f.is_declaration() || f.name().starts_with("__mcr_") {
-                continue;
-            }
+        let defined: Vec<Val> = self
+            .ir
+            .functions()
+            .into_iter()
+            .filter(|f| !f.is_declaration() && !f.name().starts_with("__mcr_"))
+            .collect();
+        // Name every type of the unit first: a site's evidence may name a
+        // type first seen in a later function.
+        for &f in &defined {
+            self.load_function(f);
+        }
+        for f in defined {
             self.load_function(f);
             let fname = f
                 .subprogram()
@@ -485,6 +493,12 @@ impl<'a, 'b> Analyzer<'a, 'b> {
             if r.is_none() {
                 token_note = Some(format!("token `{name}` has no debug type here"));
             }
+            // The front end falls back to the receiving pointer's type when
+            // the size has no sizeof; a char buffer may hold anything.
+            if r.as_deref().is_some_and(|t| self.di.is_char_name(t)) {
+                token_note = Some(format!("token `{name}` is a byte buffer"));
+                return None;
+            }
             r
         });
         // 2. Where the pointer goes.
@@ -501,6 +515,9 @@ impl<'a, 'b> Analyzer<'a, 'b> {
             None => self.uses_evidence(f, call, &mut evs, 0, &mut seen),
         }
         evs.sort_by_key(|e| rule_rank(e.rule));
+        if std::env::var_os("MCR_DEBUG_SITES").is_some() {
+            eprintln!("mcr-pass: {}:{} token {:?} evidence {:?}", site.function, site.line, token, evs);
+        }
         // Evidence must agree (up to prefix relations); keep the largest.
         let mut ev: Option<Ev> = None;
         for e in evs {
@@ -662,8 +679,10 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                         Some((t, rule)) => self.push_pointee(t, rule, evs),
                         None => false,
                     };
-                    // A temporary, or a `void *` variable: follow its loads.
-                    if !typed && dest.opcode() == Some(LLVMOpcode::LLVMAlloca) {
+                    // A temporary or a `void *` variable, or a typed
+                    // variable that never holds anything else: follow its
+                    // loads (what they are cast to and passed to).
+                    if dest.opcode() == Some(LLVMOpcode::LLVMAlloca) && (!typed || single_store(dest)) {
                         for l in dest.users() {
                             if l.opcode() == Some(LLVMOpcode::LLVMLoad) {
                                 self.uses_evidence(f, l, evs, depth + 1, seen);
@@ -922,6 +941,11 @@ impl<'a, 'b> Analyzer<'a, 'b> {
             _ => SizeForm::OPAQUE,
         }
     }
+}
+
+/// The alloca is written exactly once (by the store being followed).
+fn single_store(a: Val) -> bool {
+    a.users().iter().filter(|u| u.opcode() == Some(LLVMOpcode::LLVMStore) && u.operand(1) == Some(a)).count() == 1
 }
 
 /// `llvm.lifetime.start/end` (emitted by the front end at -O1 and up)

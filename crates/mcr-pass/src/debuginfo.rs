@@ -146,6 +146,11 @@ impl<'a> DiTypes<'a> {
         }
     }
 
+    /// `char`, `signed char`, `unsigned char` (by canonical name).
+    pub fn is_char_name(&self, name: &str) -> bool {
+        self.def(name).is_some_and(|d| d.kind == TypeKind::Scalar && d.encoding == Some(Encoding::Char))
+    }
+
     fn rel(&self, file: &str) -> String {
         crate::paths::relative_to(file, &self.compile_dir)
     }

@@ -45,6 +45,10 @@ pub fn collect(ir: &Ir, di: &mut DiTypes, unit_file: &str) -> Vec<GlobalInfo> {
         if matches!(g.linkage(), LLVMLinkage::LLVMAvailableExternallyLinkage) {
             continue;
         }
+        // String literals (`.str`, `.str.1`): constant, private, not state.
+        if g.is_global_constant() && matches!(g.linkage(), LLVMLinkage::LLVMPrivateLinkage) {
+            continue;
+        }
         let Some(var) = ir.global_di_vars(g).first().copied() else {
             continue;
         };
