@@ -11,6 +11,7 @@ use std::process::Command;
 extern "C" {
     fn free(p: *mut c_void);
     fn malloc(n: usize) -> *mut c_void;
+    fn calloc(n: usize, m: usize) -> *mut c_void;
     fn __mcr_malloc(n: usize, site: *const Site) -> *mut c_void;
     fn __mcr_memalign(a: usize, n: usize, site: *const Site) -> *mut c_void;
 }
@@ -28,6 +29,10 @@ static S: Site = Site {
 /// Directory of the objects to check, itself a heap object:
 /// [count, (addr, size, site) * count].
 const DIR_ENV: &str = "MCR_HEAP_TEST_DIR";
+/// A big, mostly untouched calloc'd object: must cost nothing in the image.
+const SPARSE_ENV: &str = "MCR_HEAP_TEST_SPARSE";
+const SPARSE: usize = 32 << 20;
+const SPARSE_MARK: usize = 20 << 20;
 
 fn fill(p: usize, n: usize) {
     // SAFETY: p is a live allocation of n bytes.
@@ -97,12 +102,19 @@ fn heap_image_round_trip() {
             *dir.add(3 + 3 * i) = s;
         }
     }
+    // SAFETY: allocator call; one byte written inside.
+    let sparse = unsafe { calloc(1, SPARSE) } as *mut u8;
+    // SAFETY: within the allocation.
+    unsafe { *sparse.add(SPARSE_MARK) = 0x77 };
     // SAFETY: memfd_create with no flags: the child inherits the fd.
     let fd = unsafe { libc::memfd_create(c"mcr-heap-test".as_ptr(), 0) };
     assert!(fd >= 0);
     let info = heap::write_image(fd).unwrap();
     assert_eq!(info.base as usize, heap::region().0);
-    assert!(info.written < info.file_len + 1);
+    assert!(
+        info.written + SPARSE as u64 - (1 << 20) < info.file_len,
+        "{info:?}"
+    );
     assert_eq!(heap::read_image_info(fd).unwrap().base, info.base);
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -113,6 +125,7 @@ fn heap_image_round_trip() {
         ])
         .env(heap::HEAP_FD_ENV, fd.to_string())
         .env(DIR_ENV, (dir as usize).to_string())
+        .env(SPARSE_ENV, (sparse as usize).to_string())
         .output()
         .unwrap();
     let text =
@@ -169,6 +182,12 @@ fn heap_image_child() {
         assert!(live.contains(&p));
         assert!(filled(p, size), "bytes of {p:#x} differ");
     }
+    let sparse: usize = std::env::var(SPARSE_ENV).unwrap().parse().unwrap();
+    assert_eq!(heap::find(sparse + SPARSE - 1).unwrap().size, SPARSE);
+    // SAFETY: the inherited sparse object.
+    let sp = unsafe { std::slice::from_raw_parts(sparse as *const u8, SPARSE) };
+    assert_eq!(sp[SPARSE_MARK], 0x77);
+    assert!(sp.iter().filter(|&&b| b != 0).count() == 1);
     // Every inherited object is one of ours or something the parent's
     // runtime/harness had allocated; ours are all there.
     assert!(inherited > objs.len());

@@ -15,7 +15,8 @@ use super::thread_cache;
 use super::{HeapError, ImageFault};
 use serde::{Deserialize, Serialize};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 /// Where an image belongs and how big it is; also recorded in the image's
@@ -67,6 +68,14 @@ fn write_locked(fd: RawFd) -> io::Result<ImageInfo> {
             Kind::Small | Kind::LargeHead | Kind::LargeCont
         )
     };
+    // SAFETY: open(2) of a procfs file; closed below through File.
+    let pagemap = unsafe {
+        let f = libc::open(
+            c"/proc/self/pagemap".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        (f >= 0).then(|| std::fs::File::from_raw_fd(f))
+    };
     let mut written = 0;
     let mut i = 0;
     while i < top {
@@ -78,8 +87,17 @@ fn write_locked(fd: RawFd) -> io::Result<ImageInfo> {
         while i < top && used(i) {
             i += 1;
         }
-        write_all_at(fd, page_addr(start), (i - start) * PAGE, start * PAGE)?;
-        written += (i - start) * PAGE;
+        // Anonymous memory the kernel never populated reads as zeros: leave
+        // it as a hole (a big calloc'd table costs nothing in the image).
+        // Pages of an adopted image are file-backed: written in full.
+        let split = region::file_pages().clamp(start, i);
+        if split > start {
+            write_all_at(fd, page_addr(start), (split - start) * PAGE, start * PAGE)?;
+            written += (split - start) * PAGE;
+        }
+        if i > split {
+            written += write_populated(fd, pagemap.as_ref(), split, i)?;
+        }
     }
     let h = region::header();
     Ok(ImageInfo {
@@ -90,6 +108,60 @@ fn write_locked(fd: RawFd) -> io::Result<ImageInfo> {
         version: VERSION,
         written: written as u64,
     })
+}
+
+/// Size of the kernel's pages, the unit of /proc/self/pagemap.
+const KPAGE: usize = 4096;
+
+/// Writes the kernel pages of heap pages `[start, end)` that are present
+/// or swapped out, per /proc/self/pagemap (everything when it is
+/// unavailable). Returns the bytes written.
+fn write_populated(
+    fd: RawFd,
+    pagemap: Option<&std::fs::File>,
+    start: usize,
+    end: usize,
+) -> io::Result<usize> {
+    let (from, to) = (page_addr(start), page_addr(end));
+    let Some(pm) = pagemap else {
+        write_all_at(fd, from, to - from, from - region::base())?;
+        return Ok(to - from);
+    };
+    let mut buf = [0u64; 512];
+    let mut written = 0;
+    let mut run: Option<usize> = None; // start address of a populated run
+    let mut addr = from;
+    while addr < to {
+        let n = ((to - addr) / KPAGE).min(buf.len());
+        let bytes = n * 8;
+        let ok = pm
+            .read_exact_at(
+                // SAFETY: viewing the u64 buffer as bytes, same lifetime.
+                unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, bytes) },
+                (addr / KPAGE * 8) as u64,
+            )
+            .is_ok();
+        for (k, &e) in buf[..n].iter().enumerate() {
+            let a = addr + k * KPAGE;
+            // Bit 63: present; bit 62: swapped. Unreadable: assume present.
+            let populated = !ok || e & (3 << 62) != 0;
+            match (populated, run) {
+                (true, None) => run = Some(a),
+                (false, Some(r)) => {
+                    write_all_at(fd, r, a - r, r - region::base())?;
+                    written += a - r;
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        addr += n * KPAGE;
+    }
+    if let Some(r) = run {
+        write_all_at(fd, r, to - r, r - region::base())?;
+        written += to - r;
+    }
+    Ok(written)
 }
 
 fn write_all_at(fd: RawFd, mut addr: usize, mut len: usize, mut off: usize) -> io::Result<()> {
@@ -199,6 +271,7 @@ pub(super) fn adopt_info(fd: RawFd, info: &ImageInfo) -> Result<(), HeapError> {
         return Err(HeapError::Map(e));
     }
     region::publish(base, len, super::layout::meta_pages(len), file_len / PAGE);
+    region::set_file_pages(file_len / PAGE);
     // SAFETY: initialisation: no other thread uses the heap yet.
     unsafe { rebuild() };
     Ok(())

@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static LEN: AtomicUsize = AtomicUsize::new(0);
 static META: AtomicUsize = AtomicUsize::new(0);
+/// Pages `[0, FILE_PAGES)` are a private mapping of an adopted image: a
+/// page there that was never touched still holds the image's bytes.
+static FILE_PAGES: AtomicUsize = AtomicUsize::new(0);
 /// Pages `[0, COMMITTED)` are read-write (under the page lock).
 static COMMITTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -195,6 +198,16 @@ pub(super) fn commit_to(pages: usize) -> Result<(), HeapError> {
     }
     COMMITTED.store(want, Ordering::Relaxed);
     Ok(())
+}
+
+/// Marks pages `[0, n)` as backed by an adopted image file.
+pub(super) fn set_file_pages(n: usize) {
+    FILE_PAGES.store(n, Ordering::Relaxed);
+}
+
+/// Pages below this index are backed by an adopted image file.
+pub fn file_pages() -> usize {
+    FILE_PAGES.load(Ordering::Relaxed)
 }
 
 /// Bytes currently mapped read-write.
