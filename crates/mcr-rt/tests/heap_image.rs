@@ -32,6 +32,8 @@ const DIR_ENV: &str = "MCR_HEAP_TEST_DIR";
 /// A big, mostly untouched calloc'd object: must cost nothing in the image.
 const SPARSE_ENV: &str = "MCR_HEAP_TEST_SPARSE";
 const SPARSE: usize = 32 << 20;
+/// Set in the grandchild (restored from a restored process).
+const CHAIN_ENV: &str = "MCR_HEAP_TEST_CHAIN";
 const SPARSE_MARK: usize = 20 << 20;
 
 fn fill(p: usize, n: usize) {
@@ -191,6 +193,30 @@ fn heap_image_child() {
     // Every inherited object is one of ours or something the parent's
     // runtime/harness had allocated; ours are all there.
     assert!(inherited > objs.len());
+    // A restored process can be checkpointed and restored again (the image
+    // now partly comes from its own file-backed mapping).
+    if std::env::var_os(CHAIN_ENV).is_none() {
+        // SAFETY: memfd for the grandchild.
+        let fd = unsafe { libc::memfd_create(c"mcr-heap-test-2".as_ptr(), 0) };
+        heap::write_image(fd).unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "heap_image_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(heap::HEAP_FD_ENV, fd.to_string())
+            .env(CHAIN_ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "grandchild:\n{text}"
+        );
+    }
     // New allocations work and never overlap old objects.
     let mut fresh = Vec::new();
     for i in 0..5000usize {

@@ -140,9 +140,11 @@ pub(super) fn lock_all() {
         c.0.lock.lock();
     }
     super::pages::PAGES.lock.lock();
+    sync::set_holds_all(true);
 }
 
 pub(super) fn unlock_all() {
+    sync::set_holds_all(false);
     super::pages::PAGES.lock.unlock();
     for c in super::central::CENTRAL.iter().rev() {
         c.0.lock.unlock();
@@ -169,6 +171,7 @@ extern "C" fn fork_child() {
     for c in super::central::CENTRAL.iter() {
         c.0.lock.reset();
     }
+    sync::set_holds_all(false);
     // SAFETY: we are the only thread of the child and the locks are reset.
     unsafe { thread_cache::after_fork_child() };
 }
@@ -179,5 +182,30 @@ pub(super) fn adopt_result() -> Option<Result<(), HeapError>> {
         0 => None,
         1 => Some(Ok(())),
         c => Some(Err(HeapError::from_code(c))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_alloc_while_holding_all_locks() {
+        // What a pthread_atfork prepare handler registered before ours does
+        // when it runs after ours.
+        ensure();
+        lock_all();
+        let big = crate::heap::alloc::malloc(1 << 20, 0);
+        let mut small = Vec::new();
+        for i in 0..1000 {
+            small.push(crate::heap::alloc::malloc(i * 8, 0));
+        }
+        assert!(!big.is_null() && small.iter().all(|p| !p.is_null()));
+        for p in small {
+            crate::heap::alloc::free(p);
+        }
+        crate::heap::alloc::free(big);
+        unlock_all();
+        assert!(!sync::holds_all());
     }
 }

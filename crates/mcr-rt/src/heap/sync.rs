@@ -78,6 +78,23 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
     }
 }
 
+thread_local! {
+    static HOLDS_ALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread holds every heap lock.
+#[inline]
+pub fn holds_all() -> bool {
+    HOLDS_ALL.with(|h| h.get())
+}
+
+/// Records that the calling thread took (true) or is releasing (false)
+/// every heap lock. Lets allocation inside a later `pthread_atfork` prepare
+/// handler of another library proceed instead of deadlocking.
+pub fn set_holds_all(v: bool) {
+    HOLDS_ALL.with(|h| h.set(v));
+}
+
 /// Data guarded by a [`RawLock`]; usable in a `static`.
 pub struct Locked<T> {
     pub lock: RawLock,
@@ -98,6 +115,13 @@ impl<T> Locked<T> {
 
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        if holds_all() {
+            // This thread holds every heap lock (fork prepare, image
+            // write): taking one again would deadlock, and no other thread
+            // can be inside.
+            // SAFETY: exclusion is guaranteed by the locks we hold.
+            return f(unsafe { &mut *self.data.get() });
+        }
         self.lock.lock();
         // SAFETY: the lock is held, so this is the only reference.
         let r = f(unsafe { &mut *self.data.get() });
