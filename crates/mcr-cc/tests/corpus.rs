@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/corpus")
+        .canonicalize()
+        .unwrap()
 }
 
 fn mcr_cc() -> &'static str {
@@ -73,12 +76,17 @@ fn score_file(src: &str, opt: &str, tmp: &Path, s: &mut Score) {
     let mut seen = std::collections::BTreeSet::new();
     for site in &map.alloc_sites {
         let Some(want) = exp.get(&site.line) else {
-            s.problems.push(format!("{src}:{}: {} site without an expect comment", site.line, site.allocator));
+            s.problems.push(format!(
+                "{src}:{}: {} site without an expect comment",
+                site.line, site.allocator
+            ));
             continue;
         };
         seen.insert(site.line);
         let got = site.ty.clone().unwrap_or_else(|| "untyped".into());
-        let is_struct = map.type_named(want).is_some_and(|t| matches!(t.kind, TypeKind::Struct | TypeKind::Union));
+        let is_struct = map
+            .type_named(want)
+            .is_some_and(|t| matches!(t.kind, TypeKind::Struct | TypeKind::Union));
         s.all_total += 1;
         if is_struct {
             s.struct_total += 1;
@@ -87,7 +95,10 @@ fn score_file(src: &str, opt: &str, tmp: &Path, s: &mut Score) {
             "{src}:{} {opt}: want `{want}`, got `{got}` ({:?}{})",
             site.line,
             site.rule,
-            site.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            site.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         );
         if got == *want {
             s.all_ok += 1;
@@ -102,7 +113,9 @@ fn score_file(src: &str, opt: &str, tmp: &Path, s: &mut Score) {
     }
     for (line, want) in &exp {
         if !seen.contains(line) {
-            s.problems.push(format!("{src}:{line} {opt}: expected `{want}` but no allocation site was found"));
+            s.problems.push(format!(
+                "{src}:{line} {opt}: expected `{want}` but no allocation site was found"
+            ));
         }
     }
 }
@@ -130,22 +143,50 @@ fn corpus_typing_accuracy() {
         for w in &s.wrong {
             eprintln!("  WRONG: {w}");
         }
-        assert!(s.problems.is_empty(), "corpus annotation problems:\n{}", s.problems.join("\n"));
-        assert!(s.wrong.is_empty(), "{opt}: sites typed wrongly:\n{}", s.wrong.join("\n"));
-        assert!(s.struct_total >= 39, "{opt}: corpus shrank to {} struct sites", s.struct_total);
-        assert!(pct >= 95.0, "{opt}: only {pct:.1}% of struct-typed sites typed");
+        assert!(
+            s.problems.is_empty(),
+            "corpus annotation problems:\n{}",
+            s.problems.join("\n")
+        );
+        assert!(
+            s.wrong.is_empty(),
+            "{opt}: sites typed wrongly:\n{}",
+            s.wrong.join("\n")
+        );
+        assert!(
+            s.struct_total >= 45,
+            "{opt}: corpus shrank to {} struct sites",
+            s.struct_total
+        );
+        assert!(
+            pct >= 95.0,
+            "{opt}: only {pct:.1}% of struct-typed sites typed"
+        );
     }
 }
 
 fn runtime_present() -> bool {
-    Path::new(mcr_cc()).parent().unwrap().join("libmcr_rt.a").is_file() || std::env::var_os("MCR_RT_LIB").is_some()
+    Path::new(mcr_cc())
+        .parent()
+        .unwrap()
+        .join("libmcr_rt.a")
+        .is_file()
+        || std::env::var_os("MCR_RT_LIB").is_some()
 }
 
 fn build_and_run(cc: &str, src: &str, opt: &str, exe: &Path) -> (i32, String) {
-    let st = Command::new(cc).current_dir(corpus()).args([opt, src, "-o"]).arg(exe).status().unwrap();
+    let st = Command::new(cc)
+        .current_dir(corpus())
+        .args([opt, src, "-o"])
+        .arg(exe)
+        .status()
+        .unwrap();
     assert!(st.success(), "{cc} {opt} {src} failed to build");
     let out = Command::new(exe).current_dir(corpus()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -161,7 +202,10 @@ fn corpus_programs_behave_like_clang() {
             let b = tmp.path().join(format!("{src}{opt}.clang"));
             let got = build_and_run(mcr_cc(), &src, opt, &a);
             let want = build_and_run("clang-22", &src, opt, &b);
-            assert_eq!(got, want, "{src} {opt}: instrumented program behaves differently");
+            assert_eq!(
+                got, want,
+                "{src} {opt}: instrumented program behaves differently"
+            );
             assert!(!want.1.is_empty(), "{src} prints nothing");
         }
     }

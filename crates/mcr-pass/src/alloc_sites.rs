@@ -287,19 +287,19 @@ impl SizeForm {
     pub fn konst(c: i128) -> Self {
         SizeForm { c, g: 0 }
     }
-    fn add(self, o: Self) -> Self {
+    fn plus(self, o: Self) -> Self {
         SizeForm {
             c: self.c.saturating_add(o.c),
             g: gcd(self.g, o.g),
         }
     }
-    fn sub(self, o: Self) -> Self {
+    fn minus(self, o: Self) -> Self {
         SizeForm {
             c: self.c.saturating_sub(o.c),
             g: gcd(self.g, o.g),
         }
     }
-    pub fn mul(self, o: Self) -> Self {
+    pub fn times(self, o: Self) -> Self {
         let g = gcd(
             gcd(self.c.saturating_mul(o.g), o.c.saturating_mul(self.g)),
             self.g.saturating_mul(o.g),
@@ -516,7 +516,10 @@ impl<'a, 'b> Analyzer<'a, 'b> {
         }
         evs.sort_by_key(|e| rule_rank(e.rule));
         if std::env::var_os("MCR_DEBUG_SITES").is_some() {
-            eprintln!("mcr-pass: {}:{} token {:?} evidence {:?}", site.function, site.line, token, evs);
+            eprintln!(
+                "mcr-pass: {}:{} token {:?} evidence {:?}",
+                site.function, site.line, token, evs
+            );
         }
         // Evidence must agree (up to prefix relations); keep the largest.
         let mut ev: Option<Ev> = None;
@@ -547,6 +550,10 @@ impl<'a, 'b> Analyzer<'a, 'b> {
             (Some(t), Some(e)) => {
                 if t == e.ty || self.di.is_prefix(&e.ty, &t) {
                     (t, Rule::AllocToken)
+                } else if self.same_integer_layout(&t, &e.ty) {
+                    // `calloc(n, sizeof(int))` into an `unsigned *`: the
+                    // declared type says how the bits are read.
+                    (e.ty, e.rule)
                 } else if self.is_part_of(&t, &e.ty) {
                     (e.ty, e.rule)
                 } else {
@@ -587,7 +594,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                 let mut form = SizeForm::konst(1);
                 for &a in args {
                     let v = call.operand(a).expect("size argument exists");
-                    form = form.mul(self.size_form(v, 0));
+                    form = form.times(self.size_form(v, 0));
                 }
                 fit(form, t.0, self.di.flexible_tail(&ty).map(|x| x.0))
             }
@@ -610,6 +617,21 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                 site.elem_size = t.0;
                 site.rule = rule;
             }
+        }
+    }
+
+    /// Two integer scalars of one size (`int` / `unsigned int`).
+    fn same_integer_layout(&self, a: &str, b: &str) -> bool {
+        use mcr_types::Encoding::{Signed, Unsigned};
+        match (self.di.def(a), self.di.def(b)) {
+            (Some(x), Some(y)) => {
+                x.kind == mcr_types::TypeKind::Scalar
+                    && y.kind == mcr_types::TypeKind::Scalar
+                    && x.size == y.size
+                    && matches!(x.encoding, Some(Signed | Unsigned))
+                    && matches!(y.encoding, Some(Signed | Unsigned))
+            }
+            _ => false,
         }
     }
 
@@ -682,7 +704,9 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                     // A temporary or a `void *` variable, or a typed
                     // variable that never holds anything else: follow its
                     // loads (what they are cast to and passed to).
-                    if dest.opcode() == Some(LLVMOpcode::LLVMAlloca) && (!typed || single_store(dest)) {
+                    if dest.opcode() == Some(LLVMOpcode::LLVMAlloca)
+                        && (!typed || single_store(dest))
+                    {
                         for l in dest.users() {
                             if l.opcode() == Some(LLVMOpcode::LLVMLoad) {
                                 self.uses_evidence(f, l, evs, depth + 1, seen);
@@ -892,11 +916,11 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                 .unwrap_or(SizeForm::OPAQUE)
         };
         match v.opcode() {
-            Some(LLVMOpcode::LLVMAdd) => op(0).add(op(1)),
-            Some(LLVMOpcode::LLVMSub) => op(0).sub(op(1)),
-            Some(LLVMOpcode::LLVMMul) => op(0).mul(op(1)),
+            Some(LLVMOpcode::LLVMAdd) => op(0).plus(op(1)),
+            Some(LLVMOpcode::LLVMSub) => op(0).minus(op(1)),
+            Some(LLVMOpcode::LLVMMul) => op(0).times(op(1)),
             Some(LLVMOpcode::LLVMShl) => match v.operand(1).and_then(|x| x.const_int()) {
-                Some(k) if (0..64).contains(&k) => op(0).mul(SizeForm::konst(1i128 << k)),
+                Some(k) if (0..64).contains(&k) => op(0).times(SizeForm::konst(1i128 << k)),
                 _ => SizeForm::OPAQUE,
             },
             Some(LLVMOpcode::LLVMZExt | LLVMOpcode::LLVMSExt | LLVMOpcode::LLVMTrunc) => op(0),
@@ -945,7 +969,11 @@ impl<'a, 'b> Analyzer<'a, 'b> {
 
 /// The alloca is written exactly once (by the store being followed).
 fn single_store(a: Val) -> bool {
-    a.users().iter().filter(|u| u.opcode() == Some(LLVMOpcode::LLVMStore) && u.operand(1) == Some(a)).count() == 1
+    a.users()
+        .iter()
+        .filter(|u| u.opcode() == Some(LLVMOpcode::LLVMStore) && u.operand(1) == Some(a))
+        .count()
+        == 1
 }
 
 /// `llvm.lifetime.start/end` (emitted by the front end at -O1 and up)
@@ -977,16 +1005,19 @@ mod tests {
         let n = SizeForm::OPAQUE;
         assert_eq!(fit(k(48), 16, None), Fit::Elements(Some(3)));
         assert!(matches!(fit(k(40), 16, None), Fit::Mismatch(_)));
-        assert_eq!(fit(n.mul(k(16)), 16, None), Fit::Elements(None));
+        assert_eq!(fit(n.times(k(16)), 16, None), Fit::Elements(None));
         assert_eq!(fit(n, 16, None), Fit::Unknown);
         // sizeof(hdr) + len, no flexible member: header with payload.
-        assert!(matches!(fit(k(16).add(n), 16, None), Fit::Mismatch(_)));
+        assert!(matches!(fit(k(16).plus(n), 16, None), Fit::Mismatch(_)));
         // sizeof(blob) + n * sizeof(item), flexible member at 4.
-        assert_eq!(fit(k(4).add(n.mul(k(8))), 4, Some(4)), Fit::WithTail);
+        assert_eq!(fit(k(4).plus(n.times(k(8))), 4, Some(4)), Fit::WithTail);
         assert_eq!(fit(k(104), 4, Some(4)), Fit::WithTail);
         // A variable holding 16 or 32.
         assert_eq!(fit(k(16).join(k(32)), 16, None), Fit::Elements(None));
         // n * 2 * 8 with t = 16.
-        assert_eq!(fit(n.mul(k(2)).mul(k(8)), 16, None), Fit::Elements(None));
+        assert_eq!(
+            fit(n.times(k(2)).times(k(8)), 16, None),
+            Fit::Elements(None)
+        );
     }
 }

@@ -148,7 +148,8 @@ impl<'a> DiTypes<'a> {
 
     /// `char`, `signed char`, `unsigned char` (by canonical name).
     pub fn is_char_name(&self, name: &str) -> bool {
-        self.def(name).is_some_and(|d| d.kind == TypeKind::Scalar && d.encoding == Some(Encoding::Char))
+        self.def(name)
+            .is_some_and(|d| d.kind == TypeKind::Scalar && d.encoding == Some(Encoding::Char))
     }
 
     fn rel(&self, file: &str) -> String {
