@@ -137,7 +137,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// The new value of a pointer found in old state, if it must change.
-    fn translate(&self, p: u64) -> Result<Option<u64>, TransferError> {
+    /// `target` is the pointee type the pointer is declared with: a pointer
+    /// to offset 0 of a struct is a pointer to the struct unless it is
+    /// declared as a pointer to its first member.
+    fn translate(&self, p: u64, target: &str) -> Result<Option<u64>, TransferError> {
         if p == 0 {
             return Ok(None);
         }
@@ -148,7 +151,8 @@ impl<'a> Ctx<'a> {
                 let (ot, nt) = (self.v.old_type(&m.old_ty).unwrap(), self.v.new_type(&m.new_ty).unwrap());
                 let rel = p - m.old;
                 let (el, off) = (rel / ot.size.max(1), rel % ot.size.max(1));
-                let noff = self.map_offset(ot, nt, off).unwrap_or(0);
+                let whole = off == 0 && (target == m.old_ty || self.v.old_type(target).is_none_or(|t| t.size >= ot.size));
+                let noff = if whole { 0 } else { self.map_offset(ot, nt, off).unwrap_or(0) };
                 return Ok(Some(m.new + el * nt.size + noff));
             }
         }
@@ -158,6 +162,7 @@ impl<'a> Ctx<'a> {
             if p < a + sz.max(1) {
                 let (na, nty) = *self.new_globals.get(name).ok_or_else(|| TransferError::GlobalGone(name.into()))?;
                 let off = match (self.v.old_type(ty), self.v.new_type(nty)) {
+                    (Some(_), Some(_)) if p == a && (target == ty || self.v.old_type(target).is_none_or(|t| t.kind != TypeKind::Scalar)) => 0,
                     (Some(o), Some(n)) => self.map_offset(o, n, p - a).unwrap_or(p - a),
                     _ => p - a,
                 };
@@ -180,12 +185,12 @@ impl<'a> Ctx<'a> {
         let size = self.v.new_type(ty).map(|t| t.size).unwrap_or(0).max(1);
         let mut n = 0;
         for e in 0..count {
-            for (off, _) in &slots {
+            for (off, target) in &slots {
                 let at = (addr + e * size + off) as *mut u64;
                 // SAFETY: `at` is a pointer field inside a live object or
                 // global of type `ty`, per the type map.
                 let p = unsafe { at.read_unaligned() };
-                if let Some(q) = self.translate(p)? {
+                if let Some(q) = self.translate(p, target)? {
                     // SAFETY: as above.
                     unsafe { at.write_unaligned(q) };
                     n += 1;
@@ -330,11 +335,19 @@ pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
         report.globals += 1;
         fixed_globals.push((na, nty.to_string()));
     }
+    let debug = std::env::var_os("MCR_DEBUG").is_some();
     for (a, t) in fixed_globals {
-        ctx.fix_pointers(a, &t, 1)?;
+        let n = ctx.fix_pointers(a, &t, 1)?;
+        if debug {
+            eprintln!("mcr-rt: global {t} at {a:#x}: {n} pointers rewritten");
+        }
     }
+    let mut rewritten = 0;
     for (a, t, n) in &typed {
-        ctx.fix_pointers(*a, t, *n)?;
+        rewritten += ctx.fix_pointers(*a, t, *n)?;
+    }
+    if debug {
+        eprintln!("mcr-rt: {} typed objects, {rewritten} pointers rewritten, {} moved", typed.len(), ctx.moves.len());
     }
     for m in &ctx.moves {
         // SAFETY: the old copy of a moved object; nothing points to it now.
