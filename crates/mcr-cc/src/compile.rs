@@ -128,9 +128,17 @@ fn instrument(
     };
     let module = load()?;
     let file = mcr_pass::unit_file(&module).unwrap_or_else(|| src.to_string());
+    // A panic in the pass is reported as our warning, not as a backtrace.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Test hook: exercises the fallback without a unit that breaks the pass.
+        if std::env::var_os("MCR_TEST_FAIL_PASS").is_some() {
+            panic!("MCR_TEST_FAIL_PASS is set");
+        }
         mcr_pass::instrument_module(&module, cfg)
     }));
+    std::panic::set_hook(hook);
     let failure = match attempt {
         Ok(Ok(map)) => {
             finish(&module, keep_debug, be_in)?;

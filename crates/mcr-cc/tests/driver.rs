@@ -1,0 +1,196 @@
+//! mcr-cc as a drop-in for clang-22: modes, dependency files, errors,
+//! fallback, embedded type maps.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mcr_cc() -> &'static str {
+    env!("CARGO_BIN_EXE_mcr-cc")
+}
+
+const PROG: &str = r#"#include <stdlib.h>
+#include "h.h"
+struct n { int v; struct n *next; };
+int main(void) { struct n *p = malloc(sizeof *p); p->v = VAL; return p->v - VAL; }
+"#;
+
+fn setup() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("m.c"), PROG).unwrap();
+    std::fs::write(d.path().join("h.h"), "#define VAL 3\n").unwrap();
+    std::fs::write(d.path().join("g.c"), "int g(void) { return 1; }\n").unwrap();
+    std::fs::write(d.path().join("bad.c"), "int main(void) { return nope; }\n").unwrap();
+    d
+}
+
+fn run(dir: &Path, prog: &str, args: &[&str]) -> Output {
+    Command::new(prog)
+        .current_dir(dir)
+        .args(args)
+        .env_remove("MCR_STRICT")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn passthrough_modes_match_clang() {
+    let d = setup();
+    for args in [
+        &["--version"][..],
+        &["-dumpversion"],
+        &["-E", "m.c"],
+        &["-M", "m.c"],
+        &["-MM", "m.c"],
+        &["-print-prog-name=ld"],
+    ] {
+        let a = run(d.path(), mcr_cc(), args);
+        let b = run(d.path(), "clang-22", args);
+        assert_eq!(a.stdout, b.stdout, "{args:?}");
+        assert_eq!(a.status.code(), b.status.code(), "{args:?}");
+    }
+}
+
+#[test]
+fn compile_errors_are_clangs() {
+    let d = setup();
+    let a = run(d.path(), mcr_cc(), &["-c", "bad.c"]);
+    let b = run(d.path(), "clang-22", &["-c", "bad.c"]);
+    assert_eq!(a.status.code(), b.status.code());
+    assert_eq!(
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+}
+
+#[test]
+fn dependency_files_name_the_real_source_and_object() {
+    let d = setup();
+    std::fs::create_dir(d.path().join("sub")).unwrap();
+    let o = run(d.path(), mcr_cc(), &["-MMD", "-c", "m.c", "-o", "sub/m.o"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dep = std::fs::read_to_string(d.path().join("sub/m.d")).unwrap();
+    assert_eq!(dep.trim(), "sub/m.o: m.c h.h");
+    let o = run(
+        d.path(),
+        mcr_cc(),
+        &["-MD", "-MF", "x.d", "-MT", "tgt", "-c", "m.c"],
+    );
+    assert!(o.status.success());
+    assert!(std::fs::read_to_string(d.path().join("x.d"))
+        .unwrap()
+        .starts_with("tgt: m.c"));
+    assert!(d.path().join("m.o").is_file());
+}
+
+#[test]
+fn instruments_c_and_keeps_other_inputs() {
+    let d = setup();
+    let o = run(d.path(), mcr_cc(), &["-S", "-emit-llvm", "m.c", "-o", "-"]);
+    let ir = String::from_utf8_lossy(&o.stdout);
+    assert!(ir.contains("@__mcr_malloc(i64"), "{ir}");
+    assert!(ir.contains("section \"mcr_sites\""));
+    assert!(ir.contains("section \"mcr_typemap\""));
+    assert!(!ir.contains("!alloc_token"));
+    assert!(!ir.contains("sanitize_alloc_token"));
+    // No -g: the forced debug info is gone again.
+    assert!(!ir.contains("!DICompileUnit"));
+    let o = run(
+        d.path(),
+        mcr_cc(),
+        &["-O2", "-c", "m.c", "g.c", "--emit-typemap"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let map = std::fs::read_to_string(d.path().join("m.o.typemap.toml")).unwrap();
+    assert!(map.contains("type = \"struct n\""), "{map}");
+    let o = run(d.path(), mcr_cc(), &["--print-typemap", "m.o"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("rule = \"alloc-token\""));
+}
+
+#[test]
+fn response_files_and_explicit_language() {
+    let d = setup();
+    std::fs::write(d.path().join("args.rsp"), "-O1 -c \"m.c\" -o 'r.o'\n").unwrap();
+    assert!(run(d.path(), mcr_cc(), &["@args.rsp"]).status.success());
+    assert!(d.path().join("r.o").is_file());
+    std::fs::copy(d.path().join("m.c"), d.path().join("m.txt")).unwrap();
+    let o = run(
+        d.path(),
+        mcr_cc(),
+        &[
+            "-x",
+            "c",
+            "-c",
+            "m.txt",
+            "-o",
+            "x.o",
+            "--emit-typemap=x.toml",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(d.path().join("x.toml"))
+        .unwrap()
+        .contains("struct n"));
+}
+
+#[test]
+fn failing_pass_falls_back_or_fails_strictly() {
+    let d = setup();
+    let o = Command::new(mcr_cc())
+        .current_dir(d.path())
+        .args(["-c", "m.c", "--emit-typemap=m.toml"])
+        .env("MCR_TEST_FAIL_PASS", "1")
+        .env_remove("MCR_STRICT")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("mcr-cc: warning: m.c: not instrumented: "),
+        "{err}"
+    );
+    let map = std::fs::read_to_string(d.path().join("m.toml")).unwrap();
+    assert!(map.contains("instrumented = false"), "{map}");
+    let o = Command::new(mcr_cc())
+        .current_dir(d.path())
+        .args(["-c", "m.c"])
+        .env("MCR_TEST_FAIL_PASS", "1")
+        .env("MCR_STRICT", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}
+
+#[test]
+fn links_executables_with_the_runtime() {
+    let bin_dir = Path::new(mcr_cc()).parent().unwrap();
+    if !bin_dir.join("libmcr_rt.a").is_file() && std::env::var_os("MCR_RT_LIB").is_none() {
+        eprintln!("skipped: no runtime archive");
+        return;
+    }
+    let d = setup();
+    let o = run(
+        d.path(),
+        mcr_cc(),
+        &["-O2", "m.c", "g.c", "-o", "prog", "--emit-typemap"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(run(d.path(), d.path().join("prog").to_str().unwrap(), &[])
+        .status
+        .success());
+    let map = std::fs::read_to_string(d.path().join("prog.typemap.toml")).unwrap();
+    assert_eq!(map.matches("[[units]]").count(), 2, "{map}");
+    // Shared objects are instrumented but get no runtime.
+    let o = run(
+        d.path(),
+        mcr_cc(),
+        &["-shared", "-fPIC", "m.c", "-o", "libm.so"],
+    );
+    assert!(o.status.success());
+    let o = Command::new("nm")
+        .arg("-D")
+        .arg(d.path().join("libm.so"))
+        .output()
+        .unwrap();
+    let syms = String::from_utf8_lossy(&o.stdout);
+    assert!(syms.contains("U __mcr_malloc"), "{syms}");
+}
