@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test suite, from a fresh Debian bookworm machine (as root):
+#   1. install system packages and build (scripts/setup.sh)
+#   2. unit, corpus-accuracy and end-to-end live-update tests (cargo test)
+#   3. the demo: a live update of the key-value server with state checked
+#   4. memcached 1.6.18 built with mcr-cc passes its own `make test`
+# MCR_TEST_ALL_SERVERS=1 also builds and smoke-tests lighttpd, nginx, redis
+# and vsftpd with mcr-cc (scripts/servers/all.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LLVM_SYS_221_PREFIX=/usr/lib/llvm-22
+t0=$(date +%s)
+step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+
+step "setup"
+scripts/setup.sh
+
+step "cargo test (unit, corpus accuracy, end-to-end)"
+mkdir -p build
+MCR_BIN_DIR="$PWD/target/release" cargo test --release --workspace 2>&1 | tee build/cargo-test.log
+grep -q "test result" build/cargo-test.log
+
+step "demo: live update of the key-value server"
+scripts/demo.sh
+
+step "real servers: memcached 1.6.18 with mcr-cc, its own make test"
+scripts/servers/deps.sh
+scripts/servers/memcached-test.sh "$PWD/target/release/mcr-cc"
+
+if [ -n "${MCR_TEST_ALL_SERVERS:-}" ]; then
+    step "real servers: all five build and answer with mcr-cc"
+    scripts/servers/all.sh "$PWD/target/release/mcr-cc"
+fi
+step "all tests passed"
