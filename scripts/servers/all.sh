@@ -8,7 +8,8 @@
 # one real request (smoke.sh). CC defaults to mcr-cc on PATH, else
 # target/release/mcr-cc.
 #
-# Prints a table: build ok, answered ok, build seconds and, when CC is mcr-cc,
+# Prints a table: build ok, answered ok, build seconds (wall; cpu_s =
+# user+sys of the build) and, when CC is mcr-cc,
 # the allocation sites in the server binary's embedded type map
 # (`mcr-cc --print-typemap BINARY`, [[alloc_sites]] entries) and the share of
 # them typed (entries with a `type` key), followed by the sites per rule.
@@ -45,12 +46,13 @@ details=()
 for s in "${SERVERS[@]}"; do
     read -r name version <<<"$s"
     out="$MCR_WORK/build/$CCNAME/$name-$version"
-    b=FAIL a=- secs=- sites=- typed=- share=-
+    b=FAIL a=- secs=- cpu=- sites=- typed=- share=-
     log "=== $name $version with $CC ==="
     if line="$("$SERVERS_DIR/build.sh" "$name" "$version" "$CC" "$out")"; then
         b=ok
         secs="$(awk '{print $4}' <<<"$line")"
         binary="$(awk '{print $5}' <<<"$line")"
+        cpu="$(awk '{print $6}' <<<"$line")"
         if "$SERVERS_DIR/smoke.sh" "$name" "$out" >"$RESULTS/$name-$version.smoke" 2>&1; then
             a=ok
         else
@@ -72,12 +74,12 @@ for s in "${SERVERS[@]}"; do
     else
         fail=1
     fi
-    rows+=("$(printf '%-18s %-6s %-9s %8s %12s %7s %7s' "$name $version" "$b" "$a" "$secs" "$sites" "$typed" "$share")")
+    rows+=("$(printf '%-18s %-6s %-9s %8s %8s %12s %7s %7s' "$name $version" "$b" "$a" "$secs" "$cpu" "$sites" "$typed" "$share")")
 done
 
 echo
 echo "Real servers built with $CC (work dir: $MCR_WORK/build/$CCNAME)"
-printf '%-18s %-6s %-9s %8s %12s %7s %7s\n' server build answered build_s alloc_sites typed share
+printf '%-18s %-6s %-9s %8s %8s %12s %7s %7s\n' server build answered build_s cpu_s alloc_sites typed share
 for r in "${rows[@]}"; do echo "$r"; done
 if [ "${#details[@]}" -gt 0 ]; then
     echo

@@ -20,8 +20,10 @@
 # was made by this script (it carries .mcr-build-dir); anything else is
 # refused. The full build output goes to OUTDIR/mcr-build.log; on failure its
 # tail is printed. On success OUTDIR/.mcr-build-info records name, version,
-# compiler, seconds and the server binary, and stdout gets one line:
-#   NAME VERSION CC BUILD_SECONDS BINARY
+# compiler, wall and CPU seconds and the server binary, and stdout gets one
+# line:
+#   NAME VERSION CC BUILD_SECONDS BINARY BUILD_CPU_SECONDS
+# (wall = configure + make; CPU = user+sys of all their processes).
 set -euo pipefail
 MCR_LOG_TAG=build
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -116,6 +118,7 @@ build() {
 }
 
 log "building $NAME $VERSION with $CC in $OUTDIR (-j$J${XCFLAGS:+, extra CFLAGS: $XCFLAGS})"
+children_cpu c0
 t0="$(now)"
 if ! build; then
     t1="$(now)"
@@ -125,6 +128,8 @@ if ! build; then
 fi
 t1="$(now)"
 SECS="$(elapsed "$t0" "$t1")"
+children_cpu c1
+CPU="$(elapsed "$c0" "$c1")"
 [ -x "$OUTDIR/$BINARY" ] || { tail -n 20 "$LOG" >&2; die "build finished but $OUTDIR/$BINARY is missing"; }
 
 cat >"$OUTDIR/.mcr-build-info" <<INFO
@@ -132,7 +137,8 @@ NAME=$NAME
 VERSION=$VERSION
 CC=$CC
 BUILD_SECONDS=$SECS
+BUILD_CPU_SECONDS=$CPU
 BINARY=$BINARY
 INFO
-log "$NAME $VERSION built with $CC in $SECS s -> $OUTDIR/$BINARY"
-printf '%s %s %s %s %s\n' "$NAME" "$VERSION" "$CC" "$SECS" "$OUTDIR/$BINARY"
+log "$NAME $VERSION built with $CC in $SECS s wall, $CPU s CPU (user+sys) -> $OUTDIR/$BINARY"
+printf '%s %s %s %s %s %s\n' "$NAME" "$VERSION" "$CC" "$SECS" "$OUTDIR/$BINARY" "$CPU"

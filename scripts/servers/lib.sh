@@ -92,3 +92,18 @@ stop_pid() {
 # Monotonic-ish wall clock in seconds with fractions.
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
+
+# CPU seconds (user + sys) used so far by this shell's waited-for children,
+# recursively (getrusage(RUSAGE_CHILDREN) as bash's `times` reports it).
+# Must run in the measuring shell itself, not in $(...): it stores the value
+# in the variable named by $1.
+children_cpu() {
+    local f
+    f="$(mktemp)"
+    { times; } >"$f"
+    printf -v "$1" '%s' "$(tail -n1 "$f" | awk '{
+        t = 0
+        for (i = 1; i <= NF; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+        printf "%.1f", t }')"
+    rm -f "$f"
+}
