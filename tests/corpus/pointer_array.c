@@ -8,6 +8,8 @@ int main(void) {
     int nb = 16;
     struct node **buckets = calloc(nb, sizeof(struct node *)); /* expect: struct node * */
     const char **names = malloc(3 * sizeof(char *)); /* expect: char * */
+    struct node **table = calloc(8, sizeof(void *)); /* expect: void * */
+    table[1] = NULL;
     names[0] = "a"; names[1] = "b"; names[2] = "c";
     for (int k = 0; k < 40; k++) {
         struct node *n = malloc(sizeof *n); /* expect: struct node */

@@ -550,6 +550,12 @@ impl<'a, 'b> Analyzer<'a, 'b> {
             (Some(t), Some(e)) => {
                 if t == e.ty || self.di.is_prefix(&e.ty, &t) {
                     (t, Rule::AllocToken)
+                } else if let Some(p) = self.void_pointer_of(&t, &e.ty) {
+                    // `calloc(n, sizeof(void *))` into an `item **`: an
+                    // array of pointers either way; `void *` claims less
+                    // (each target object carries its own type anyway).
+                    let rule = if p == t { Rule::AllocToken } else { e.rule };
+                    (p, rule)
                 } else if self.same_integer_layout(&t, &e.ty) {
                     // `calloc(n, sizeof(int))` into an `unsigned *`: the
                     // declared type says how the bits are read.
@@ -618,6 +624,22 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                 site.rule = rule;
             }
         }
+    }
+
+    /// Of two pointer types one of which is `void *`: that one.
+    fn void_pointer_of(&self, a: &str, b: &str) -> Option<String> {
+        let is_ptr = |n: &str| {
+            self.di
+                .def(n)
+                .is_some_and(|d| d.kind == mcr_types::TypeKind::Pointer)
+        };
+        if !is_ptr(a) || !is_ptr(b) {
+            return None;
+        }
+        [a, b]
+            .into_iter()
+            .find(|n| *n == "void *")
+            .map(String::from)
     }
 
     /// Two integer scalars of one size (`int` / `unsigned int`).

@@ -487,6 +487,9 @@ impl<'a> DiTypes<'a> {
                 .collect();
             return (hits.len() == 1).then(|| hits[0].name.clone());
         }
+        if t == "void" {
+            return Some(self.name(None));
+        }
         let t = t
             .strip_prefix("struct ")
             .or_else(|| t.strip_prefix("union "))
