@@ -146,11 +146,11 @@ fn compile_only(cmd: &Cmd) -> Result<i32> {
             .output
             .clone()
             .unwrap_or_else(|| format!("{}.{ext}", stem(src)));
-        let dep_target = if assemble {
-            format!("{}.o", stem(src))
-        } else {
-            out.clone()
-        };
+        // clang names the -o file, else `<stem>.o` (also with -S).
+        let dep_target = cmd
+            .output
+            .clone()
+            .unwrap_or_else(|| format!("{}.o", stem(src)));
         let dep_file =
             (cmd.has_md && !cmd.has_mf).then(|| default_dep_file(cmd.output.as_deref(), src));
         let unit = Unit {

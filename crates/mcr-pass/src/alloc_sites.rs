@@ -719,16 +719,13 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                         continue;
                     }
                     let Some(dest) = u.operand(1) else { continue };
-                    let typed = match self.object_type(dest, 0) {
-                        Some((t, rule)) => self.push_pointee(t, rule, evs),
-                        None => false,
-                    };
-                    // A temporary or a `void *` variable, or a typed
-                    // variable that never holds anything else: follow its
-                    // loads (what they are cast to and passed to).
-                    if dest.opcode() == Some(LLVMOpcode::LLVMAlloca)
-                        && (!typed || single_store(dest))
-                    {
+                    if let Some((t, rule)) = self.object_type(dest, 0) {
+                        self.push_pointee(t, rule, evs);
+                    }
+                    // A variable (typed, `void *`, or a temporary) that
+                    // holds nothing else: follow its loads (what they are
+                    // cast to, stored into, passed to, returned as).
+                    if dest.opcode() == Some(LLVMOpcode::LLVMAlloca) && only_value_stored(dest, v) {
                         for l in dest.users() {
                             if l.opcode() == Some(LLVMOpcode::LLVMLoad) {
                                 self.uses_evidence(f, l, evs, depth + 1, seen);
@@ -989,13 +986,16 @@ impl<'a, 'b> Analyzer<'a, 'b> {
     }
 }
 
-/// The alloca is written exactly once (by the store being followed).
-fn single_store(a: Val) -> bool {
-    a.users()
-        .iter()
-        .filter(|u| u.opcode() == Some(LLVMOpcode::LLVMStore) && u.operand(1) == Some(a))
-        .count()
-        == 1
+/// Every store into the alloca stores `v` or a constant (`NULL`): its
+/// loads then see `v` or nothing, so what they flow into is evidence
+/// about `v`. (The analysis is flow-insensitive; a variable reused for
+/// several objects says nothing.)
+fn only_value_stored(a: Val, v: Val) -> bool {
+    a.users().iter().all(|u| {
+        u.opcode() != Some(LLVMOpcode::LLVMStore)
+            || u.operand(1) != Some(a)
+            || u.operand(0).is_some_and(|x| x == v || x.is_constant())
+    })
 }
 
 /// `llvm.lifetime.start/end` (emitted by the front end at -O1 and up)

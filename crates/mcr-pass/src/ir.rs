@@ -341,6 +341,10 @@ impl Val {
         // SAFETY: RTTI query on a live value.
         unsafe { !LLVMIsAGlobalVariable(self.0).is_null() }
     }
+    pub fn is_constant(self) -> bool {
+        // SAFETY: RTTI query on a live value.
+        unsafe { !LLVMIsAConstant(self.0).is_null() }
+    }
     pub fn is_argument(self) -> bool {
         // SAFETY: RTTI query on a live value.
         unsafe { !LLVMIsAArgument(self.0).is_null() }
