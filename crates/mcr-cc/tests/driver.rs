@@ -194,3 +194,27 @@ fn links_executables_with_the_runtime() {
     let syms = String::from_utf8_lossy(&o.stdout);
     assert!(syms.contains("U __mcr_malloc"), "{syms}");
 }
+
+#[test]
+fn configure_style_probes_are_left_alone() {
+    // autoconf's AC_CHECK_FUNCS declares the function with a wrong prototype.
+    let d = setup();
+    std::fs::write(
+        d.path().join("conftest.c"),
+        "char malloc();\nchar read();\nint main(void) { return malloc() + read(); }\n",
+    )
+    .unwrap();
+    let a = run(d.path(), mcr_cc(), &["-c", "conftest.c", "-o", "a.o"]);
+    let b = run(d.path(), "clang-22", &["-c", "conftest.c", "-o", "b.o"]);
+    assert_eq!(a.status.code(), b.status.code());
+    assert_eq!(a.stderr, b.stderr);
+    let o = Command::new("nm")
+        .arg(d.path().join("a.o"))
+        .output()
+        .unwrap();
+    let syms = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        syms.contains("U malloc") && !syms.contains("__mcr_malloc"),
+        "{syms}"
+    );
+}
