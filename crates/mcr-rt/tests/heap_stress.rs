@@ -60,6 +60,14 @@ fn size_for(r: u64) -> usize {
 fn heap_cross_thread_free_and_concurrent_walk() {
     let (tx, rx) = mpsc::sync_channel::<(usize, usize, u8)>(1024);
     let stop = AtomicBool::new(false);
+    /// Stops the walker even when an assertion below panics (else the
+    /// scope would wait for it forever).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|sc| {
         // Walker: enumerates while everything runs; must not crash.
         sc.spawn(|| {
@@ -89,6 +97,7 @@ fn heap_cross_thread_free_and_concurrent_walk() {
             }
             freed
         });
+        let _stop = Stop(&stop);
         let producers: Vec<_> = (0..2u64)
             .map(|t| {
                 let tx = tx.clone();

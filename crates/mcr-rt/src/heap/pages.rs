@@ -73,7 +73,8 @@ impl FreeRuns {
     }
 
     /// Takes a run of `n` pages. Returns its first page and whether it is
-    /// fresh (never used, hence zero-filled).
+    /// fresh (never used, hence zero-filled). The run's boundary entries
+    /// read `Unused` until the caller labels the pages.
     pub(super) fn alloc(&mut self, n: usize) -> Result<(usize, bool), HeapError> {
         for b in bin_of(n)..NBINS {
             let mut cur = self.bins[b];
@@ -86,6 +87,11 @@ impl FreeRuns {
                     if len > n {
                         self.insert(start + n, len - n);
                     }
+                    // The run's first and last entries may still read as a
+                    // free head/tail: a concurrent `free` of a neighbour
+                    // would merge the run back before the caller labels it.
+                    desc(start).store(Desc::new(Kind::Unused, 0, 0));
+                    desc(start + n - 1).store(Desc::new(Kind::Unused, 0, 0));
                     return Ok((start, false));
                 }
                 cur = d.b;
