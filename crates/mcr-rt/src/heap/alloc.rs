@@ -174,12 +174,13 @@ pub(super) fn calloc(n: usize, size: usize, site: usize) -> *mut u8 {
 /// A large object: a run of pages with the header at its start.
 #[cold]
 fn alloc_large(size: usize, align: usize, site: usize, zero: bool) -> *mut u8 {
+    // Initialise first: the region's length is 0 until then.
+    super::init::ensure();
     let align = align.max(16);
     if align > MAX_OFFSET || size > MAX_SIZE || size > region::len() {
         set_enomem();
         return std::ptr::null_mut();
     }
-    super::init::ensure();
     // For alignments up to a page the payload sits at `align` from the
     // page-aligned run start; beyond that the run is over-allocated.
     let span = if align <= PAGE {
