@@ -14,7 +14,10 @@ fn connect(pid: u32, timeout_s: f64) -> Result<UnixStream> {
     let addr = SocketAddr::from_abstract_name(control_socket_name(pid).as_bytes())?;
     let s = UnixStream::connect_addr(&addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            anyhow!("process {pid} is not a program built with mcr-cc (no control socket @{})", control_socket_name(pid))
+            anyhow!(
+                "process {pid} is not a program built with mcr-cc (no control socket @{})",
+                control_socket_name(pid)
+            )
         } else {
             anyhow!("cannot reach process {pid}: {e}")
         }
@@ -24,7 +27,12 @@ fn connect(pid: u32, timeout_s: f64) -> Result<UnixStream> {
     Ok(s)
 }
 
-fn exchange(pid: u32, req: &Request, timeout_s: f64, mut on: impl FnMut(Reply) -> Option<Reply>) -> Result<Reply> {
+fn exchange(
+    pid: u32,
+    req: &Request,
+    timeout_s: f64,
+    mut on: impl FnMut(Reply) -> Option<Reply>,
+) -> Result<Reply> {
     let mut s = connect(pid, timeout_s)?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
@@ -33,14 +41,22 @@ fn exchange(pid: u32, req: &Request, timeout_s: f64, mut on: impl FnMut(Reply) -
     loop {
         let mut l = String::new();
         match r.read_line(&mut l) {
-            Ok(0) => bail!("process {pid} closed the control connection without answering (did it exit?)"),
+            Ok(0) => bail!(
+                "process {pid} closed the control connection without answering (did it exit?)"
+            ),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 bail!("process {pid} did not answer within {timeout_s} s")
             }
             Err(e) => bail!("process {pid}: {e}"),
         }
-        let reply: Reply = serde_json::from_str(&l).map_err(|e| anyhow!("bad reply from {pid}: {e}"))?;
+        let reply: Reply =
+            serde_json::from_str(&l).map_err(|e| anyhow!("bad reply from {pid}: {e}"))?;
         if let Reply::Error { message } = &reply {
             bail!("{message}");
         }
@@ -56,7 +72,12 @@ pub fn ask(pid: u32, req: &Request, timeout_s: f64) -> Result<Reply> {
 }
 
 /// An update: phase replies stream in, the last one is the report.
-pub fn update(pid: u32, req: &Request, timeout_s: f64, mut phase: impl FnMut(&PhaseTime)) -> Result<UpdateReport> {
+pub fn update(
+    pid: u32,
+    req: &Request,
+    timeout_s: f64,
+    mut phase: impl FnMut(&PhaseTime),
+) -> Result<UpdateReport> {
     match exchange(pid, req, timeout_s, |r| match r {
         Reply::Phase(p) => {
             phase(&p);

@@ -34,7 +34,10 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
     let mut rows = Vec::new();
     let mut refused = false;
     for t in &o.types {
-        if !matches!(t.kind, mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union | mcr_types::TypeKind::Enum) {
+        if !matches!(
+            t.kind,
+            mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union | mcr_types::TypeKind::Enum
+        ) {
             continue;
         }
         let (change, detail) = match v.change(&t.name) {
@@ -46,16 +49,38 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
                 ("needs user code".to_string(), e.to_string())
             }
         };
-        rows.push(Row { name: t.name.clone(), change, detail });
+        rows.push(Row {
+            name: t.name.clone(),
+            change,
+            detail,
+        });
     }
     for t in &n.types {
-        if matches!(t.kind, mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union) && v.old_type(&t.name).is_none() {
-            rows.push(Row { name: t.name.clone(), change: "added".into(), detail: String::new() });
+        if matches!(
+            t.kind,
+            mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union
+        ) && v.old_type(&t.name).is_none()
+        {
+            rows.push(Row {
+                name: t.name.clone(),
+                change: "added".into(),
+                detail: String::new(),
+            });
         }
     }
-    let gone: Vec<_> = o.globals.iter().filter(|g| !n.globals.iter().any(|x| x.name == g.name)).map(|g| g.name.clone()).collect();
+    let gone: Vec<_> = o
+        .globals
+        .iter()
+        .filter(|g| !n.globals.iter().any(|x| x.name == g.name))
+        .map(|g| g.name.clone())
+        .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"types": rows, "globals_removed": gone, "refused": refused}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"types": rows, "globals_removed": gone, "refused": refused})
+            )?
+        );
     } else {
         if rows.is_empty() {
             println!("no type changes");
@@ -74,13 +99,17 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
 }
 
 fn describe(v: &Versions, name: &str) -> String {
-    let (Some(o), Some(n)) = (v.old_type(name), v.new_type(name)) else { return String::new() };
+    let (Some(o), Some(n)) = (v.old_type(name), v.new_type(name)) else {
+        return String::new();
+    };
     let mut parts = Vec::new();
     for f in &o.fields {
         match n.fields.iter().find(|x| x.name == f.name) {
             None => parts.push(format!("-{}", f.name)),
             Some(x) if x.ty != f.ty => parts.push(format!("{}: {} -> {}", f.name, f.ty, x.ty)),
-            Some(x) if x.offset != f.offset => parts.push(format!("{} moved {}->{}", f.name, f.offset, x.offset)),
+            Some(x) if x.offset != f.offset => {
+                parts.push(format!("{} moved {}->{}", f.name, f.offset, x.offset))
+            }
             _ => {}
         }
     }

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mcr_types::protocol::{Reply, Request, UpdateRequest};
 
 #[derive(Parser)]
-#[command(name = "mcr-ctl", version, about = "Inspect and live-update programs built with mcr-cc")]
+#[command(
+    name = "mcr-ctl",
+    version,
+    about = "Inspect and live-update programs built with mcr-cc"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -86,7 +90,13 @@ fn run() -> Result<()> {
             Reply::Trace(t) => render::trace(&t, json),
             r => bail!("unexpected reply: {r:?}"),
         },
-        Cmd::Update { pid, new_binary, timeout, json, args } => {
+        Cmd::Update {
+            pid,
+            new_binary,
+            timeout,
+            json,
+            args,
+        } => {
             let binary = std::fs::canonicalize(&new_binary)
                 .with_context(|| format!("new binary {new_binary}"))?
                 .to_string_lossy()

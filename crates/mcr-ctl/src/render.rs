@@ -11,9 +11,15 @@ pub fn ps(infos: &[Info], as_json: bool) {
     if as_json {
         return json(&infos);
     }
-    println!("{:>8}  {:>10}  {:>12}  {:>7}  {:<16}  PROGRAM", "PID", "OBJECTS", "HEAP BYTES", "THREADS", "TYPEMAP");
+    println!(
+        "{:>8}  {:>10}  {:>12}  {:>7}  {:<16}  PROGRAM",
+        "PID", "OBJECTS", "HEAP BYTES", "THREADS", "TYPEMAP"
+    );
     for i in infos {
-        println!("{:>8}  {:>10}  {:>12}  {:>7}  {:<16}  {}", i.pid, i.objects, i.heap_bytes, i.threads, i.typemap_id, i.program);
+        println!(
+            "{:>8}  {:>10}  {:>12}  {:>7}  {:<16}  {}",
+            i.pid, i.objects, i.heap_bytes, i.threads, i.typemap_id, i.program
+        );
     }
 }
 
@@ -23,9 +29,19 @@ pub fn heap(h: &HeapReport, as_json: bool, by_site: bool) {
     }
     println!("{} live objects, {} bytes", h.objects, h.bytes);
     if by_site {
-        println!("{:>10}  {:>12}  {:<28}  {:<20}  TYPE", "OBJECTS", "BYTES", "SITE", "FUNCTION");
+        println!(
+            "{:>10}  {:>12}  {:<28}  {:<20}  TYPE",
+            "OBJECTS", "BYTES", "SITE", "FUNCTION"
+        );
         for s in &h.sites {
-            println!("{:>10}  {:>12}  {:<28}  {:<20}  {}", s.objects, s.bytes, s.site, s.function, s.ty.as_deref().unwrap_or("(untyped)"));
+            println!(
+                "{:>10}  {:>12}  {:<28}  {:<20}  {}",
+                s.objects,
+                s.bytes,
+                s.site,
+                s.function,
+                s.ty.as_deref().unwrap_or("(untyped)")
+            );
         }
         return;
     }
@@ -56,9 +72,19 @@ pub fn trace(t: &TraceReport, as_json: bool) {
         "{} objects: {} reachable, {} unreachable ({} precise, {} conservative edges; {:.1} ms)",
         t.objects, t.reachable, t.unreachable, t.precise_edges, t.conservative_edges, t.millis
     );
-    println!("{:>10}  {:>12}  {:>14}  {:<30}  LEAKED AT", "REACHABLE", "UNREACHABLE", "LEAKED BYTES", "TYPE");
+    println!(
+        "{:>10}  {:>12}  {:>14}  {:<30}  LEAKED AT",
+        "REACHABLE", "UNREACHABLE", "LEAKED BYTES", "TYPE"
+    );
     for r in &t.rows {
-        println!("{:>10}  {:>12}  {:>14}  {:<30}  {}", r.reachable, r.unreachable, r.unreachable_bytes, r.what, r.leak_sites.join(", "));
+        println!(
+            "{:>10}  {:>12}  {:>14}  {:<30}  {}",
+            r.reachable,
+            r.unreachable,
+            r.unreachable_bytes,
+            r.what,
+            r.leak_sites.join(", ")
+        );
     }
 }
 
@@ -71,6 +97,9 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         "  objects: {} precise ({} moved to a new layout), {} conservative; {} bytes; {} globals",
         r.objects_precise, r.objects_moved, r.objects_conservative, r.bytes, r.globals
     );
-    println!("  descriptors: {} inherited, {} start-up resources closed", r.fds_inherited, r.fds_closed);
+    println!(
+        "  descriptors: {} inherited, {} start-up resources closed",
+        r.fds_inherited, r.fds_closed
+    );
     println!("  downtime: {:.2} ms", r.downtime_ms);
 }

@@ -125,7 +125,10 @@ pub unsafe extern "C" fn __mcr_sigwait(s: Ss, sig: *mut c_int) -> c_int {
 /// Same contract as `sleep`.
 #[no_mangle]
 pub unsafe extern "C" fn __mcr_sleep(s: c_uint) -> c_uint {
-    let ts = libc::timespec { tv_sec: s as libc::time_t, tv_nsec: 0 };
+    let ts = libc::timespec {
+        tv_sec: s as libc::time_t,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid timespec; remaining time is not needed.
     let r = unsafe { __mcr_nanosleep(&ts, std::ptr::null_mut()) };
     if r == 0 {
@@ -138,7 +141,10 @@ pub unsafe extern "C" fn __mcr_sleep(s: c_uint) -> c_uint {
 /// # Safety
 /// Same contract as `pthread_cond_wait`.
 #[no_mangle]
-pub unsafe extern "C" fn __mcr_pthread_cond_wait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t) -> c_int {
+pub unsafe extern "C" fn __mcr_pthread_cond_wait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+) -> c_int {
     let f = real!(pthread_cond_wait: fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t) -> c_int);
     // SAFETY: forwarding the caller's arguments.
     blocking_cond(m, || unsafe { f(c, m) })

@@ -41,6 +41,10 @@ pub struct State {
     pub functions: Vec<(String, u64)>,
     /// Address ranges of the old binary's image.
     pub image: Vec<(u64, u64, u64)>,
+    /// Heap objects live at the end of the old version's start-up.
+    pub startup_objects: Vec<crate::snapshot::StartupObject>,
+    /// Shared libraries: (path, lowest address, end of their last mapping).
+    pub libraries: Vec<(String, u64, u64)>,
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -59,7 +63,10 @@ pub fn from_hex(s: &str) -> Vec<u8> {
         b'a'..=b'f' => c - b'a' + 10,
         _ => 0,
     };
-    s.as_bytes().chunks(2).map(|p| v(p[0]) << 4 | v(p[1])).collect()
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| v(p[0]) << 4 | v(p[1]))
+        .collect()
 }
 
 pub fn memfd(name: &str) -> std::io::Result<OwnedFd> {
@@ -70,7 +77,9 @@ pub fn memfd(name: &str) -> std::io::Result<OwnedFd> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor we own.
-    Ok(crate::control::to_private_fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    Ok(crate::control::to_private_fd(unsafe {
+        OwnedFd::from_raw_fd(fd)
+    }))
 }
 
 /// Load bias and mapped ranges (start, end, file offset) of the executable.
@@ -89,7 +98,10 @@ pub fn own_image() -> (u64, Vec<(u64, u64, u64)>) {
         let _perm = it.next();
         let off = u64::from_str_radix(it.next().unwrap_or("0"), 16).unwrap_or(0);
         if let Some((a, b)) = r.split_once('-') {
-            let (a, b) = (u64::from_str_radix(a, 16).unwrap_or(0), u64::from_str_radix(b, 16).unwrap_or(0));
+            let (a, b) = (
+                u64::from_str_radix(a, 16).unwrap_or(0),
+                u64::from_str_radix(b, 16).unwrap_or(0),
+            );
             if off == 0 {
                 base = base.min(a);
             }
@@ -97,6 +109,42 @@ pub fn own_image() -> (u64, Vec<(u64, u64, u64)>) {
         }
     }
     (if base == u64::MAX { 0 } else { base }, ranges)
+}
+
+/// Loaded shared libraries: path, start of the first mapping, end of the
+/// last one (including the anonymous bss right after the file mappings).
+pub fn libraries() -> Vec<(String, u64, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut out: Vec<(String, u64, u64)> = Vec::new();
+    let mut last_lib: Option<usize> = None;
+    for l in maps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let Some((a, b)) = f.first().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap_or(0),
+            u64::from_str_radix(b, 16).unwrap_or(0),
+        );
+        let path = f.get(5).copied().unwrap_or("");
+        if path.contains(".so") {
+            match out.iter().position(|x| x.0 == path) {
+                Some(i) => {
+                    out[i].2 = out[i].2.max(b);
+                    last_lib = Some(i);
+                }
+                None => {
+                    out.push((path.to_string(), a, b));
+                    last_lib = Some(out.len() - 1);
+                }
+            }
+        } else if path.is_empty() && last_lib.is_some_and(|i| out[i].2 == a) {
+            out[last_lib.unwrap()].2 = b;
+        } else {
+            last_lib = None;
+        }
+    }
+    out
 }
 
 /// Function symbols of the running executable at their run-time addresses.
@@ -109,7 +157,11 @@ pub fn own_functions() -> Vec<(String, u64)> {
         return vec![];
     };
     let (base, _) = own_image();
-    let bias = if f.kind() == object::ObjectKind::Dynamic { base } else { 0 };
+    let bias = if f.kind() == object::ObjectKind::Dynamic {
+        base
+    } else {
+        0
+    };
     f.symbols()
         .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
         .filter_map(|s| Some((s.name().ok()?.to_string(), s.address() + bias)))
@@ -139,7 +191,8 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
                 addr: g.addr as u64,
                 size: g.size as u64,
                 bytes: to_hex(b),
-                unchanged_since_startup: globals::startup_value(g.name).is_some_and(|s| s == b),
+                unchanged_since_startup: crate::snapshot::global_value(g.name)
+                    .is_some_and(|s| s == b),
             }
         })
         .collect();
@@ -147,7 +200,9 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let state = State {
         // SAFETY: getpid has no preconditions.
         old_pid: unsafe { libc::getpid() } as u32,
-        old_exe: std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        old_exe: std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         typemap,
         sites,
         globals,
@@ -155,6 +210,8 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
         heap: info,
         functions: own_functions(),
         image,
+        startup_objects: crate::snapshot::objects(),
+        libraries: libraries(),
     };
     let state_fd = memfd("mcr-state")?;
     let mut f = std::fs::File::from(state_fd.try_clone()?);

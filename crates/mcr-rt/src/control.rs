@@ -50,9 +50,12 @@ fn serve() {
         let conn = UnixStream::from(to_private_fd(OwnedFd::from(conn)));
         if !peer_allowed(&conn) {
             let mut c = &conn;
-            let _ = send(&mut c, &Reply::Error {
-                message: "permission denied: not the process owner".into(),
-            });
+            let _ = send(
+                &mut c,
+                &Reply::Error {
+                    message: "permission denied: not the process owner".into(),
+                },
+            );
             continue;
         }
         handle(conn);

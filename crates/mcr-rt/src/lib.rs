@@ -12,6 +12,7 @@ pub mod quiesce;
 pub mod report;
 pub mod restore;
 pub mod sections;
+pub mod snapshot;
 pub mod startup_log;
 pub mod threads;
 pub mod trace;

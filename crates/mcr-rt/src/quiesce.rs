@@ -88,7 +88,11 @@ fn should_park(rec: &ThreadRec, kind: CallKind) -> bool {
 
 /// Runs one wrapped blocking call with quiescence around it.
 /// `interrupted` tells whether a result is an `EINTR` failure.
-pub fn blocking<T: Copy>(kind: CallKind, call: impl Fn() -> T, interrupted: impl Fn(T) -> bool) -> T {
+pub fn blocking<T: Copy>(
+    kind: CallKind,
+    call: impl Fn() -> T,
+    interrupted: impl Fn(T) -> bool,
+) -> T {
     let Some(rec) = threads::current() else {
         return call();
     };
@@ -118,16 +122,18 @@ pub fn blocking<T: Copy>(kind: CallKind, call: impl Fn() -> T, interrupted: impl
 /// `pthread_cond_wait`-style calls: signals do not interrupt them, so a
 /// thread inside one counts as quiescent, and parks (mutex released) if it
 /// wakes while an update runs. A spurious wake-up is allowed by POSIX.
-pub fn blocking_cond(mutex: *mut libc::pthread_mutex_t, call: impl Fn() -> libc::c_int) -> libc::c_int {
+pub fn blocking_cond(
+    mutex: *mut libc::pthread_mutex_t,
+    call: impl Fn() -> libc::c_int,
+) -> libc::c_int {
     let Some(rec) = threads::current() else {
         return call();
     };
-    if rec.is_main {
-        crate::startup_log::main_reached_quiescent_point();
-    }
+    // Not a start-up end for the main thread: start-up code waits on
+    // condition variables too (for its workers to come up).
     rec.set(BlockState::Uninterruptible);
     let r = call();
-    if REQUESTED.load(Ordering::SeqCst) {
+    if should_park(rec, CallKind::Wait) {
         // SAFETY: the wait returned with `mutex` held by this thread.
         unsafe { libc::pthread_mutex_unlock(mutex) };
         park(rec);

@@ -19,7 +19,9 @@ pub fn info() -> Info {
     let s = heap::stats();
     Info {
         pid: std::process::id(),
-        program: std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        program: std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         typemap_id: typemap_id(),
         objects: s.objects as u64,
         heap_bytes: s.bytes as u64,
@@ -37,7 +39,11 @@ pub fn describe_site(site: *const Site) -> (String, String, Option<String>) {
     // SAFETY: non-null site pointers in headers point at this binary's descriptors.
     let s = unsafe { &*site };
     let ty = (!s.type_name.is_null()).then(|| sections::cstr(s.type_name).to_string());
-    (format!("{}:{}", sections::cstr(s.file), s.line), sections::cstr(s.function).to_string(), ty)
+    (
+        format!("{}:{}", sections::cstr(s.file), s.line),
+        sections::cstr(s.function).to_string(),
+        ty,
+    )
 }
 
 pub fn heap() -> HeapReport {
@@ -54,9 +60,19 @@ pub fn heap() -> HeapReport {
         .into_iter()
         .map(|(site, (n, b))| {
             let (site, function, ty) = describe_site(site as *const Site);
-            SiteUsage { site, function, ty, objects: n, bytes: b }
+            SiteUsage {
+                site,
+                function,
+                ty,
+                objects: n,
+                bytes: b,
+            }
         })
         .collect();
     sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
-    HeapReport { objects, bytes, sites }
+    HeapReport {
+        objects,
+        bytes,
+        sites,
+    }
 }

@@ -54,7 +54,14 @@ pub fn init_from_env() {
         Ok(s) => s,
         Err(e) => fail(&format!("cannot read the checkpoint: {e}")),
     };
-    for fd in [env_fd("MCR_STATUS_FD"), env_fd("MCR_COMMIT_FD"), env_fd(crate::heap::HEAP_FD_ENV)].into_iter().flatten() {
+    for fd in [
+        env_fd("MCR_STATUS_FD"),
+        env_fd("MCR_COMMIT_FD"),
+        env_fd(crate::heap::HEAP_FD_ENV),
+    ]
+    .into_iter()
+    .flatten()
+    {
         // SAFETY: our own pipes and memfd: never passed on to the program's children.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
@@ -73,7 +80,10 @@ pub fn main_startup_over() {
         return;
     }
     let t_start = T0.lock().unwrap().unwrap_or_else(Instant::now);
-    status(&format!("phase startup-replay {:.3}", t_start.elapsed().as_secs_f64() * 1e3));
+    status(&format!(
+        "phase startup-replay {:.3}",
+        t_start.elapsed().as_secs_f64() * 1e3
+    ));
     if fault("startup") {
         fail("MCR_FAULT=startup");
     }
@@ -83,37 +93,58 @@ pub fn main_startup_over() {
     // Threads start-up created park at their first blocking call.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let busy = threads::all()
+        let busy: Vec<String> = threads::all()
             .into_iter()
             .filter(|r| !me.is_some_and(|m| std::ptr::eq(*r, m)) && r.alive.load(Ordering::SeqCst))
-            .filter(|r| !matches!(r.state(), threads::BlockState::Parked | threads::BlockState::Uninterruptible))
-            .count();
-        if busy == 0 {
+            .filter(|r| {
+                !matches!(
+                    r.state(),
+                    threads::BlockState::Parked | threads::BlockState::Uninterruptible
+                )
+            })
+            .map(|r| format!("{} ({:?})", r.tid.load(Ordering::SeqCst), r.state()))
+            .collect();
+        if busy.is_empty() {
             break;
         }
         if Instant::now() > deadline {
-            fail(&format!("{busy} threads of the new version did not reach a quiescent point"));
+            fail(&format!(
+                "threads of the new version did not reach a quiescent point within 5 s: {}",
+                busy.join(", ")
+            ));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    status(&format!("phase new-quiesce {:.3}", t.elapsed().as_secs_f64() * 1e3));
+    status(&format!(
+        "phase new-quiesce {:.3}",
+        t.elapsed().as_secs_f64() * 1e3
+    ));
     let t = Instant::now();
     let state = STATE.lock().unwrap().take().expect("restore state");
     if fault("transfer") {
         fail("MCR_FAULT=transfer");
     }
-    let mut report = match transfer::run(&state) {
+    let new_startup = crate::snapshot::live_objects(true);
+    let mut report = match transfer::run(&state, &new_startup) {
         Ok(r) => r,
         Err(e) => fail(&e.to_string()),
     };
-    status(&format!("phase transfer {:.3}", t.elapsed().as_secs_f64() * 1e3));
+    status(&format!(
+        "phase transfer {:.3}",
+        t.elapsed().as_secs_f64() * 1e3
+    ));
     if fault("crash") {
         // SAFETY: a deliberate crash right after transfer, for tests.
         unsafe { libc::raise(libc::SIGSEGV) };
     }
     report.fds_closed = unclaimed.iter().map(|e| e.fds.len() as u64).sum();
-    status(&format!("ready {}", serde_json::to_string(&report).unwrap_or_default()));
-    let Some(cfd) = env_fd("MCR_COMMIT_FD") else { fail("no commit channel") };
+    status(&format!(
+        "ready {}",
+        serde_json::to_string(&report).unwrap_or_default()
+    ));
+    let Some(cfd) = env_fd("MCR_COMMIT_FD") else {
+        fail("no commit channel")
+    };
     // SAFETY: the commit pipe's read end, ours alone.
     let f = unsafe { std::fs::File::from_raw_fd(cfd) };
     let mut line = String::new();
@@ -143,7 +174,9 @@ pub fn main_startup_over() {
 
 /// Tells systemd (when it supervises us) that the service's main PID changed.
 fn notify_supervisor() {
-    let Ok(path) = std::env::var("NOTIFY_SOCKET") else { return };
+    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
+        return;
+    };
     let msg = format!("MAINPID={}\nREADY=1\n", std::process::id());
     let sock = match std::os::unix::net::UnixDatagram::unbound() {
         Ok(s) => s,

@@ -72,7 +72,7 @@ pub fn main_reached_quiescent_point() {
     if MODE.load(Ordering::SeqCst) == RECORDING {
         MODE.store(DONE, Ordering::SeqCst);
     }
-    crate::globals::take_startup_snapshot();
+    crate::snapshot::take();
     crate::restore::main_startup_over();
 }
 
@@ -103,19 +103,23 @@ fn claim(kind: &str, key: &str) -> Option<Vec<c_int>> {
         return None;
     }
     let mut log = LOG.lock().unwrap();
-    let e = log.iter_mut().find(|e| !e.claimed && e.kind == kind && e.key == key)?;
+    let e = log
+        .iter_mut()
+        .find(|e| !e.claimed && e.kind == kind && e.key == key)?;
     e.claimed = true;
     Some(e.fds.clone())
 }
 
 fn with_entry<R>(fd: c_int, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
     let mut log = LOG.lock().unwrap();
-    log.iter_mut().rev().find(|e| e.fds.contains(&fd) && e.open).map(f)
+    log.iter_mut()
+        .rev()
+        .find(|e| e.fds.contains(&fd) && e.open)
+        .map(f)
 }
 
 fn is_claimed(fd: c_int) -> bool {
-    MODE.load(Ordering::SeqCst) == REPLAYING
-        && with_entry(fd, |e| e.claimed).unwrap_or(false)
+    MODE.load(Ordering::SeqCst) == REPLAYING && with_entry(fd, |e| e.claimed).unwrap_or(false)
 }
 
 macro_rules! real {
@@ -173,9 +177,16 @@ pub unsafe extern "C" fn bind(fd: c_int, a: *const libc::sockaddr, l: libc::sock
             let mut dom: libc::sockaddr_storage = std::mem::zeroed();
             let mut tl = std::mem::size_of::<c_int>() as libc::socklen_t;
             let mut dl = std::mem::size_of_val(&dom) as libc::socklen_t;
-            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, &mut ty as *mut c_int as *mut _, &mut tl);
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TYPE,
+                &mut ty as *mut c_int as *mut _,
+                &mut tl,
+            );
             libc::getsockname(fd, &mut dom as *mut _ as *mut libc::sockaddr, &mut dl);
-            let fresh = real!(socket: fn(c_int, c_int, c_int) -> c_int)(dom.ss_family as c_int, ty, 0);
+            let fresh =
+                real!(socket: fn(c_int, c_int, c_int) -> c_int)(dom.ss_family as c_int, ty, 0);
             libc::dup2(fresh, fd);
             libc::close(fresh);
         }
@@ -209,11 +220,20 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
 /// # Safety
 /// Same contract as `epoll_ctl`.
 #[no_mangle]
-pub unsafe extern "C" fn epoll_ctl(ep: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
+pub unsafe extern "C" fn epoll_ctl(
+    ep: c_int,
+    op: c_int,
+    fd: c_int,
+    ev: *mut libc::epoll_event,
+) -> c_int {
     let f = real!(epoll_ctl: fn(c_int, c_int, c_int, *mut libc::epoll_event) -> c_int);
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { f(ep, op, fd, ev) };
-    if r == -1 && op == libc::EPOLL_CTL_ADD && crate::quiesce::errno() == libc::EEXIST && is_claimed(ep) {
+    if r == -1
+        && op == libc::EPOLL_CTL_ADD
+        && crate::quiesce::errno() == libc::EEXIST
+        && is_claimed(ep)
+    {
         // SAFETY: same registration as a modification.
         return unsafe { f(ep, libc::EPOLL_CTL_MOD, fd, ev) };
     }
@@ -247,7 +267,8 @@ simple_resource!(timerfd_create, "timerfd", (c: c_int, fl: c_int), format!("{c},
 simple_resource!(signalfd, "signalfd", (fd: c_int, m: *const libc::sigset_t, fl: c_int), { let _ = (m, fl); format!("{fd}") });
 
 fn open_key(path: *const c_char, flags: c_int) -> String {
-    let keep = flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NONBLOCK);
+    let keep = flags
+        & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NONBLOCK);
     format!("{}|{keep}", crate::sections::cstr(path))
 }
 

@@ -89,7 +89,11 @@ fn own_stack() -> (usize, usize) {
 
 /// Stacks of the live program threads.
 pub fn stack_ranges() -> Vec<(usize, usize)> {
-    all().iter().filter(|t| t.alive.load(Ordering::SeqCst) && t.stack.1 > t.stack.0).map(|t| t.stack).collect()
+    all()
+        .iter()
+        .filter(|t| t.alive.load(Ordering::SeqCst) && t.stack.1 > t.stack.0)
+        .map(|t| t.stack)
+        .collect()
 }
 
 /// The calling thread's record, `None` for runtime threads.

@@ -32,8 +32,12 @@ impl Walker<'_> {
         if p < 4096 {
             return;
         }
-        let Some(o) = heap::find(p as usize) else { return };
-        let Some(&i) = self.index.get(&o.addr) else { return };
+        let Some(o) = heap::find(p as usize) else {
+            return;
+        };
+        let Some(&i) = self.index.get(&o.addr) else {
+            return;
+        };
         if precise {
             self.precise += 1;
         } else {
@@ -87,7 +91,9 @@ impl Walker<'_> {
                 for e in 0..n {
                     for off in slots {
                         // SAFETY: a pointer field inside a live typed object.
-                        let p = unsafe { ((o.addr as u64 + e * size + off) as *const u64).read_unaligned() };
+                        let p = unsafe {
+                            ((o.addr as u64 + e * size + off) as *const u64).read_unaligned()
+                        };
                         self.mark_addr(p, true);
                     }
                 }
@@ -146,11 +152,17 @@ pub fn trace() -> TraceReport {
         w.scan_object(i);
     }
     let mut rows: HashMap<String, TraceRow> = HashMap::new();
-    let mut rep = TraceReport { objects: n as u64, ..Default::default() };
+    let mut rep = TraceReport {
+        objects: n as u64,
+        ..Default::default()
+    };
     for (i, o) in w.objs.iter().enumerate() {
         let (site, _, ty) = report::describe_site(o.site);
         let key = ty.unwrap_or_else(|| format!("untyped @ {site}"));
-        let r = rows.entry(key.clone()).or_insert_with(|| TraceRow { what: key, ..Default::default() });
+        let r = rows.entry(key.clone()).or_insert_with(|| TraceRow {
+            what: key,
+            ..Default::default()
+        });
         if w.marked[i] {
             r.reachable += 1;
             rep.reachable += 1;
@@ -164,7 +176,11 @@ pub fn trace() -> TraceReport {
         }
     }
     rep.rows = rows.into_values().collect();
-    rep.rows.sort_by(|a, b| b.unreachable_bytes.cmp(&a.unreachable_bytes).then(a.what.cmp(&b.what)));
+    rep.rows.sort_by(|a, b| {
+        b.unreachable_bytes
+            .cmp(&a.unreachable_bytes)
+            .then(a.what.cmp(&b.what))
+    });
     rep.precise_edges = w.precise;
     rep.conservative_edges = w.conservative;
     rep.millis = t0.elapsed().as_secs_f64() * 1e3;
@@ -179,8 +195,13 @@ fn library_data_ranges() -> Vec<(u64, u64)> {
     let mut prev_lib_end = 0u64;
     for l in maps.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let Some((a, b)) = f.first().and_then(|r| r.split_once('-')) else { continue };
-        let (a, b) = (u64::from_str_radix(a, 16).unwrap_or(0), u64::from_str_radix(b, 16).unwrap_or(0));
+        let Some((a, b)) = f.first().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap_or(0),
+            u64::from_str_radix(b, 16).unwrap_or(0),
+        );
         let path = f.get(5).copied().unwrap_or("");
         let rw = f.get(1).is_some_and(|p| p.starts_with("rw"));
         let is_lib = path.contains(".so");

@@ -10,6 +10,7 @@
 
 use crate::checkpoint::{from_hex, State};
 use crate::heap::{self, Site};
+use crate::snapshot::StartupObject;
 use crate::{globals, sections};
 use mcr_types::plan::{pointer_slots, PlanError, Versions};
 use mcr_types::protocol::UpdateReport;
@@ -23,6 +24,7 @@ pub enum TransferError {
     MovedReferencedFromUntyped { ty: String, from_site: String },
     FunctionGone(String),
     GlobalGone(String),
+    StaticReferencedFromUntyped { from_site: String },
 }
 
 impl std::fmt::Display for TransferError {
@@ -35,6 +37,10 @@ impl std::fmt::Display for TransferError {
                 "an object of `{ty}` changes layout but untyped memory allocated at {from_site} points to it"
             ),
             TransferError::FunctionGone(n) => write!(f, "function `{n}` is referenced by the state but gone in the new version"),
+            TransferError::StaticReferencedFromUntyped { from_site } => write!(
+                f,
+                "untyped memory allocated at {from_site} points into the old binary (MCR_STRICT_CONSERVATIVE)"
+            ),
             TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
         }
     }
@@ -55,7 +61,9 @@ extern "C" {
 /// literals and constant tables that old state points to stay readable.
 pub fn map_old_image(state: &State) {
     let path = format!("/proc/{}/exe", state.old_pid);
-    let Ok(f) = std::fs::File::open(&path) else { return };
+    let Ok(f) = std::fs::File::open(&path) else {
+        return;
+    };
     use std::os::fd::AsRawFd;
     for &(a, b, off) in &state.image {
         // SAFETY: a fixed, non-replacing, read-only private mapping at the
@@ -73,12 +81,17 @@ pub fn map_old_image(state: &State) {
     }
 }
 
+/// An old object whose contents now live at another address: rebuilt in a
+/// new layout, or poured into its new-version counterpart from start-up.
 struct Move {
     old: u64,
     old_size: u64,
     new: u64,
+    /// Empty for untyped objects (then offsets are kept).
     old_ty: String,
     new_ty: String,
+    /// Offsets inside are unchanged, so untyped memory may point into it.
+    same_layout: bool,
 }
 
 struct Ctx<'a> {
@@ -87,6 +100,8 @@ struct Ctx<'a> {
     old_globals: Vec<(u64, u64, &'a str, &'a str)>,
     new_globals: HashMap<&'static str, (u64, &'static str)>,
     old_funcs: HashMap<u64, &'a str>,
+    /// Old shared-library ranges and how far each library moved.
+    libs: Vec<(u64, u64, i64)>,
     new_funcs: HashMap<String, u64>,
     slots: HashMap<String, Vec<(u64, String)>>,
 }
@@ -148,11 +163,20 @@ impl<'a> Ctx<'a> {
         if i > 0 {
             let m = &self.moves[i - 1];
             if p < m.old + m.old_size {
-                let (ot, nt) = (self.v.old_type(&m.old_ty).unwrap(), self.v.new_type(&m.new_ty).unwrap());
+                let (Some(ot), Some(nt)) = (self.v.old_type(&m.old_ty), self.v.new_type(&m.new_ty))
+                else {
+                    return Ok(Some(m.new + (p - m.old)));
+                };
                 let rel = p - m.old;
                 let (el, off) = (rel / ot.size.max(1), rel % ot.size.max(1));
-                let whole = off == 0 && (target == m.old_ty || self.v.old_type(target).is_none_or(|t| t.size >= ot.size));
-                let noff = if whole { 0 } else { self.map_offset(ot, nt, off).unwrap_or(0) };
+                let whole = off == 0
+                    && (target == m.old_ty
+                        || self.v.old_type(target).is_none_or(|t| t.size >= ot.size));
+                let noff = if whole {
+                    0
+                } else {
+                    self.map_offset(ot, nt, off).unwrap_or(0)
+                };
                 return Ok(Some(m.new + el * nt.size + noff));
             }
         }
@@ -160,9 +184,21 @@ impl<'a> Ctx<'a> {
         if j > 0 {
             let (a, sz, name, ty) = self.old_globals[j - 1];
             if p < a + sz.max(1) {
-                let (na, nty) = *self.new_globals.get(name).ok_or_else(|| TransferError::GlobalGone(name.into()))?;
+                let (na, nty) = *self
+                    .new_globals
+                    .get(name)
+                    .ok_or_else(|| TransferError::GlobalGone(name.into()))?;
                 let off = match (self.v.old_type(ty), self.v.new_type(nty)) {
-                    (Some(_), Some(_)) if p == a && (target == ty || self.v.old_type(target).is_none_or(|t| t.kind != TypeKind::Scalar)) => 0,
+                    (Some(_), Some(_))
+                        if p == a
+                            && (target == ty
+                                || self
+                                    .v
+                                    .old_type(target)
+                                    .is_none_or(|t| t.kind != TypeKind::Scalar)) =>
+                    {
+                        0
+                    }
                     (Some(o), Some(n)) => self.map_offset(o, n, p - a).unwrap_or(p - a),
                     _ => p - a,
                 };
@@ -170,8 +206,15 @@ impl<'a> Ctx<'a> {
             }
         }
         if let Some(name) = self.old_funcs.get(&p) {
-            let n = self.new_funcs.get(*name).ok_or_else(|| TransferError::FunctionGone(name.to_string()))?;
+            let n = self
+                .new_funcs
+                .get(*name)
+                .ok_or_else(|| TransferError::FunctionGone(name.to_string()))?;
             return Ok(Some(*n));
+        }
+        let k = self.libs.partition_point(|l| l.0 <= p);
+        if k > 0 && p < self.libs[k - 1].1 {
+            return Ok(Some((p as i64 + self.libs[k - 1].2) as u64));
         }
         Ok(None)
     }
@@ -202,7 +245,9 @@ impl<'a> Ctx<'a> {
 }
 
 fn site_text(s: Option<&crate::checkpoint::SavedSite>, state: &State) -> String {
-    let Some(s) = s else { return "(uninstrumented code)".into() };
+    let Some(s) = s else {
+        return "(uninstrumented code)".into();
+    };
     let id = format!("{:016x}", s.key);
     state
         .typemap
@@ -213,22 +258,93 @@ fn site_text(s: Option<&crate::checkpoint::SavedSite>, state: &State) -> String 
         .unwrap_or(id)
 }
 
+/// Pairs old and new start-up objects: same allocation site (or, for
+/// untyped ones, same size), in allocation order, when both versions made
+/// as many. A paired old object's state is poured into its counterpart,
+/// which the new version's threads and libraries already point to.
+fn pair_startup_objects(
+    state: &State,
+    old_sites: &HashMap<u64, &crate::checkpoint::SavedSite>,
+    inherited: &HashMap<u64, u64>,
+    new_startup: &[StartupObject],
+) -> HashMap<u64, u64> {
+    let mut old_groups: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
+    for o in &state.startup_objects {
+        if inherited.get(&o.addr) != Some(&o.size) {
+            continue; // freed or reallocated since start-up
+        }
+        let key = old_sites.get(&o.site).map_or((0, o.size), |s| (s.key, 0));
+        old_groups.entry(key).or_default().push(o.addr);
+    }
+    let mut new_groups: HashMap<(u64, u64), Vec<(u64, u64)>> = HashMap::new();
+    for o in new_startup {
+        let key = if o.site == 0 {
+            (0, o.size)
+        } else {
+            // SAFETY: non-null sites of new objects are this binary's descriptors.
+            (unsafe { (*(o.site as *const Site)).key }, 0)
+        };
+        new_groups.entry(key).or_default().push((o.addr, o.size));
+    }
+    let mut pairs = HashMap::new();
+    for (k, olds) in old_groups {
+        let Some(news) = new_groups.get(&k) else {
+            continue;
+        };
+        if news.len() != olds.len() {
+            continue;
+        }
+        for (o, n) in olds.iter().zip(news) {
+            pairs.insert(*o, n.0);
+        }
+    }
+    pairs
+}
+
+/// Shared libraries of the old process found again here, and their shift.
+fn library_shifts(state: &State) -> Vec<(u64, u64, i64)> {
+    let now = crate::checkpoint::libraries();
+    let mut v: Vec<_> = state
+        .libraries
+        .iter()
+        .filter_map(|(path, a, b)| {
+            let (_, na, nb) = now.iter().find(|x| &x.0 == path)?;
+            (nb - na == b - a).then_some((*a, *b, *na as i64 - *a as i64))
+        })
+        .collect();
+    v.sort_by_key(|l| l.0);
+    v
+}
+
 /// Transfers the old version's state into this process.
-pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
+pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport, TransferError> {
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
     let v = Versions::new(&state.typemap, &new_map, Default::default());
-    let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> = state.sites.iter().map(|s| (s.addr, s)).collect();
-    let new_sites: HashMap<u64, &'static Site> = sections::sites().iter().map(|s| (s.key, s)).collect();
-    let mut old_globals: Vec<_> = state.globals.iter().map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str())).collect();
+    let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
+        state.sites.iter().map(|s| (s.addr, s)).collect();
+    let new_sites: HashMap<u64, &'static Site> =
+        sections::sites().iter().map(|s| (s.key, s)).collect();
+    let mut old_globals: Vec<_> = state
+        .globals
+        .iter()
+        .map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str()))
+        .collect();
     old_globals.sort_by_key(|g| g.0);
-    let new_globals = globals::all().map(|g| (g.name, (g.addr as u64, g.type_name))).collect();
+    let new_globals = globals::all()
+        .map(|g| (g.name, (g.addr as u64, g.type_name)))
+        .collect();
     let mut ctx = Ctx {
         v,
         moves: vec![],
         old_globals,
         new_globals,
-        old_funcs: state.functions.iter().map(|(n, a)| (*a, n.as_str())).collect(),
+        old_funcs: state
+            .functions
+            .iter()
+            .map(|(n, a)| (*a, n.as_str()))
+            .collect(),
         new_funcs: crate::checkpoint::own_functions().into_iter().collect(),
+        libs: library_shifts(state),
         slots: HashMap::new(),
     };
     let mut report = UpdateReport::default();
@@ -239,6 +355,12 @@ pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
             inherited.push(o);
         }
     });
+    let sizes: HashMap<u64, u64> = inherited
+        .iter()
+        .map(|o| (o.addr as u64, o.size as u64))
+        .collect();
+    let pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
+    let new_sizes: HashMap<u64, u64> = new_startup.iter().map(|o| (o.addr, o.size)).collect();
     // Typed objects that stay, to have their pointers fixed: (addr, type, count).
     let mut typed: Vec<(u64, String, u64)> = Vec::new();
     let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
@@ -248,7 +370,64 @@ pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
         let new_site = old_site.and_then(|s| new_sites.get(&s.key)).copied();
         let site_ptr = new_site.map_or(std::ptr::null(), |s| s as *const Site);
         let ty = old_site.and_then(|s| s.type_name.as_deref());
-        let (Some(tn), Some(ot), Some(nt)) = (ty, ty.and_then(|t| ctx.v.old_type(t)), ty.and_then(|t| ctx.v.new_type(t))) else {
+        let typed_pair = (
+            ty,
+            ty.and_then(|t| ctx.v.old_type(t)),
+            ty.and_then(|t| ctx.v.new_type(t)),
+        );
+        if let Some(&n) = pairs.get(&(o.addr as u64)) {
+            let nsize = new_sizes[&n];
+            // SAFETY: both are live objects of the given sizes.
+            let (src, dst) = unsafe {
+                (
+                    std::slice::from_raw_parts(o.addr as *const u8, o.size),
+                    std::slice::from_raw_parts_mut(n as *mut u8, nsize as usize),
+                )
+            };
+            match typed_pair {
+                (Some(tn), Some(ot), Some(nt)) if ot.size > 0 && nt.size > 0 => {
+                    let count = (o.size as u64 / ot.size).min(nsize / nt.size);
+                    for e in 0..count as usize {
+                        let (os, ns) = (ot.size as usize, nt.size as usize);
+                        ctx.v.convert(
+                            ot,
+                            nt,
+                            &src[e * os..(e + 1) * os],
+                            &mut dst[e * ns..(e + 1) * ns],
+                            tn,
+                        )?;
+                    }
+                    let same = ctx.v.identical(ot, nt, 0);
+                    ctx.moves.push(Move {
+                        old: o.addr as u64,
+                        old_size: o.size as u64,
+                        new: n,
+                        old_ty: tn.into(),
+                        new_ty: tn.into(),
+                        same_layout: same,
+                    });
+                    typed.push((n, tn.to_string(), count));
+                    report.objects_precise += 1;
+                }
+                _ => {
+                    let k = src.len().min(dst.len());
+                    dst[..k].copy_from_slice(&src[..k]);
+                    ctx.moves.push(Move {
+                        old: o.addr as u64,
+                        old_size: o.size as u64,
+                        new: n,
+                        old_ty: String::new(),
+                        new_ty: String::new(),
+                        same_layout: true,
+                    });
+                    untyped.push((n, nsize, old_site));
+                    report.objects_conservative += 1;
+                }
+            }
+            report.objects_paired += 1;
+            continue;
+        }
+        let (Some(tn), Some(ot), Some(nt)) = typed_pair else {
             heap::set_site(o.addr, site_ptr);
             report.objects_conservative += 1;
             untyped.push((o.addr as u64, o.size as u64, old_site));
@@ -278,28 +457,61 @@ pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
         };
         for e in 0..count as usize {
             let (os, ns) = (ot.size as usize, nt.size as usize);
-            ctx.v.convert(ot, nt, &src[e * os..(e + 1) * os], &mut dst[e * ns..(e + 1) * ns], tn)?;
+            ctx.v.convert(
+                ot,
+                nt,
+                &src[e * os..(e + 1) * os],
+                &mut dst[e * ns..(e + 1) * ns],
+                tn,
+            )?;
         }
         dst[(count * nt.size) as usize..].copy_from_slice(&src[(count * ot.size) as usize..]);
-        ctx.moves.push(Move { old: o.addr as u64, old_size: o.size as u64, new: p as u64, old_ty: tn.into(), new_ty: tn.into() });
+        ctx.moves.push(Move {
+            old: o.addr as u64,
+            old_size: o.size as u64,
+            new: p as u64,
+            old_ty: tn.into(),
+            new_ty: tn.into(),
+            same_layout: false,
+        });
         typed.push((p as u64, tn.to_string(), count));
         report.objects_moved += 1;
     }
     ctx.moves.sort_by_key(|m| m.old);
 
-    // Untyped memory must not point into an object that moves.
-    if !ctx.moves.is_empty() {
-        for &(a, sz, site) in &untyped {
-            for w in (a..a + sz.saturating_sub(7)).step_by(8) {
-                // SAFETY: reading inside a live object.
-                let p = unsafe { (w as *const u64).read_unaligned() };
-                let i = ctx.moves.partition_point(|m| m.old <= p);
-                if i > 0 && p < ctx.moves[i - 1].old + ctx.moves[i - 1].old_size {
-                    return Err(TransferError::MovedReferencedFromUntyped {
-                        ty: ctx.moves[i - 1].old_ty.clone(),
+    // Untyped memory must not point into an object that moves. Its words
+    // that hold the exact address of an old function, or an address inside
+    // an old global, are rewritten (libraries keep callbacks and pointers to
+    // the program's static data: libevent's events); with 64-bit randomized
+    // addresses an integer that equals one by chance is not a practical
+    // risk, and MCR_STRICT_CONSERVATIVE=1 refuses the update instead.
+    let strict = std::env::var_os("MCR_STRICT_CONSERVATIVE").is_some();
+    for &(a, sz, site) in &untyped {
+        for w in (a..a + sz.saturating_sub(7)).step_by(8) {
+            // SAFETY: reading inside a live object.
+            let p = unsafe { (w as *const u64).read() };
+            if p < 4096 {
+                continue;
+            }
+            let i = ctx.moves.partition_point(|m| m.old <= p);
+            if i > 0
+                && p < ctx.moves[i - 1].old + ctx.moves[i - 1].old_size
+                && !ctx.moves[i - 1].same_layout
+            {
+                return Err(TransferError::MovedReferencedFromUntyped {
+                    ty: ctx.moves[i - 1].old_ty.clone(),
+                    from_site: site_text(site, state),
+                });
+            }
+            if let Some(q) = ctx.translate(p, "")? {
+                if strict {
+                    return Err(TransferError::StaticReferencedFromUntyped {
                         from_site: site_text(site, state),
                     });
                 }
+                // SAFETY: an aligned word inside a live object.
+                unsafe { (w as *mut u64).write(q) };
+                report.conservative_rewrites += 1;
             }
         }
     }
@@ -307,7 +519,9 @@ pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
     // Globals: old state wins, except scalars start-up would set anyway.
     let mut fixed_globals = Vec::new();
     for g in &state.globals {
-        let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else { continue };
+        let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
+            continue;
+        };
         let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
         let has_ptr = match ot {
             Some(t) => {
@@ -347,7 +561,11 @@ pub fn run(state: &State) -> Result<UpdateReport, TransferError> {
         rewritten += ctx.fix_pointers(*a, t, *n)?;
     }
     if debug {
-        eprintln!("mcr-rt: {} typed objects, {rewritten} pointers rewritten, {} moved", typed.len(), ctx.moves.len());
+        eprintln!(
+            "mcr-rt: {} typed objects, {rewritten} pointers rewritten, {} moved",
+            typed.len(),
+            ctx.moves.len()
+        );
     }
     for m in &ctx.moves {
         // SAFETY: the old copy of a moved object; nothing points to it now.

@@ -42,7 +42,8 @@ pub fn fault(phase: &str) -> bool {
 pub fn typemap_of(path: &str) -> Result<mcr_types::TypeMap, UpdateError> {
     use object::{Object, ObjectSection};
     let data = std::fs::read(path).map_err(|e| UpdateError(format!("cannot read {path}: {e}")))?;
-    let f = object::File::parse(&*data).map_err(|e| UpdateError(format!("{path} is not an executable: {e}")))?;
+    let f = object::File::parse(&*data)
+        .map_err(|e| UpdateError(format!("{path} is not an executable: {e}")))?;
     let sec = f
         .section_by_name(mcr_types::section::SECTION_NAME)
         .ok_or_else(|| UpdateError(format!("{path} was not built with mcr-cc (no type map)")))?;
@@ -51,7 +52,10 @@ pub fn typemap_of(path: &str) -> Result<mcr_types::TypeMap, UpdateError> {
 }
 
 /// Refuses an update whose types no rule converts (names type and field).
-pub fn check_compatible(old: &mcr_types::TypeMap, new: &mcr_types::TypeMap) -> Result<(), UpdateError> {
+pub fn check_compatible(
+    old: &mcr_types::TypeMap,
+    new: &mcr_types::TypeMap,
+) -> Result<(), UpdateError> {
     let v = Versions::new(old, new, Default::default());
     let mut used: Vec<&str> = old.globals.iter().map(|g| g.ty.as_str()).collect();
     used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
@@ -77,7 +81,10 @@ impl<W: Write> Phases<'_, W> {
         self.t = Instant::now();
     }
     fn done_ms(&mut self, phase: &str, millis: f64) {
-        let p = PhaseTime { phase: phase.into(), millis };
+        let p = PhaseTime {
+            phase: phase.into(),
+            millis,
+        };
         let _ = send(self.out, &Reply::Phase(p.clone()));
         self.list.push(p);
     }
@@ -101,7 +108,11 @@ fn set_cloexec(fd: i32, on: bool) -> i32 {
     unsafe {
         let old = libc::fcntl(fd, libc::F_GETFD);
         if old >= 0 {
-            let new = if on { old | libc::FD_CLOEXEC } else { old & !libc::FD_CLOEXEC };
+            let new = if on {
+                old | libc::FD_CLOEXEC
+            } else {
+                old & !libc::FD_CLOEXEC
+            };
             libc::fcntl(fd, libc::F_SETFD, new);
         }
         old
@@ -133,7 +144,11 @@ pub fn run(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport, Up
 }
 
 fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport, UpdateError> {
-    let mut ph = Phases { out, list: vec![], t: Instant::now() };
+    let mut ph = Phases {
+        out,
+        list: vec![],
+        t: Instant::now(),
+    };
     if !startup_log::is_startup_over() {
         return err("refused: the program has not reached its first quiescent point yet (start-up still running)");
     }
@@ -160,11 +175,16 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
     result
 }
 
-fn with_quiesced<W: Write>(req: &UpdateRequest, ph: &mut Phases<'_, W>, q0: Instant) -> Result<UpdateReport, UpdateError> {
+fn with_quiesced<W: Write>(
+    req: &UpdateRequest,
+    ph: &mut Phases<'_, W>,
+    q0: Instant,
+) -> Result<UpdateReport, UpdateError> {
     if fault("checkpoint") {
         return err("rolled back: checkpoint failed (MCR_FAULT=checkpoint)");
     }
-    let (heap_fd, state_fd) = checkpoint::write().map_err(|e| UpdateError(format!("rolled back: checkpoint: {e}")))?;
+    let (heap_fd, state_fd) =
+        checkpoint::write().map_err(|e| UpdateError(format!("rolled back: checkpoint: {e}")))?;
     ph.done("checkpoint");
 
     let (status_r, status_w) = pipe();
@@ -181,12 +201,21 @@ fn with_quiesced<W: Write>(req: &UpdateRequest, ph: &mut Phases<'_, W>, q0: Inst
     };
     let arg0 = std::fs::read("/proc/self/cmdline")
         .ok()
-        .and_then(|c| c.split(|b| *b == 0).next().map(|s| String::from_utf8_lossy(s).into_owned()))
+        .and_then(|c| {
+            c.split(|b| *b == 0)
+                .next()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+        })
         .unwrap_or_else(|| req.binary.clone());
     // Every program descriptor is inherited under its number.
     let fds = program_fds();
     let saved: Vec<(i32, i32)> = fds.iter().map(|&fd| (fd, set_cloexec(fd, false))).collect();
-    let handed = [heap_fd.as_raw_fd(), state_fd.as_raw_fd(), status_w.as_raw_fd(), commit_r.as_raw_fd()];
+    let handed = [
+        heap_fd.as_raw_fd(),
+        state_fd.as_raw_fd(),
+        status_w.as_raw_fd(),
+        commit_r.as_raw_fd(),
+    ];
     for fd in handed {
         set_cloexec(fd, false);
     }
@@ -209,7 +238,8 @@ fn with_quiesced<W: Write>(req: &UpdateRequest, ph: &mut Phases<'_, W>, q0: Inst
     }
     drop(status_w);
     drop(commit_r);
-    let mut child = spawned.map_err(|e| UpdateError(format!("rolled back: cannot start {}: {e}", req.binary)))?;
+    let mut child = spawned
+        .map_err(|e| UpdateError(format!("rolled back: cannot start {}: {e}", req.binary)))?;
     ph.done("spawn");
 
     let outcome = follow_new_version(&status_r, &commit_w, ph);
@@ -231,10 +261,16 @@ fn with_quiesced<W: Write>(req: &UpdateRequest, ph: &mut Phases<'_, W>, q0: Inst
 }
 
 /// Reads the new version's progress until it is ready, then commits.
-fn follow_new_version<W: Write>(status: &OwnedFd, commit: &OwnedFd, ph: &mut Phases<'_, W>) -> Result<UpdateReport, UpdateError> {
+fn follow_new_version<W: Write>(
+    status: &OwnedFd,
+    commit: &OwnedFd,
+    ph: &mut Phases<'_, W>,
+) -> Result<UpdateReport, UpdateError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     // SAFETY: a duplicate of our own pipe's read end.
-    let f = unsafe { std::fs::File::from_raw_fd(libc::fcntl(status.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900)) };
+    let f = unsafe {
+        std::fs::File::from_raw_fd(libc::fcntl(status.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900))
+    };
     let mut lines = BufReader::new(f);
     let mut report = UpdateReport::default();
     loop {
@@ -242,7 +278,11 @@ fn follow_new_version<W: Write>(status: &OwnedFd, commit: &OwnedFd, ph: &mut Pha
         if left.is_zero() {
             return err("rolled back: the new version did not become ready within 30 s");
         }
-        let mut p = libc::pollfd { fd: status.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: status.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: poll on one valid descriptor.
         unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
         if p.revents == 0 {
@@ -265,8 +305,11 @@ fn follow_new_version<W: Write>(status: &OwnedFd, commit: &OwnedFd, ph: &mut Pha
                 if let Ok(r) = serde_json::from_str::<UpdateReport>(rest) {
                     report = r;
                 }
-                let mut c = std::fs::File::from(commit.try_clone().map_err(|e| UpdateError(e.to_string()))?);
-                c.write_all(b"commit\n").map_err(|e| UpdateError(format!("rolled back: commit: {e}")))?;
+                let mut c = std::fs::File::from(
+                    commit.try_clone().map_err(|e| UpdateError(e.to_string()))?,
+                );
+                c.write_all(b"commit\n")
+                    .map_err(|e| UpdateError(format!("rolled back: commit: {e}")))?;
             }
             "committed" => {
                 ph.done("commit");

@@ -96,8 +96,16 @@ pub struct UpdateReport {
     pub objects_precise: u64,
     pub objects_conservative: u64,
     pub objects_moved: u64,
+    /// Old start-up objects whose state went into the new version's own
+    /// start-up counterparts.
+    #[serde(default)]
+    pub objects_paired: u64,
     pub bytes: u64,
     pub globals: u64,
+    /// Words in untyped memory that pointed into the old binary (functions,
+    /// globals) and were rewritten.
+    #[serde(default)]
+    pub conservative_rewrites: u64,
     pub fds_inherited: u64,
     pub fds_closed: u64,
     /// From quiescence to the new version serving.
