@@ -16,7 +16,11 @@ extern "C" {
     fn __libc_free(p: *mut c_void);
 }
 
-type Alloc = (&'static str, fn(usize) -> *mut c_void, unsafe fn(*mut c_void));
+type Alloc = (
+    &'static str,
+    fn(usize) -> *mut c_void,
+    unsafe fn(*mut c_void),
+);
 
 fn mcr_malloc(n: usize) -> *mut c_void {
     heap::malloc(n)
@@ -34,7 +38,10 @@ unsafe fn glibc_free(p: *mut c_void) {
     unsafe { __libc_free(p) }
 }
 
-const ALLOCS: [Alloc; 2] = [("glibc", glibc_malloc, glibc_free), ("mcr", mcr_malloc, mcr_free)];
+const ALLOCS: [Alloc; 2] = [
+    ("glibc", glibc_malloc, glibc_free),
+    ("mcr", mcr_malloc, mcr_free),
+];
 
 /// `iters` pairs of `size`, or `iters / batch` rounds of `batch` mallocs
 /// followed by their frees.
