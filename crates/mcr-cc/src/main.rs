@@ -177,7 +177,6 @@ fn compile_and_link(cmd: &Cmd) -> Result<i32> {
     let cfg = pass_config()?;
     let tmp = tempdir()?;
     let mut link: Vec<String> = Vec::new();
-    let out_name = cmd.output.clone().unwrap_or_else(|| "a.out".into());
     let n_c = cmd.c_inputs().len();
     for (k, it) in cmd.items.iter().enumerate() {
         match it {
@@ -234,7 +233,6 @@ fn compile_and_link(cmd: &Cmd) -> Result<i32> {
     let mut c = Command::new(clang());
     c.args(&link);
     run(&mut c)?;
-    let _ = out_name;
     emit_linked_typemap(cmd)?;
     Ok(0)
 }

@@ -171,7 +171,7 @@ struct Callee {
 /// Wrappers named in `mcr.toml` and the libc allocator each behaves like.
 pub type Wrappers = HashMap<String, AllocKind>;
 
-fn shape_matches(ir: &Ir, call: Val, kind: AllocKind) -> bool {
+fn shape_matches(call: Val, kind: AllocKind) -> bool {
     let fty = call.called_fn_type();
     let params = fty.param_types();
     let want = kind.params();
@@ -182,7 +182,6 @@ fn shape_matches(ir: &Ir, call: Val, kind: AllocKind) -> bool {
         'p' => fty.return_type().is_pointer(),
         _ => fty.return_type().is_integer(),
     };
-    let _ = ir;
     ret_ok
         && params.iter().zip(want.chars()).all(|(t, c)| match c {
             'p' => t.is_pointer(),
@@ -190,7 +189,7 @@ fn shape_matches(ir: &Ir, call: Val, kind: AllocKind) -> bool {
         })
 }
 
-fn classify(ir: &Ir, call: Val, wrappers: &Wrappers) -> Option<Callee> {
+fn classify(call: Val, wrappers: &Wrappers) -> Option<Callee> {
     let f = call.called_value()?;
     if !f.is_function() {
         return None;
@@ -218,7 +217,7 @@ fn classify(ir: &Ir, call: Val, wrappers: &Wrappers) -> Option<Callee> {
         });
     }
     if let Some(kind) = AllocKind::from_name(&name) {
-        if !f.is_declaration() || !shape_matches(ir, call, kind) {
+        if !f.is_declaration() || !shape_matches(call, kind) {
             return None;
         }
         return Some(Callee {
@@ -422,8 +421,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
     }
 
     /// All allocation sites of the module, in function and instruction order.
-    pub fn sites(&mut self, wrappers: &Wrappers, unit_file: &str) -> Vec<Site> {
-        let _ = unit_file;
+    pub fn sites(&mut self, wrappers: &Wrappers) -> Vec<Site> {
         let mut out = Vec::new();
         let defined: Vec<Val> = self
             .ir
@@ -448,7 +446,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                 if !i.is_call() {
                     continue;
                 }
-                let Some(callee) = classify(self.ir, i, wrappers) else {
+                let Some(callee) = classify(i, wrappers) else {
                     continue;
                 };
                 let mut site = Site {

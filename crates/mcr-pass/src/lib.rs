@@ -76,7 +76,7 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
     let globals = globals::collect(&ir, &mut di, &file);
     let sites = {
         let mut a = alloc_sites::Analyzer::new(&ir, &mut di);
-        a.sites(&cfg.wrappers, &file)
+        a.sites(&cfg.wrappers)
     };
 
     let mut map = TypeMap::new();
