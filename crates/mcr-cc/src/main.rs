@@ -177,7 +177,6 @@ fn compile_and_link(cmd: &Cmd) -> Result<i32> {
     let cfg = pass_config()?;
     let tmp = tempdir()?;
     let mut link: Vec<String> = Vec::new();
-    let n_c = cmd.c_inputs().len();
     for (k, it) in cmd.items.iter().enumerate() {
         match it {
             Item::Input {
@@ -186,19 +185,19 @@ fn compile_and_link(cmd: &Cmd) -> Result<i32> {
                 ..
             } => {
                 let obj = tmp.path().join(format!("{}-{k}.o", stem(path)));
-                let dep_file = (cmd.has_md && !cmd.has_mf).then(|| {
-                    if n_c == 1 && cmd.output.is_some() {
-                        default_dep_file(cmd.output.as_deref(), path)
-                    } else {
-                        format!("{}.d", stem(path))
-                    }
-                });
+                // As clang: with -o, `<output>.d` naming the output (each
+                // source overwrites it); else `<stem>.d` naming `<stem>.o`.
+                let dep_file = (cmd.has_md && !cmd.has_mf)
+                    .then(|| default_dep_file(cmd.output.as_deref(), path));
                 let unit = Unit {
                     src: path,
                     lang,
                     out: obj.clone(),
                     stage: "-c",
-                    dep_target: format!("{}.o", stem(path)),
+                    dep_target: cmd
+                        .output
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.o", stem(path))),
                     dep_file,
                     quiet_unused: true,
                 };
