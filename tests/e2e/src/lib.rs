@@ -21,7 +21,9 @@ pub use mcr_types::protocol::UpdateReport as Report;
 
 /// Where the fixtures' C sources live.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("fixtures")
 }
 
 /// The toolchain under test: `mcr-cc`, `mcr-ctl` and `libmcr_rt.a` in one
@@ -91,7 +93,11 @@ fn fnv(h: u64, b: &[u8]) -> u64 {
 
 fn file_stamp(p: &Path) -> Vec<u8> {
     let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let t = m.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).unwrap_or_default();
+    let t = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default();
     format!("{}:{}:{}", p.display(), m.len(), t.as_nanos()).into_bytes()
 }
 
@@ -102,10 +108,20 @@ fn file_stamp(p: &Path) -> Vec<u8> {
 pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
     let tc = toolchain();
     let src = fixtures_dir().join(format!("{name}.c"));
-    let mut args: Vec<String> = vec![opt.flag().into(), "-Wall".into(), format!("-DFIXTURE_VERSION={version}")];
+    let mut args: Vec<String> = vec![
+        opt.flag().into(),
+        "-Wall".into(),
+        format!("-DFIXTURE_VERSION={version}"),
+    ];
     args.extend(defines.iter().map(|d| format!("-D{d}")));
-    let mut h = fnv(0, &std::fs::read(&src).unwrap_or_else(|e| panic!("fixture {}: {e}", src.display())));
-    h = fnv(h, &std::fs::read(fixtures_dir().join("fixture.h")).expect("fixture.h"));
+    let mut h = fnv(
+        0,
+        &std::fs::read(&src).unwrap_or_else(|e| panic!("fixture {}: {e}", src.display())),
+    );
+    h = fnv(
+        h,
+        &std::fs::read(fixtures_dir().join("fixture.h")).expect("fixture.h"),
+    );
     h = fnv(h, args.join(" ").as_bytes());
     h = fnv(h, &file_stamp(&tc.cc));
     h = fnv(h, &file_stamp(&tc.rt));
@@ -113,14 +129,31 @@ pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
     std::fs::create_dir_all(&cache).expect("create fixture cache");
     let tag: String = defines
         .iter()
-        .flat_map(|d| std::iter::once('-').chain(d.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })))
+        .flat_map(|d| {
+            std::iter::once('-').chain(d.chars().map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c
+                } else {
+                    '_'
+                }
+            }))
+        })
         .collect();
-    let prefix = format!("{name}-v{version}{tag}-{}-", opt.flag().trim_start_matches('-'));
+    let prefix = format!(
+        "{name}-v{version}{tag}-{}-",
+        opt.flag().trim_start_matches('-')
+    );
     let out = cache.join(format!("{prefix}{h:016x}"));
 
     // One build per key at a time within this process.
     static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
-    let lock = LOCKS.get_or_init(Default::default).lock().unwrap().entry(out.clone()).or_default().clone();
+    let lock = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(out.clone())
+        .or_default()
+        .clone();
     let _g = lock.lock().unwrap();
     if out.is_file() {
         return out;
@@ -151,13 +184,26 @@ pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
 /// Removes builds of the same fixture and flags made with older sources or
 /// toolchains (left alone for ten minutes, in case another run uses them).
 fn prune(cache: &Path, prefix: &str, keep: &Path) {
-    let Ok(rd) = std::fs::read_dir(cache) else { return };
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
-        let stale = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok())
+        let stale = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > Duration::from_secs(600));
-        let rest = e.file_name().to_string_lossy().strip_prefix(prefix).map(str::to_string);
-        if p != keep && stale && rest.is_some_and(|r| r.len() == 16 && r.chars().all(|c| c.is_ascii_hexdigit())) {
+        let rest = e
+            .file_name()
+            .to_string_lossy()
+            .strip_prefix(prefix)
+            .map(str::to_string);
+        if p != keep
+            && stale
+            && rest.is_some_and(|r| r.len() == 16 && r.chars().all(|c| c.is_ascii_hexdigit()))
+        {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -170,12 +216,19 @@ pub fn build_plain(name: &str, version: u32) -> PathBuf {
     let cache = tc.dir.join("mcr-e2e-fixtures");
     std::fs::create_dir_all(&cache).expect("create fixture cache");
     let mut h = fnv(0, &std::fs::read(&src).expect("fixture source"));
-    h = fnv(h, &std::fs::read(fixtures_dir().join("fixture.h")).expect("fixture.h"));
+    h = fnv(
+        h,
+        &std::fs::read(fixtures_dir().join("fixture.h")).expect("fixture.h"),
+    );
     let out = cache.join(format!("{name}-v{version}-plain-{h:016x}"));
     if out.is_file() {
         return out;
     }
-    let tmp = cache.join(format!(".tmp-plain-{}-{h:016x}-{:?}", std::process::id(), std::thread::current().id()));
+    let tmp = cache.join(format!(
+        ".tmp-plain-{}-{h:016x}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let r = Command::new("clang-22")
         .args(["-O2", &format!("-DFIXTURE_VERSION={version}")])
         .arg(&src)
@@ -184,14 +237,23 @@ pub fn build_plain(name: &str, version: u32) -> PathBuf {
         .arg("-lpthread")
         .output()
         .expect("run clang-22");
-    assert!(r.status.success(), "clang-22 {}: {}", src.display(), String::from_utf8_lossy(&r.stderr));
+    assert!(
+        r.status.success(),
+        "clang-22 {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&r.stderr)
+    );
     std::fs::rename(&tmp, &out).expect("rename");
     out
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0").local_addr().unwrap().port()
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One test's directory: fixture binaries are copied here, servers run here.
@@ -203,8 +265,14 @@ pub struct Case {
 impl Case {
     pub fn new(fixture: &str) -> Case {
         let _ = toolchain();
-        let dir = tempfile::Builder::new().prefix(&format!("mcr-e2e-{fixture}-")).tempdir().expect("tempdir");
-        Case { dir, fixture: fixture.into() }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mcr-e2e-{fixture}-"))
+            .tempdir()
+            .expect("tempdir");
+        Case {
+            dir,
+            fixture: fixture.into(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -218,10 +286,17 @@ impl Case {
 
     pub fn bin_with(&self, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
         let built = build(&self.fixture, version, opt, defines);
-        let mut name = format!("{}-v{version}-{}", self.fixture, opt.flag().trim_start_matches('-'));
+        let mut name = format!(
+            "{}-v{version}-{}",
+            self.fixture,
+            opt.flag().trim_start_matches('-')
+        );
         for d in defines {
             name.push('-');
-            name.extend(d.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }));
+            name.extend(
+                d.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+            );
         }
         self.install(&built, &name)
     }
@@ -230,7 +305,8 @@ impl Case {
     pub fn install(&self, built: &Path, name: &str) -> PathBuf {
         let dst = self.path().join(name);
         if !dst.exists() {
-            std::fs::copy(built, &dst).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), dst.display()));
+            std::fs::copy(built, &dst)
+                .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", built.display(), dst.display()));
         }
         dst
     }
@@ -243,6 +319,21 @@ impl Case {
     /// environment; waits (bounded) until it answers PING. A port found
     /// taken is retried with another.
     pub fn start_with(&self, bin: &Path, env: &[(&str, &str)], extra_args: &[&str]) -> Server {
+        self.start_full(bin, env, extra_args, true)
+    }
+
+    /// A binary not built with mcr-cc has no control socket to wait for.
+    pub fn start_plain(&self, bin: &Path) -> Server {
+        self.start_full(bin, &[], &[], false)
+    }
+
+    fn start_full(
+        &self,
+        bin: &Path,
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+        wait_control: bool,
+    ) -> Server {
         let mut last = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -257,7 +348,7 @@ impl Case {
             for (k, v) in env {
                 cmd.env(k, v);
             }
-            let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+            let mut child = spawn_retrying(&mut cmd, bin);
             drain(child.stdout.take().unwrap(), log.clone());
             drain(child.stderr.take().unwrap(), log.clone());
             let pid = child.id();
@@ -274,25 +365,64 @@ impl Case {
             loop {
                 if let Some(st) = server.child.try_wait().ok().flatten() {
                     std::thread::sleep(Duration::from_millis(50));
-                    last = format!("{} exited with {st} before serving:\n{}", bin.display(), server.log());
+                    last = format!(
+                        "{} exited with {st} before serving:\n{}",
+                        bin.display(),
+                        server.log()
+                    );
                     if st.code() == Some(3) {
                         break; // port taken: try another
                     }
                     panic!("{last}");
                 }
-                if let Ok(mut c) = Client::connect(port) {
-                    if c.try_cmd("PING").as_deref().is_ok_and(|r| r == "PONG") {
-                        server.admin = Some(Mutex::new(c));
-                        return server;
+                if server.admin.is_none() {
+                    if let Ok(mut c) = Client::connect(port) {
+                        if c.try_cmd("PING").as_deref().is_ok_and(|r| r == "PONG") {
+                            server.admin = Some(Mutex::new(c));
+                        }
                     }
                 }
+                // The runtime binds its control socket from a thread of its
+                // own: wait for it too, or mcr-ctl says "not built with mcr-cc".
+                if server.admin.is_some() && (!wait_control || has_control_socket(pid)) {
+                    return server;
+                }
                 if Instant::now() > deadline {
-                    panic!("{} did not answer PING on port {port} within 15 s:\n{}", bin.display(), server.log());
+                    panic!(
+                        "{} did not answer PING on port {port} (or bind its control socket) within 15 s:\n{}",
+                        bin.display(),
+                        server.log()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
         panic!("could not start {}: {last}", bin.display());
+    }
+}
+
+/// Whether `@mcr/<pid>` is listening (the runtime's control socket).
+pub fn has_control_socket(pid: u32) -> bool {
+    let want = format!("@{}", mcr_types::protocol::control_socket_name(pid));
+    std::fs::read_to_string("/proc/net/unix").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.split_whitespace().nth(7) == Some(want.as_str()))
+    })
+}
+
+/// Spawns, retrying ETXTBSY: a binary just copied by one test thread can be
+/// held open for writing by a child another thread forked at that moment.
+fn spawn_retrying(cmd: &mut Command, bin: &Path) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(c) => return c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("start {}: {e}", bin.display()),
+        }
     }
 }
 
@@ -302,7 +432,10 @@ fn drain(mut r: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
         loop {
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => return,
-                Ok(n) => log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n])),
+                Ok(n) => log
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
             }
         }
     });
@@ -332,7 +465,8 @@ impl Client {
     }
 
     pub fn cmd(&mut self, line: &str) -> String {
-        self.try_cmd(line).unwrap_or_else(|e| panic!("command {line:?}: {e}"))
+        self.try_cmd(line)
+            .unwrap_or_else(|e| panic!("command {line:?}: {e}"))
     }
 
     /// Raw bytes (e.g. half a line).
@@ -344,7 +478,10 @@ impl Client {
     pub fn read_line(&mut self) -> std::io::Result<String> {
         let mut l = String::new();
         if self.reader.read_line(&mut l)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed by the server",
+            ));
         }
         Ok(l.trim_end_matches(['\n', '\r']).to_string())
     }
@@ -368,7 +505,13 @@ pub struct UpdateFailure {
 
 impl std::fmt::Display for UpdateFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mcr-ctl exit {:?}: {}{}", self.code, self.stderr.trim(), self.stdout.trim())
+        write!(
+            f,
+            "mcr-ctl exit {:?}: {}{}",
+            self.code,
+            self.stderr.trim(),
+            self.stdout.trim()
+        )
     }
 }
 
@@ -402,11 +545,18 @@ pub fn ctl(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
     let (o, e) = (out.lock().unwrap().clone(), err.lock().unwrap().clone());
     match status {
         Some(st) => (st.code(), o, e),
-        None => (None, o, format!("{e}\n(mcr-ctl {args:?} killed after {limit:?})")),
+        None => (
+            None,
+            o,
+            format!("{e}\n(mcr-ctl {args:?} killed after {limit:?})"),
+        ),
     }
 }
 
-fn read_all(mut r: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
+fn read_all(
+    mut r: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = r.read_to_end(&mut s);
@@ -429,7 +579,11 @@ pub fn update_with(pid: u32, binary: &Path, extra: &[&str]) -> Result<UpdateRepo
             stdout,
         })
     } else {
-        Err(UpdateFailure { code, stderr, stdout })
+        Err(UpdateFailure {
+            code,
+            stderr,
+            stdout,
+        })
     }
 }
 
@@ -455,7 +609,9 @@ pub struct Server {
 pub fn pid_alive(pid: u32) -> bool {
     // A zombie has exited.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
@@ -463,9 +619,13 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Processes (not zombies) whose executable lies in `dir`.
 pub fn processes_in(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
             if exe.starts_with(dir) && pid_alive(pid) {
                 out.push(pid);
@@ -483,15 +643,21 @@ impl Server {
     }
 
     pub fn client(&self) -> Client {
-        Client::connect(self.port).unwrap_or_else(|e| panic!("connect to port {}: {e}\n{}", self.port, self.log()))
+        Client::connect(self.port)
+            .unwrap_or_else(|e| panic!("connect to port {}: {e}\n{}", self.port, self.log()))
     }
 
     /// One command on the admin connection.
     pub fn cmd(&self, line: &str) -> String {
         let admin = self.admin.as_ref().expect("admin connection");
         let mut c = admin.lock().unwrap();
-        c.try_cmd(line)
-            .unwrap_or_else(|e| panic!("admin command {line:?} on pid {}: {e}\nserver output:\n{}", self.pid, self.log()))
+        c.try_cmd(line).unwrap_or_else(|e| {
+            panic!(
+                "admin command {line:?} on pid {}: {e}\nserver output:\n{}",
+                self.pid,
+                self.log()
+            )
+        })
     }
 
     pub fn dump(&self) -> String {
@@ -501,7 +667,13 @@ impl Server {
     /// CHECK must answer OK.
     pub fn check(&self) {
         let r = self.cmd("CHECK");
-        assert_eq!(r, "OK", "CHECK on pid {}; server output:\n{}", self.pid, self.log());
+        assert_eq!(
+            r,
+            "OK",
+            "CHECK on pid {}; server output:\n{}",
+            self.pid,
+            self.log()
+        );
     }
 
     pub fn version(&self) -> String {
@@ -519,12 +691,20 @@ impl Server {
 
     /// Updates; on success the new PID becomes the server's and the old
     /// process must be gone within 5 s.
-    pub fn update_with(&mut self, bin: &Path, extra: &[&str]) -> Result<UpdateReport, UpdateFailure> {
+    pub fn update_with(
+        &mut self,
+        bin: &Path,
+        extra: &[&str],
+    ) -> Result<UpdateReport, UpdateFailure> {
         let old = self.pid;
         let r = update_with(old, bin, extra);
         if let Ok(rep) = &r {
             assert_eq!(rep.old_pid, old, "report names another old pid");
-            assert!(rep.new_pid != 0 && rep.new_pid != old, "report: new pid {}", rep.new_pid);
+            assert!(
+                rep.new_pid != 0 && rep.new_pid != old,
+                "report: new pid {}",
+                rep.new_pid
+            );
             self.pid = rep.new_pid;
             self.pids.push(rep.new_pid);
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -532,10 +712,18 @@ impl Server {
                 if old == self.child.id() {
                     let _ = self.child.try_wait();
                 }
-                assert!(Instant::now() < deadline, "old process {old} still alive 5 s after a committed update");
+                assert!(
+                    Instant::now() < deadline,
+                    "old process {old} still alive 5 s after a committed update"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
-            assert!(pid_alive(rep.new_pid), "new process {} is not alive after the update:\n{}", rep.new_pid, self.log());
+            assert!(
+                pid_alive(rep.new_pid),
+                "new process {} is not alive after the update:\n{}",
+                rep.new_pid,
+                self.log()
+            );
         }
         r
     }
@@ -544,7 +732,12 @@ impl Server {
     pub fn update_ok(&mut self, bin: &Path) -> UpdateReport {
         match self.update(bin) {
             Ok(r) => r,
-            Err(e) => panic!("update of pid {} to {} failed: {e}\nserver output:\n{}", self.pid, bin.display(), self.log()),
+            Err(e) => panic!(
+                "update of pid {} to {} failed: {e}\nserver output:\n{}",
+                self.pid,
+                bin.display(),
+                self.log()
+            ),
         }
     }
 
@@ -557,13 +750,27 @@ impl Server {
         let old = self.pid;
         let r = self.update_with(bin, extra);
         let e = match r {
-            Ok(rep) => panic!("update to {} was expected to fail but succeeded: {rep:?}", bin.display()),
+            Ok(rep) => panic!(
+                "update to {} was expected to fail but succeeded: {rep:?}",
+                bin.display()
+            ),
             Err(e) => e,
         };
-        assert!(e.code.is_some_and(|c| c != 0), "mcr-ctl must exit non-zero: {e}");
+        assert!(
+            e.code.is_some_and(|c| c != 0),
+            "mcr-ctl must exit non-zero: {e}"
+        );
         assert_eq!(self.pid, old);
-        assert!(pid_alive(old), "old process {old} died: {e}\n{}", self.log());
-        assert_eq!(self.dump(), before, "state changed by a failed update ({e})");
+        assert!(
+            pid_alive(old),
+            "old process {old} died: {e}\n{}",
+            self.log()
+        );
+        assert_eq!(
+            self.dump(),
+            before,
+            "state changed by a failed update ({e})"
+        );
         self.check();
         self.wait_processes(&procs, &e.to_string());
         e.to_string()
@@ -577,7 +784,11 @@ impl Server {
             if now == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "processes {now:?} != expected {want:?} ({why})\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "processes {now:?} != expected {want:?} ({why})\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -614,7 +825,9 @@ impl Drop for Server {
             if p != self.child.id() {
                 let deadline = Instant::now() + Duration::from_millis(500);
                 // SAFETY: only our own children are reaped; others give ECHILD.
-                while unsafe { libc::waitpid(p as i32, std::ptr::null_mut(), libc::WNOHANG) } == 0 && Instant::now() < deadline {
+                while unsafe { libc::waitpid(p as i32, std::ptr::null_mut(), libc::WNOHANG) } == 0
+                    && Instant::now() < deadline
+                {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
@@ -623,7 +836,14 @@ impl Drop for Server {
 }
 
 /// The `MCR_FAULT` phases mcr-rt knows.
-pub const FAULT_PHASES: [&str; 6] = ["quiesce", "checkpoint", "restore", "startup", "transfer", "crash"];
+pub const FAULT_PHASES: [&str; 6] = [
+    "quiesce",
+    "checkpoint",
+    "restore",
+    "startup",
+    "transfer",
+    "crash",
+];
 
 /// Calls `f` repeatedly until it returns Some, at most `limit`.
 pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

@@ -28,7 +28,15 @@ fn across(v_to: u32, opt: Opt, n: usize) {
     s.check();
     // The interior pointer still points at the same item's val.
     let mut c = s.client();
-    let hot_before: i64 = before.split("hot=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let hot_before: i64 = before
+        .split("hot=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(c.cmd("BUMP"), (hot_before + 1).to_string());
     s.check();
     // The structures keep working.

@@ -28,7 +28,10 @@ fn same_state_across(v_from: u32, v_to: u32, opt: Opt) {
     let mut s = case.start(&b1);
     let mut conns = populate(&s);
     let before = s.dump();
-    assert!(before.contains(":alice:") && before.contains("closed=1"), "{before}");
+    assert!(
+        before.contains(":alice:") && before.contains("closed=1"),
+        "{before}"
+    );
     s.update_ok(&b2);
     assert_eq!(s.version(), v_to.to_string());
     assert_eq!(s.dump(), before, "DUMP after the update");
