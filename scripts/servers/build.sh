@@ -12,6 +12,10 @@
 #              (also builds deps/: hiredis, lua, hdr_histogram, fpconv with CC)
 #   vsftpd     make -jN CC=CC LIBS="-lcap -lpam -lcrypt" LINK=""
 #
+# With mcr-cc, MCR_CONFIG points at scripts/servers/mcr-toml/NAME.toml (the
+# server's allocation wrappers, mcr.toml [allocators]) when that file exists,
+# unless MCR_CONFIG is set already or MCR_NO_ALLOCATORS=1.
+#
 # N is $MCR_JOBS (default 2, never more). Optional $MCR_CFLAGS is added to
 # the flags for every server (e.g. "-O0"); by default every project keeps its
 # own default flags, so two compilers are compared at the same flags.
@@ -44,6 +48,14 @@ case "$NAME" in
 esac
 
 SRC="$("$SERVERS_DIR/fetch.sh" "$NAME" "$VERSION")"
+
+# With mcr-cc, name the server's allocation wrappers (mcr.toml [allocators])
+# from scripts/servers/mcr-toml/NAME.toml, unless MCR_CONFIG is already set
+# or MCR_NO_ALLOCATORS=1. Other compilers ignore it.
+if is_mcr_cc "$CC" && [ -z "${MCR_CONFIG:-}" ] && [ "${MCR_NO_ALLOCATORS:-0}" != 1 ] \
+    && [ -f "$SERVERS_DIR/mcr-toml/$NAME.toml" ]; then
+    export MCR_CONFIG="$SERVERS_DIR/mcr-toml/$NAME.toml"
+fi
 
 # Prepare OUTDIR safely.
 if [ -e "$OUTDIR" ]; then
@@ -117,7 +129,7 @@ build() {
     esac
 }
 
-log "building $NAME $VERSION with $CC in $OUTDIR (-j$J${XCFLAGS:+, extra CFLAGS: $XCFLAGS})"
+log "building $NAME $VERSION with $CC in $OUTDIR (-j$J${XCFLAGS:+, extra CFLAGS: $XCFLAGS}${MCR_CONFIG:+, MCR_CONFIG=$MCR_CONFIG})"
 children_cpu c0
 t0="$(now)"
 if ! build; then
@@ -139,6 +151,7 @@ CC=$CC
 BUILD_SECONDS=$SECS
 BUILD_CPU_SECONDS=$CPU
 BINARY=$BINARY
+MCR_CONFIG=${MCR_CONFIG:-}
 INFO
 log "$NAME $VERSION built with $CC in $SECS s wall, $CPU s CPU (user+sys) -> $OUTDIR/$BINARY"
 printf '%s %s %s %s %s %s\n' "$NAME" "$VERSION" "$CC" "$SECS" "$OUTDIR/$BINARY" "$CPU"
