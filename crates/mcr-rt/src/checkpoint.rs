@@ -82,33 +82,57 @@ pub fn memfd(name: &str) -> std::io::Result<OwnedFd> {
     }))
 }
 
-/// Load bias and mapped ranges (start, end, file offset) of the executable.
-pub fn own_image() -> (u64, Vec<(u64, u64, u64)>) {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-    let exe = exe.to_string_lossy();
-    let mut ranges = Vec::new();
-    let mut base = u64::MAX;
-    for l in maps.lines() {
-        if !l.ends_with(exe.as_ref()) {
-            continue;
-        }
-        let mut it = l.split_whitespace();
-        let r = it.next().unwrap_or("");
-        let _perm = it.next();
-        let off = u64::from_str_radix(it.next().unwrap_or("0"), 16).unwrap_or(0);
-        if let Some((a, b)) = r.split_once('-') {
-            let (a, b) = (
-                u64::from_str_radix(a, 16).unwrap_or(0),
-                u64::from_str_radix(b, 16).unwrap_or(0),
-            );
-            if off == 0 {
-                base = base.min(a);
+/// Load bias and address span of this executable, from the dynamic
+/// linker's own list (its first entry is the executable).
+pub fn load_span() -> (u64, u64) {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the dynamic linker passes a valid info; `data` is our array.
+        unsafe {
+            let out = &mut *(data as *mut [u64; 2]);
+            let i = &*info;
+            let mut end = 0u64;
+            for k in 0..i.dlpi_phnum as usize {
+                let ph = &*i.dlpi_phdr.add(k);
+                if ph.p_type == libc::PT_LOAD {
+                    end = end.max(ph.p_vaddr + ph.p_memsz);
+                }
             }
+            *out = [i.dlpi_addr, i.dlpi_addr + end];
+        }
+        1 // stop after the executable
+    }
+    let mut out = [0u64; 2];
+    // SAFETY: the callback only writes into `out`.
+    unsafe { libc::dl_iterate_phdr(Some(first), &mut out as *mut _ as *mut libc::c_void) };
+    (out[0], out[1])
+}
+
+/// Load bias and mapped ranges (start, end, file offset) of the executable.
+/// Only the executable's own span counts: a restored process also maps the
+/// old binary's image (same path) elsewhere.
+pub fn own_image() -> (u64, Vec<(u64, u64, u64)>) {
+    let (bias, end) = load_span();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut ranges = Vec::new();
+    for l in maps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let Some((a, b)) = f.first().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap_or(0),
+            u64::from_str_radix(b, 16).unwrap_or(0),
+        );
+        let off = u64::from_str_radix(f.get(2).unwrap_or(&"0"), 16).unwrap_or(0);
+        if a >= bias && b <= end.next_multiple_of(4096) && f.len() >= 6 {
             ranges.push((a, b, off));
         }
     }
-    (if base == u64::MAX { 0 } else { base }, ranges)
+    (bias, ranges)
 }
 
 /// Loaded shared libraries: path, start of the first mapping, end of the

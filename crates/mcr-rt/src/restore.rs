@@ -24,9 +24,15 @@ fn env_fd(name: &str) -> Option<i32> {
     std::env::var(name).ok()?.parse().ok()
 }
 
+/// The status pipe, read from the environment once: after transfer the
+/// program's environment is whatever its state says.
+static STATUS_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+static COMMIT_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 /// Writes one progress line to the old version.
 fn status(line: &str) {
-    if let Some(fd) = env_fd("MCR_STATUS_FD") {
+    let fd = STATUS_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
         let mut l = line.as_bytes().to_vec();
         l.push(b'\n');
         // SAFETY: writing to the status pipe the old version gave us.
@@ -46,6 +52,8 @@ pub fn init_from_env() {
     let Some(fd) = env_fd("MCR_RESTORE_FD") else {
         return;
     };
+    STATUS_FD.store(env_fd("MCR_STATUS_FD").unwrap_or(-1), Ordering::SeqCst);
+    COMMIT_FD.store(env_fd("MCR_COMMIT_FD").unwrap_or(-1), Ordering::SeqCst);
     *T0.lock().unwrap() = Some(Instant::now());
     if fault("restore") {
         fail("MCR_FAULT=restore");
@@ -163,7 +171,8 @@ pub fn main_startup_over() {
     notify_supervisor();
     RESTORING.store(false, Ordering::SeqCst);
     status("committed");
-    if let Some(fd) = env_fd("MCR_STATUS_FD") {
+    let fd = STATUS_FD.swap(-1, Ordering::SeqCst);
+    if fd >= 0 {
         // SAFETY: done with the status pipe.
         unsafe { libc::close(fd) };
     }

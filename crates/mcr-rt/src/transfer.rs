@@ -103,21 +103,33 @@ struct Ctx<'a> {
     /// Old shared-library ranges and how far each library moved.
     libs: Vec<(u64, u64, i64)>,
     new_funcs: HashMap<String, u64>,
-    slots: HashMap<String, Vec<(u64, String)>>,
+    slots: HashMap<String, std::rc::Rc<Slots>>,
+}
+
+/// Where a type's pointers are: precise slots with their pointee type, and
+/// union ranges scanned conservatively.
+struct Slots {
+    precise: Vec<(u64, String)>,
+    unions: Vec<(u64, u64)>,
 }
 
 impl<'a> Ctx<'a> {
-    fn slots_of(&mut self, ty: &str) -> Vec<(u64, String)> {
+    fn slots_of(&mut self, ty: &str) -> std::rc::Rc<Slots> {
         if let Some(s) = self.slots.get(ty) {
             return s.clone();
         }
-        let mut out = Vec::new();
+        let mut s = Slots {
+            precise: Vec::new(),
+            unions: Vec::new(),
+        };
         if let Some(t) = self.v.new_type(ty) {
             let look = |n: &str| self.v.new_type(n).cloned();
-            pointer_slots(&look, t, 0, &mut out, 0);
+            pointer_slots(&look, t, 0, &mut s.precise, 0);
+            mcr_types::plan::union_ranges(&look, t, 0, &mut s.unions, 0);
         }
-        self.slots.insert(ty.to_string(), out.clone());
-        out
+        let s = std::rc::Rc::new(s);
+        self.slots.insert(ty.to_string(), s.clone());
+        s
     }
 
     /// Offset `off` inside an old `ot` value, as an offset inside `nt`.
@@ -222,13 +234,27 @@ impl<'a> Ctx<'a> {
     /// Rewrites the pointers of `count` values of new type `ty` at `addr`.
     fn fix_pointers(&mut self, addr: u64, ty: &str, count: u64) -> Result<u64, TransferError> {
         let slots = self.slots_of(ty);
-        if slots.is_empty() {
+        if slots.precise.is_empty() && slots.unions.is_empty() {
             return Ok(0);
         }
         let size = self.v.new_type(ty).map(|t| t.size).unwrap_or(0).max(1);
         let mut n = 0;
         for e in 0..count {
-            for (off, target) in &slots {
+            for &(off, len) in &slots.unions {
+                let start = addr + e * size + off;
+                for w in (start.next_multiple_of(8)..start + len.saturating_sub(7)).step_by(8) {
+                    // SAFETY: an aligned word inside a union of a live value.
+                    let p = unsafe { (w as *const u64).read() };
+                    if p >= 4096 {
+                        if let Some(q) = self.translate(p, "")? {
+                            // SAFETY: as above.
+                            unsafe { (w as *mut u64).write(q) };
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            for (off, target) in &slots.precise {
                 let at = (addr + e * size + off) as *mut u64;
                 // SAFETY: `at` is a pointer field inside a live object or
                 // global of type `ty`, per the type map.
@@ -268,16 +294,63 @@ fn pair_startup_objects(
     inherited: &HashMap<u64, u64>,
     new_startup: &[StartupObject],
 ) -> HashMap<u64, u64> {
+    // Old side: program roots are the old globals and typed objects.
+    let old_untyped: HashMap<u64, u64> = state
+        .startup_objects
+        .iter()
+        .filter(|o| {
+            !old_sites
+                .get(&o.site)
+                .is_some_and(|s| s.type_name.is_some())
+        })
+        .map(|o| (o.addr, o.size))
+        .collect();
+    let old_globals: Vec<Vec<u8>> = state.globals.iter().map(|g| from_hex(&g.bytes)).collect();
+    let mut roots: Vec<(u64, u64)> = old_globals
+        .iter()
+        .map(|b| (b.as_ptr() as u64, b.len() as u64))
+        .collect();
+    roots.extend(
+        state
+            .startup_objects
+            .iter()
+            .filter(|o| !old_untyped.contains_key(&o.addr))
+            .map(|o| (o.addr, o.size)),
+    );
+    let old_reach = program_reachable(&roots, &old_untyped);
+    // New side: the same, before transfer touches anything.
+    let new_untyped: HashMap<u64, u64> = new_startup
+        .iter()
+        .filter(|o| o.site == 0)
+        .map(|o| (o.addr, o.size))
+        .collect();
+    let mut roots: Vec<(u64, u64)> = globals::all()
+        .map(|g| (g.addr as u64, g.size as u64))
+        .collect();
+    roots.extend(
+        new_startup
+            .iter()
+            .filter(|o| o.site != 0)
+            .map(|o| (o.addr, o.size)),
+    );
+    let new_reach = program_reachable(&roots, &new_untyped);
+
     let mut old_groups: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
     for o in &state.startup_objects {
         if inherited.get(&o.addr) != Some(&o.size) {
             continue; // freed or reallocated since start-up
+        }
+        if old_untyped.contains_key(&o.addr) && !old_reach.contains(&o.addr) {
+            continue; // a library's private memory
         }
         let key = old_sites.get(&o.site).map_or((0, o.size), |s| (s.key, 0));
         old_groups.entry(key).or_default().push(o.addr);
     }
     let mut new_groups: HashMap<(u64, u64), Vec<(u64, u64)>> = HashMap::new();
     for o in new_startup {
+        if o.site == 0 && !new_reach.contains(&o.addr) {
+            continue;
+        }
         let key = if o.site == 0 {
             (0, o.size)
         } else {
@@ -299,6 +372,38 @@ fn pair_startup_objects(
         }
     }
     pairs
+}
+
+/// Untyped start-up objects the program's own state points to, directly or
+/// through other such objects (conservatively). Only those are paired: an
+/// untyped object only a library points to (libc's environment, stdio
+/// buffers) is that library's, and its new version's start-up rebuilt it.
+fn program_reachable(
+    roots: &[(u64, u64)],
+    untyped: &HashMap<u64, u64>,
+) -> std::collections::HashSet<u64> {
+    let mut seen = std::collections::HashSet::new();
+    let mut work: Vec<(u64, u64)> = roots.to_vec();
+    while let Some((a, len)) = work.pop() {
+        let mut w = a.next_multiple_of(8);
+        while w + 8 <= a + len {
+            // SAFETY: an aligned word inside a live object, global or copy.
+            let p = unsafe { (w as *const u64).read() };
+            w += 8;
+            if p < 4096 {
+                continue;
+            }
+            if let Some(o) = heap::find(p as usize) {
+                let start = o.addr as u64;
+                if let Some(&sz) = untyped.get(&start) {
+                    if seen.insert(start) {
+                        work.push((start, sz));
+                    }
+                }
+            }
+        }
+    }
+    seen
 }
 
 /// Shared libraries of the old process found again here, and their shift.
@@ -533,6 +638,9 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             None => true,
         };
         if g.unchanged_since_startup && !has_ptr {
+            if std::env::var_os("MCR_DEBUG").is_some() {
+                eprintln!("mcr-rt: global {} kept from the new start-up", g.name);
+            }
             continue;
         }
         let old = from_hex(&g.bytes);
@@ -547,13 +655,13 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             }
         }
         report.globals += 1;
-        fixed_globals.push((na, nty.to_string()));
+        fixed_globals.push((na, nty.to_string(), g.name.as_str()));
     }
     let debug = std::env::var_os("MCR_DEBUG").is_some();
-    for (a, t) in fixed_globals {
+    for (a, t, name) in fixed_globals {
         let n = ctx.fix_pointers(a, &t, 1)?;
         if debug {
-            eprintln!("mcr-rt: global {t} at {a:#x}: {n} pointers rewritten");
+            eprintln!("mcr-rt: global {name} ({t}) at {a:#x}: {n} pointers rewritten");
         }
     }
     let mut rewritten = 0;

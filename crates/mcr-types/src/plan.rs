@@ -451,6 +451,37 @@ pub fn pointer_slots(
     }
 }
 
+/// Parts of a type only known conservatively (unions): (offset, size).
+pub fn union_ranges(map_index: &dyn Fn(&str) -> Option<TypeDef>, ty: &TypeDef, base: u64, out: &mut Vec<(u64, u64)>, depth: u32) {
+    if depth > 16 {
+        return;
+    }
+    match ty.kind {
+        TypeKind::Union => out.push((base, ty.size)),
+        TypeKind::Struct => {
+            for f in &ty.fields {
+                if f.bit_size.is_none() {
+                    if let Some(ft) = map_index(&f.ty) {
+                        union_ranges(map_index, &ft, base + f.offset, out, depth + 1);
+                    }
+                }
+            }
+        }
+        TypeKind::Array => {
+            if let (Some(et), Some(n)) = (ty.target.as_deref().and_then(map_index), ty.count) {
+                let mut inner = Vec::new();
+                union_ranges(map_index, &et, 0, &mut inner, depth + 1);
+                for i in 0..n {
+                    for (o, sz) in &inner {
+                        out.push((base + i * et.size + o, *sz));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Does a type hold memory only known conservatively (unions, `void *`
 /// targets are precise pointers but untyped objects)?
 pub fn has_union(map_index: &dyn Fn(&str) -> Option<TypeDef>, ty: &TypeDef, depth: u32) -> bool {
