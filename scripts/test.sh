@@ -4,6 +4,7 @@
 #   2. unit, corpus-accuracy and end-to-end live-update tests (cargo test)
 #   3. the demo: a live update of the key-value server with state checked
 #   4. memcached 1.6.18 built with mcr-cc passes its own `make test`
+#   5. memcached 1.6.18 updated live to itself under load (and rolled back)
 # MCR_TEST_ALL_SERVERS=1 also builds and smoke-tests lighttpd, nginx, redis
 # and vsftpd with mcr-cc (scripts/servers/all.sh).
 set -euo pipefail
@@ -26,6 +27,9 @@ scripts/demo.sh
 step "real servers: memcached 1.6.18 with mcr-cc, its own make test"
 scripts/servers/deps.sh
 scripts/servers/memcached-test.sh "$PWD/target/release/mcr-cc"
+
+step "real servers: memcached 1.6.18 updated live to itself under load, and rolled back"
+scripts/servers/memcached-update.sh "$PWD/target/release"
 
 if [ -n "${MCR_TEST_ALL_SERVERS:-}" ]; then
     step "real servers: all five build and answer with mcr-cc"

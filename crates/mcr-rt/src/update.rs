@@ -278,15 +278,18 @@ fn follow_new_version<W: Write>(
         if left.is_zero() {
             return err("rolled back: the new version did not become ready within 30 s");
         }
-        let mut p = libc::pollfd {
-            fd: status.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid descriptor.
-        unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
-        if p.revents == 0 {
-            continue;
+        // Lines already buffered need no poll: they are no longer in the pipe.
+        if lines.buffer().is_empty() {
+            let mut p = libc::pollfd {
+                fd: status.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid descriptor.
+            unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+            if p.revents == 0 {
+                continue;
+            }
         }
         let mut line = String::new();
         if lines.read_line(&mut line).unwrap_or(0) == 0 {

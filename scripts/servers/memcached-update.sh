@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Usage: scripts/servers/memcached-update.sh [MCR_BIN_DIR]
+#
+# memcached 1.6.18 built with mcr-cc, updated live to itself (rebuilt into a
+# second directory, so the new binary is a different file) while clients are
+# connected and one of them keeps sending requests through the update:
+#   1. store N items; keep connection A open; start a loader that does
+#      set/get round trips on connection B for a bounded time;
+#   2. mcr-ctl update PID NEW_BINARY;
+#   3. every item is readable, on connection A (opened before the update) and
+#      on a new connection; the loader saw zero errors and zero closed
+#      connections; the old PID is gone and the new one serves.
+# Then the same with MCR_FAULT=transfer: the update is rolled back, the old
+# PID still serves every item.
+set -euo pipefail
+MCR_LOG_TAG=memcached-update
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BIN="${1:-$REPO_ROOT/target/release}"
+BIN="$(cd "$BIN" && pwd)"
+for b in mcr-cc mcr-ctl; do [ -x "$BIN/$b" ] || die "$BIN/$b not found: cargo build --release first"; done
+V=1.6.18
+OLD="$MCR_WORK/build/mcr-update/memcached-$V-a"
+NEW="$MCR_WORK/build/mcr-update/memcached-$V-b"
+"$SERVERS_DIR/build.sh" memcached "$V" "$BIN/mcr-cc" "$OLD" >/dev/null
+"$SERVERS_DIR/build.sh" memcached "$V" "$BIN/mcr-cc" "$NEW" >/dev/null
+
+run_case() {
+    local fault="$1" port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    log "case: ${fault:-commit} (port $port)"
+    MCR_FAULT="$fault" "$OLD/memcached" -u root -l 127.0.0.1 -p "$port" -U 0 -t 4 &
+    local pid=$!
+    python3 "$SERVERS_DIR/memcached_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/memcached" "${fault:-}"
+    local rc=$?
+    kill "$pid" 2>/dev/null || true
+    pkill -f "memcached -u root -l 127.0.0.1 -p $port " 2>/dev/null || true
+    return $rc
+}
+run_case ""
+run_case "transfer"
+log "memcached live update: all checks passed"
