@@ -1,0 +1,169 @@
+//! Fixtures hidden_ptr and epoll_ptr: pointers the type map does not see as
+//! pointers (uintptr_t, union, char buffers) and pointers the kernel keeps
+//! (epoll_event.data.ptr).
+//!
+//! v1 -> v1 must just work. v1 -> v2, where the pointed-to type changes
+//! layout, must either succeed with every value right or be refused with the
+//! old version still serving; each test name says which one mcr does today.
+
+use mcr_e2e::{Case, Client, Opt, Server};
+
+const KINDS: [&str; 5] = ["INT", "UNION", "CHARBUF", "HEAPBUF", "PRECISE"];
+
+#[test]
+fn all_kinds_v1_to_v1_o2() {
+    all_kinds_same_version(Opt::O2);
+}
+
+#[test]
+fn all_kinds_v1_to_v1_o0() {
+    all_kinds_same_version(Opt::O0);
+}
+
+fn all_kinds_same_version(opt: Opt) {
+    let case = Case::new("hidden_ptr");
+    let b1 = case.bin(1, opt);
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    for (i, k) in KINDS.iter().enumerate() {
+        assert_eq!(c.cmd(&format!("HIDE {k} {}", i + 1)), "OK");
+    }
+    let before = s.dump();
+    assert_eq!(
+        before,
+        "INT=1,11,n1 UNION=2,22,n2 CHARBUF=3,33,n3 HEAPBUF=4,44,n4 PRECISE=5,55,n5"
+    );
+    s.update_ok(&b1);
+    assert_eq!(s.dump(), before);
+    s.check();
+    for (i, k) in KINDS.iter().enumerate() {
+        assert_eq!(
+            c.cmd(&format!("BUMP {k}")),
+            ((i as i64 + 1) * 11 + 1).to_string()
+        );
+    }
+    s.check();
+}
+
+enum Outcome {
+    Updated,
+    Refused(String),
+}
+
+/// The contract: success with the same values, or a clean refusal.
+fn hide_one_then_v2(kind: &str) -> (Case, Server, Outcome) {
+    let case = Case::new("hidden_ptr");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    assert_eq!(c.cmd(&format!("HIDE {kind} 3")), "OK");
+    let before = s.dump();
+    let procs = s.processes();
+    let outcome = match s.update(&b2) {
+        Ok(_) => {
+            assert_eq!(s.version(), "2");
+            assert_eq!(
+                s.dump(),
+                before,
+                "update succeeded: the hidden node must read the same"
+            );
+            s.check();
+            assert_eq!(c.cmd(&format!("BUMP {kind}")), "34");
+            Outcome::Updated
+        }
+        Err(e) => {
+            assert_eq!(s.version(), "1");
+            assert_eq!(s.dump(), before);
+            s.check();
+            s.wait_processes(&procs, "after a refused update");
+            assert_eq!(c.cmd(&format!("BUMP {kind}")), "34");
+            Outcome::Refused(e.to_string())
+        }
+    };
+    (case, s, outcome)
+}
+
+#[test]
+fn precise_pointer_v1_to_v2_updates() {
+    let (_c, _s, o) = hide_one_then_v2("PRECISE");
+    assert!(matches!(o, Outcome::Updated));
+}
+
+/// The union is traced conservatively: its node is found and handled.
+#[test]
+fn union_v1_to_v2_updates_with_correct_values() {
+    let (_c, _s, o) = hide_one_then_v2("UNION");
+    assert!(matches!(o, Outcome::Updated));
+}
+
+/// A node whose address only an untyped heap buffer holds cannot move: refused.
+#[test]
+fn heap_char_buffer_v1_to_v2_refused_cleanly() {
+    let (_c, _s, o) = hide_one_then_v2("HEAPBUF");
+    match o {
+        Outcome::Refused(m) => assert!(m.contains("struct node") && m.contains("untyped"), "{m}"),
+        Outcome::Updated => panic!("expected a refusal"),
+    }
+}
+
+/// A uintptr_t global: today the node moves and the integer keeps the old
+/// address (the update "succeeds" with garbage values).
+#[test]
+#[ignore = "uintptr_t global not rewritten when its node moves: silent corruption, see KNOWN_FAILURES.md #3"]
+fn uintptr_global_v1_to_v2_updates_or_refuses() {
+    hide_one_then_v2("INT");
+}
+
+/// A pointer memcpy'd into a global char array: same as uintptr_t today.
+#[test]
+#[ignore = "pointer in a global char buffer not rewritten when its node moves: silent corruption, see KNOWN_FAILURES.md #3"]
+fn global_char_buffer_v1_to_v2_updates_or_refuses() {
+    hide_one_then_v2("CHARBUF");
+}
+
+fn epoll_clients(s: &Server) -> Vec<Client> {
+    (0..3)
+        .map(|i| {
+            let mut c = s.client();
+            assert_eq!(c.cmd(&format!("NAME c{i}")), "OK");
+            assert_eq!(c.cmd(&format!("ADD {}", 10 + i)), (10 + i).to_string());
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn epoll_data_ptr_v1_to_v1() {
+    let case = Case::new("epoll_ptr");
+    let b1 = case.bin(1, Opt::O2);
+    let mut s = case.start(&b1);
+    let mut cs = epoll_clients(&s);
+    let before = s.dump();
+    s.update_ok(&b1);
+    assert_eq!(s.dump(), before);
+    s.check();
+    for (i, c) in cs.iter_mut().enumerate() {
+        assert_eq!(c.cmd("ADD 1"), (11 + i).to_string());
+    }
+    assert_eq!(s.client().cmd("ADD 5"), "5");
+}
+
+/// struct conn changes layout in v2 while the kernel holds pointers to
+/// every conn. Today the update commits and the new version aborts at the
+/// first event (epoll_wait returns the old addresses).
+#[test]
+#[ignore = "epoll data.ptr registrations not rewritten when their objects move: the new version crashes after commit, see KNOWN_FAILURES.md #4"]
+fn epoll_data_ptr_v1_to_v2_updates_or_refuses() {
+    let case = Case::new("epoll_ptr");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut cs = epoll_clients(&s);
+    let before = s.dump();
+    let updated = s.update(&b2).is_ok();
+    assert_eq!(s.version(), if updated { "2" } else { "1" });
+    assert_eq!(s.dump(), before);
+    s.check();
+    for (i, c) in cs.iter_mut().enumerate() {
+        assert_eq!(c.cmd("ADD 1"), (11 + i).to_string());
+    }
+}

@@ -1,0 +1,62 @@
+//! Under load: clients sending requests continuously during an update see
+//! zero errors and zero closed connections (requests may be delayed).
+
+use mcr_e2e::{Case, Opt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn continuous_clients_during_update_v1_to_v2() {
+    let case = Case::new("tcp_state");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = s.client();
+            assert_eq!(c.cmd(&format!("NAME load{i}")), "OK");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut sent, mut worst) = (0i64, Duration::ZERO);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = c
+                        .try_cmd("ADD 1")
+                        .map_err(|e| format!("client {i} after {sent} requests: {e}"))?;
+                    sent += 1;
+                    if r != sent.to_string() {
+                        return Err(format!("client {i}: request {sent} answered {r:?}"));
+                    }
+                    worst = worst.max(t.elapsed());
+                }
+                Ok::<_, String>((sent, worst))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let rep = s.update_ok(&b2);
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for (i, h) in clients.into_iter().enumerate() {
+        let (sent, worst) = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+        assert!(sent > 0, "client {i} sent nothing");
+        eprintln!(
+            "client {i}: {sent} requests, slowest {worst:?} (downtime {:.1} ms)",
+            rep.downtime_ms
+        );
+        total += sent;
+    }
+    assert_eq!(s.version(), "2");
+    let dump = s.dump();
+    assert!(
+        dump.contains(&format!("total={total}")),
+        "{dump} (sent {total})"
+    );
+    assert!(dump.contains("closed=0"), "{dump}");
+    s.check();
+}
