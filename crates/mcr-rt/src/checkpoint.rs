@@ -171,8 +171,16 @@ pub fn libraries() -> Vec<(String, u64, u64)> {
     out
 }
 
+/// Function symbols of the running executable, computed once (the control
+/// thread warms this at start, so no update pays for it while the program
+/// is stopped).
+pub fn functions() -> &'static [(String, u64)] {
+    static F: std::sync::OnceLock<Vec<(String, u64)>> = std::sync::OnceLock::new();
+    F.get_or_init(own_functions)
+}
+
 /// Function symbols of the running executable at their run-time addresses.
-pub fn own_functions() -> Vec<(String, u64)> {
+fn own_functions() -> Vec<(String, u64)> {
     use object::{Object, ObjectSymbol, SymbolKind};
     let Ok(data) = std::fs::read("/proc/self/exe") else {
         return vec![];
@@ -232,7 +240,7 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
         globals,
         startup_log: startup_log::entries(),
         heap: info,
-        functions: own_functions(),
+        functions: functions().to_vec(),
         image,
         startup_objects: crate::snapshot::objects(),
         libraries: libraries(),

@@ -32,6 +32,8 @@ pub fn start() {
 }
 
 fn serve() {
+    // Work an update needs that does not depend on the program's state.
+    let _ = crate::checkpoint::functions();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
     let Ok(addr) = SocketAddr::from_abstract_name(control_socket_name(pid).as_bytes()) else {

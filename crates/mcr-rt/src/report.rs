@@ -31,12 +31,19 @@ pub fn info() -> Info {
 }
 
 /// `file:line`, function and type of a site; untyped calls from code that
-/// mcr-cc did not compile have no site.
+/// mcr-cc did not compile have no site. A pointer that is not one of this
+/// binary's descriptors (an inherited object whose site was not translated,
+/// a header read while another thread rewrote it) is not dereferenced.
 pub fn describe_site(site: *const Site) -> (String, String, Option<String>) {
     if site.is_null() {
         return ("(uninstrumented)".into(), String::new(), None);
     }
-    // SAFETY: non-null site pointers in headers point at this binary's descriptors.
+    let all = sections::sites().as_ptr_range();
+    let off = (site as usize).wrapping_sub(all.start as usize);
+    if !all.contains(&site) || off % std::mem::size_of::<Site>() != 0 {
+        return (format!("(unknown site {site:p})"), String::new(), None);
+    }
+    // SAFETY: one of this binary's site descriptors (checked above).
     let s = unsafe { &*site };
     let ty = (!s.type_name.is_null()).then(|| sections::cstr(s.type_name).to_string());
     (

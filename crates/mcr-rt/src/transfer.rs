@@ -102,7 +102,9 @@ struct Ctx<'a> {
     old_funcs: HashMap<u64, &'a str>,
     /// Old shared-library ranges and how far each library moved.
     libs: Vec<(u64, u64, i64)>,
-    new_funcs: HashMap<String, u64>,
+    /// Built on the first old function pointer found: parsing our own
+    /// symbol table costs milliseconds most updates need not pay.
+    new_funcs: std::cell::OnceCell<HashMap<&'static str, u64>>,
     slots: HashMap<String, std::rc::Rc<Slots>>,
 }
 
@@ -218,10 +220,10 @@ impl<'a> Ctx<'a> {
             }
         }
         if let Some(name) = self.old_funcs.get(&p) {
-            let n = self
+            let funcs = self
                 .new_funcs
-                .get(*name)
-                .ok_or_else(|| TransferError::FunctionGone(name.to_string()))?;
+                .get_or_init(|| crate::checkpoint::functions().iter().map(|(n, a)| (n.as_str(), *a)).collect());
+            let n = funcs.get(*name).ok_or_else(|| TransferError::FunctionGone(name.to_string()))?;
             return Ok(Some(*n));
         }
         let k = self.libs.partition_point(|l| l.0 <= p);
@@ -423,6 +425,12 @@ fn library_shifts(state: &State) -> Vec<(u64, u64, i64)> {
 
 /// Transfers the old version's state into this process.
 pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport, TransferError> {
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| {
+        if std::env::var_os("MCR_DEBUG").is_some() {
+            eprintln!("mcr-rt: transfer: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+        }
+    };
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
     let v = Versions::new(&state.typemap, &new_map, Default::default());
     let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
@@ -448,7 +456,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             .iter()
             .map(|(n, a)| (*a, n.as_str()))
             .collect(),
-        new_funcs: crate::checkpoint::own_functions().into_iter().collect(),
+        new_funcs: std::cell::OnceCell::new(),
         libs: library_shifts(state),
         slots: HashMap::new(),
     };
@@ -460,6 +468,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             inherited.push(o);
         }
     });
+    lap("inherited objects listed");
     let sizes: HashMap<u64, u64> = inherited
         .iter()
         .map(|o| (o.addr as u64, o.size as u64))
@@ -467,20 +476,29 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
     let pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
     let new_sizes: HashMap<u64, u64> = new_startup.iter().map(|o| (o.addr, o.size)).collect();
     // Typed objects that stay, to have their pointers fixed: (addr, type, count).
-    let mut typed: Vec<(u64, String, u64)> = Vec::new();
+    let mut typed: Vec<(u64, &str, u64)> = Vec::new();
     let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
+    lap("start-up objects paired");
+    // What an old site means here, worked out once per site.
+    type SiteInfo<'s> = (
+        Option<&'s crate::checkpoint::SavedSite>,
+        *const Site,
+        (Option<&'s str>, Option<&'s TypeDef>, Option<&'s TypeDef>),
+    );
+    let mut site_info: HashMap<u64, SiteInfo> = HashMap::new();
     for o in &inherited {
         report.bytes += o.size as u64;
-        let old_site = old_sites.get(&(o.site as u64)).copied();
-        let new_site = old_site.and_then(|s| new_sites.get(&s.key)).copied();
-        let site_ptr = new_site.map_or(std::ptr::null(), |s| s as *const Site);
-        let ty = old_site.and_then(|s| s.type_name.as_deref());
-        let typed_pair = (
-            ty,
-            ty.and_then(|t| ctx.v.old_type(t)),
-            ty.and_then(|t| ctx.v.new_type(t)),
-        );
-        if let Some(&n) = pairs.get(&(o.addr as u64)) {
+        let &mut (old_site, site_ptr, typed_pair) = site_info.entry(o.site as u64).or_insert_with(|| {
+            let old_site = old_sites.get(&(o.site as u64)).copied();
+            let new_site = old_site.and_then(|s| new_sites.get(&s.key)).copied();
+            let ty = old_site.and_then(|s| s.type_name.as_deref());
+            (
+                old_site,
+                new_site.map_or(std::ptr::null(), |s| s as *const Site),
+                (ty, ty.and_then(|t| ctx.v.old_type(t)), ty.and_then(|t| ctx.v.new_type(t))),
+            )
+        });
+        if let Some(&n) = (!pairs.is_empty()).then(|| pairs.get(&(o.addr as u64))).flatten() {
             let nsize = new_sizes[&n];
             // SAFETY: both are live objects of the given sizes.
             let (src, dst) = unsafe {
@@ -511,7 +529,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
                         new_ty: tn.into(),
                         same_layout: same,
                     });
-                    typed.push((n, tn.to_string(), count));
+                    typed.push((n, tn, count));
                     report.objects_precise += 1;
                 }
                 _ => {
@@ -542,7 +560,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         report.objects_precise += 1;
         if ctx.v.identical(ot, nt, 0) {
             heap::set_site(o.addr, site_ptr);
-            typed.push((o.addr as u64, tn.to_string(), count));
+            typed.push((o.addr as u64, tn, count));
             continue;
         }
         let tail = o.size as u64 - count * ot.size;
@@ -579,10 +597,11 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             new_ty: tn.into(),
             same_layout: false,
         });
-        typed.push((p as u64, tn.to_string(), count));
+        typed.push((p as u64, tn, count));
         report.objects_moved += 1;
     }
     ctx.moves.sort_by_key(|m| m.old);
+    lap("objects placed");
 
     // Untyped memory must not point into an object that moves. Its words
     // that hold the exact address of an old function, or an address inside
@@ -664,6 +683,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             eprintln!("mcr-rt: global {name} ({t}) at {a:#x}: {n} pointers rewritten");
         }
     }
+    lap("globals transferred");
     let mut rewritten = 0;
     for (a, t, n) in &typed {
         rewritten += ctx.fix_pointers(*a, t, *n)?;
@@ -679,6 +699,8 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         // SAFETY: the old copy of a moved object; nothing points to it now.
         unsafe { free(m.old as *mut u8) };
     }
+    lap("pointers rewritten");
     heap::clear_inherited();
+    lap("done");
     Ok(report)
 }

@@ -55,6 +55,9 @@ pub struct Versions<'a> {
     old_idx: HashMap<&'a str, &'a TypeDef>,
     new_idx: HashMap<&'a str, &'a TypeDef>,
     pub renames: Renames,
+    /// `identical` of whole types, by (old name, new name): objects of one
+    /// type are many, and the answer is the same for all of them.
+    same: std::cell::RefCell<HashMap<(usize, usize), bool>>,
 }
 
 fn index(m: &TypeMap) -> HashMap<&str, &TypeDef> {
@@ -76,6 +79,7 @@ impl<'a> Versions<'a> {
             old_idx: index(old),
             new_idx: index(new),
             renames,
+            same: Default::default(),
         }
     }
 
@@ -106,6 +110,17 @@ impl<'a> Versions<'a> {
 
     /// Same layout, recursively (names, offsets, sizes, kinds).
     pub fn identical(&self, o: &TypeDef, n: &TypeDef, depth: u32) -> bool {
+        // Types live in the two maps as long as `self`: their addresses are keys.
+        let key = (o as *const TypeDef as usize, n as *const TypeDef as usize);
+        if let Some(&b) = self.same.borrow().get(&key) {
+            return b;
+        }
+        let b = self.identical_uncached(o, n, depth);
+        self.same.borrow_mut().insert(key, b);
+        b
+    }
+
+    fn identical_uncached(&self, o: &TypeDef, n: &TypeDef, depth: u32) -> bool {
         if depth > 32
             || o.kind != n.kind
             || o.size != n.size
