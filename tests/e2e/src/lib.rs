@@ -732,6 +732,18 @@ impl Server {
                 rep.new_pid,
                 self.log()
             );
+            // mcr-ctl reports success before the new version's control
+            // thread has bound @mcr/<pid> (KNOWN_FAILURES.md #11): wait for
+            // it so a following update does not race it.
+            wait_for(Duration::from_secs(5), || {
+                has_control_socket(rep.new_pid).then_some(())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "new version {} has no control socket 5 s after the update",
+                    rep.new_pid
+                )
+            });
         }
         r
     }
