@@ -60,7 +60,12 @@ fn serve() {
             );
             continue;
         }
-        handle(conn);
+        // Each connection on its own thread: a second `update` must get its
+        // refusal while the first one runs.
+        let _ = std::thread::Builder::new()
+            .name("mcr-control-conn".into())
+            .stack_size(256 * 1024)
+            .spawn(move || handle(conn));
     }
 }
 

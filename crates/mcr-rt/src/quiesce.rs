@@ -23,10 +23,14 @@ static PARKED_CV: Condvar = Condvar::new();
 /// What kind of blocking call a wrapper makes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum CallKind {
-    /// An event wait at the top of a loop: `epoll_wait`, `poll`, `select`,
-    /// `accept`, `sigwait`, `pause`, `pthread_cond_wait`. The main thread's
-    /// first such call ends start-up.
+    /// An event wait at the top of a loop: `accept`, `sigwait`, `pause`.
+    /// The main thread's first such call ends start-up.
     EventWait,
+    /// An event wait on a set of descriptors: `epoll_wait`, `poll`,
+    /// `select`. Like `EventWait`; also, the first one after a transfer
+    /// returns `EINTR`, so a loop that built its set from start-up state
+    /// goes round and rebuilds it from the transferred state.
+    EventSet,
     /// Data calls (`read`, `recv*`) and sleeps: quiescent only on fds that
     /// can block (sockets, pipes, terminals).
     Data(libc::c_int),
@@ -87,8 +91,12 @@ fn should_park(rec: &ThreadRec, kind: CallKind) -> bool {
 }
 
 /// Runs one wrapped blocking call with quiescence around it.
+/// Set by the new version after its transfer: the main thread's next
+/// descriptor-set wait returns `EINTR` once.
+pub static INTERRUPT_MAIN_ONCE: AtomicBool = AtomicBool::new(false);
+
 /// `interrupted` tells whether a result is an `EINTR` failure.
-pub fn blocking<T: Copy>(
+pub fn blocking<T: Copy + From<i8>>(
     kind: CallKind,
     call: impl Fn() -> T,
     interrupted: impl Fn(T) -> bool,
@@ -96,8 +104,13 @@ pub fn blocking<T: Copy>(
     let Some(rec) = threads::current() else {
         return call();
     };
-    if kind == CallKind::EventWait && rec.is_main {
+    if matches!(kind, CallKind::EventWait | CallKind::EventSet) && rec.is_main {
         crate::startup_log::main_reached_quiescent_point();
+        if kind == CallKind::EventSet && INTERRUPT_MAIN_ONCE.swap(false, Ordering::SeqCst) {
+            // SAFETY: errno is thread-local.
+            unsafe { *libc::__errno_location() = libc::EINTR };
+            return T::from(-1);
+        }
     }
     loop {
         if should_park(rec, kind) {

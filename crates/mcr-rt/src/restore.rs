@@ -170,6 +170,7 @@ pub fn main_startup_over() {
     }
     notify_supervisor();
     RESTORING.store(false, Ordering::SeqCst);
+    quiesce::INTERRUPT_MAIN_ONCE.store(true, Ordering::SeqCst);
     status("committed");
     let fd = STATUS_FD.swap(-1, Ordering::SeqCst);
     if fd >= 0 {

@@ -16,6 +16,30 @@ pub struct StartupObject {
     pub size: u64,
     /// Address of its site descriptor (0: untyped).
     pub site: u64,
+    /// Hash of its bytes when the snapshot was taken.
+    #[serde(default)]
+    pub hash: u64,
+    /// Still holds exactly those bytes (filled in at checkpoint).
+    #[serde(default)]
+    pub unchanged: bool,
+}
+
+/// FNV-1a over 64-bit words: cheap enough to run over every start-up
+/// object once at the end of start-up and once per checkpoint.
+pub fn hash_bytes(addr: u64, size: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let words = size / 8;
+    for i in 0..words {
+        // SAFETY: inside a live object of `size` bytes.
+        let w = unsafe { ((addr + i * 8) as *const u64).read_unaligned() };
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    for i in words * 8..size {
+        // SAFETY: as above.
+        let b = unsafe { *((addr + i) as *const u8) };
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 struct Snapshot {
@@ -34,6 +58,8 @@ pub fn live_objects(only_new: bool) -> Vec<StartupObject> {
                 addr: o.addr as u64,
                 size: o.size as u64,
                 site: o.site as u64,
+                hash: 0,
+                unchanged: false,
             });
         }
     });
@@ -45,7 +71,10 @@ pub fn take() {
     let globals = globals::all()
         .map(|g| (g.name.to_string(), globals::bytes(&g).to_vec()))
         .collect();
-    let objects = live_objects(true);
+    let mut objects = live_objects(true);
+    for o in &mut objects {
+        o.hash = hash_bytes(o.addr, o.size);
+    }
     *SNAPSHOT.lock().unwrap() = Some(Snapshot { globals, objects });
 }
 

@@ -366,3 +366,34 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(close: fn(c_int) -> c_int)(fd) }
 }
+
+/// The path an `AF_UNIX` address (as logged, hex) is bound to.
+fn unix_path(bound_hex: &str) -> Option<Vec<u8>> {
+    let b = crate::checkpoint::from_hex(bound_hex);
+    if b.len() < 3 || u16::from_ne_bytes([b[0], b[1]]) != libc::AF_UNIX as u16 || b[2] == 0 {
+        return None;
+    }
+    Some(b[2..].iter().copied().take_while(|&c| c != 0).collect())
+}
+
+/// During replay, start-up code that removes a stale socket file before
+/// binding (`unlink(path); bind(path)`) would remove the live one the
+/// inherited socket is bound to: that `unlink` is skipped.
+///
+/// # Safety
+/// Same contract as `unlink`.
+#[no_mangle]
+pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
+    if MODE.load(Ordering::SeqCst) == REPLAYING && !path.is_null() {
+        // SAFETY: a NUL-terminated path from the caller.
+        let p = unsafe { std::ffi::CStr::from_ptr(path) }.to_bytes();
+        let live = LOG.lock().unwrap().iter().any(|e| {
+            e.kind == "socket" && e.bound.as_deref().and_then(unix_path).as_deref() == Some(p)
+        });
+        if live {
+            return 0;
+        }
+    }
+    // SAFETY: forwarding the caller's argument.
+    unsafe { real!(unlink: fn(*const c_char) -> c_int)(path) }
+}

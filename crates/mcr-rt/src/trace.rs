@@ -457,38 +457,96 @@ fn blocked_sp(tid: i32) -> Option<u64> {
     u64::from_str_radix(f[f.len() - 2].trim_start_matches("0x"), 16).ok()
 }
 
-/// glibc's static TLS geometry: (bytes of static TLS below the thread
-/// pointer, bytes of the thread descriptor at and above it). Read from the
-/// dynamic linker and libc (symbols they export for debuggers and
-/// sanitizers); `None` if they are missing (another libc).
-fn tls_geometry() -> Option<(usize, usize)> {
-    type F = unsafe extern "C" fn(*mut usize, *mut usize);
-    let sym = |n: &std::ffi::CStr| {
-        // SAFETY: looking up a symbol by a constant name.
-        unsafe { libc::dlsym(libc::RTLD_DEFAULT, n.as_ptr()) }
-    };
-    let (info, tcb) = (
-        sym(c"_dl_get_tls_static_info"),
-        sym(c"_thread_db_sizeof_pthread"),
-    );
-    if info.is_null() || tcb.is_null() {
-        return None;
-    }
-    let (mut size, mut align) = (0usize, 0usize);
-    // SAFETY: glibc's `void _dl_get_tls_static_info(size_t *, size_t *)`
-    // and `const uint32_t _thread_db_sizeof_pthread`.
-    let tcb = unsafe {
-        std::mem::transmute::<*mut libc::c_void, F>(info)(&mut size, &mut align);
-        (tcb as *const u32).read() as usize
-    };
-    // On x86-64 the static size counts the descriptor (TLS_TCB_AT_TP).
-    (size > tcb && tcb > 0).then(|| (size - tcb, tcb))
+fn dlsym(name: &std::ffi::CStr) -> usize {
+    // SAFETY: looking up a symbol by a constant name.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
 }
 
-/// The static TLS block and thread descriptor of thread pointer `tp`.
-fn tls_range(tp: usize, geo: Option<(usize, usize)>) -> (u64, u64) {
-    let (below, above) = geo.unwrap_or((FALLBACK_TLS, FALLBACK_TCB));
-    (tp.saturating_sub(below) as u64, (tp + above) as u64)
+/// One word of this process, read without risk of faulting.
+fn peek(a: usize) -> Option<usize> {
+    let mut w = [0u64; 1];
+    (read_self(a as u64, &mut w) == 8).then_some(w[0] as usize)
+}
+
+/// glibc's thread descriptors, found the way debuggers find them (the
+/// `_thread_db_*` layout descriptions libc exports for libthread_db).
+#[derive(Default)]
+struct GlibcThreads {
+    /// Static TLS bytes below a thread pointer, descriptor bytes above it.
+    tls_below: usize,
+    tcb: usize,
+    /// Offset of the dtv pointer in a descriptor.
+    dtv_off: usize,
+    /// Descriptors (= thread pointers) of live threads, every one of them:
+    /// program threads, the main thread, runtime threads.
+    live: Vec<usize>,
+    /// Descriptors of exited threads whose stacks glibc keeps for reuse.
+    cached: Vec<usize>,
+}
+
+/// A glibc `list_t` of thread descriptors starting at `head`; `None` if a
+/// node does not look like a descriptor (`tcb` and `self` point to itself).
+fn descriptor_list(head: usize, list_off: usize) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut node = peek(head)?;
+    while node != head {
+        let d = node.wrapping_sub(list_off);
+        if peek(d)? != d || peek(d + 16)? != d || out.len() > 1 << 16 {
+            return None;
+        }
+        out.push(d);
+        node = peek(node)?;
+    }
+    Some(out)
+}
+
+fn glibc_threads() -> Option<GlibcThreads> {
+    let (info, tcb, list, dtvp, used, user, rtld) = (
+        dlsym(c"_dl_get_tls_static_info"),
+        dlsym(c"_thread_db_sizeof_pthread"),
+        dlsym(c"_thread_db_pthread_list"),
+        dlsym(c"_thread_db_pthread_dtvp"),
+        dlsym(c"_thread_db_rtld_global__dl_stack_used"),
+        dlsym(c"_thread_db_rtld_global__dl_stack_user"),
+        dlsym(c"_rtld_global"),
+    );
+    if [info, tcb, list, dtvp, used, user, rtld].contains(&0) {
+        return None;
+    }
+    type F = unsafe extern "C" fn(*mut usize, *mut usize);
+    let (mut size, mut align) = (0usize, 0usize);
+    // SAFETY: glibc's `void _dl_get_tls_static_info(size_t *, size_t *)`;
+    // the `_thread_db_*` symbols are constant `uint32_t` arrays (a size, or
+    // {bits, count, offset} of a field).
+    let (tcb, list_off, dtv_off, used_off, user_off) = unsafe {
+        std::mem::transmute::<usize, F>(info)(&mut size, &mut align);
+        let field = |p: usize| (p as *const u32).add(2).read() as usize;
+        (
+            (tcb as *const u32).read() as usize,
+            field(list),
+            field(dtvp),
+            field(used),
+            field(user),
+        )
+    };
+    // On x86-64 the static size counts the descriptor (TLS_TCB_AT_TP).
+    if size <= tcb || tcb == 0 {
+        return None;
+    }
+    let mut g = GlibcThreads {
+        tls_below: size - tcb,
+        tcb,
+        dtv_off,
+        ..Default::default()
+    };
+    g.live = descriptor_list(rtld + used_off, list_off)?;
+    g.live.extend(descriptor_list(rtld + user_off, list_off)?);
+    // The stack cache is the list right after the user stacks in
+    // `struct rtld_global` (glibc 2.34 and later); kept only if it checks.
+    if user_off == used_off + 16 {
+        g.cached = descriptor_list(rtld + user_off + 16, list_off).unwrap_or_default();
+    }
+    Some(g)
 }
 
 /// Writable PT_LOAD segments of every loaded shared object (not the
@@ -566,7 +624,6 @@ pub fn trace() -> TraceReport {
     }
     w.drain();
     // Program threads' stacks (and, inside their stack blocks, their TLS).
-    let tls = tls_geometry();
     let mut main_alive = false;
     for t in threads::all() {
         if !t.alive.load(Ordering::SeqCst) || t.stack.1 <= t.stack.0 {
@@ -581,16 +638,33 @@ pub fn trace() -> TraceReport {
         w.scan_foreign(from, hi);
         w.drain();
     }
-    // The main thread's TLS lives outside its stack; the calling runtime
-    // thread's TLS holds the runtime's own objects.
-    let main_tp = MAIN_TP.load(Ordering::Relaxed);
-    if main_alive && main_tp != 0 {
-        let (a, b) = tls_range(main_tp, tls);
-        w.scan_foreign(a, b);
+    // Static TLS and descriptor of every live thread: the main thread's are
+    // not on its stack, and runtime threads' hold the runtime's own objects
+    // in this heap (their std::thread handles, glibc's TLS vectors).
+    // Threads that exited keep only their TLS vector (glibc reuses it with
+    // the cached stack).
+    if let Some(g) = glibc_threads() {
+        for &d in &g.live {
+            w.scan_foreign((d - g.tls_below) as u64, (d + g.tcb) as u64);
+        }
+        for &d in &g.cached {
+            if let Some(p) = peek(d + g.dtv_off) {
+                w.mark(p as u64, false);
+            }
+        }
+    } else {
+        // Not glibc as we know it: the main thread and this one at least.
+        let main_tp = MAIN_TP.load(Ordering::Relaxed);
+        if main_alive && main_tp != 0 {
+            w.scan_foreign(
+                (main_tp - FALLBACK_TLS) as u64,
+                (main_tp + FALLBACK_TCB) as u64,
+            );
+        }
+        // SAFETY: pthread_self has no preconditions.
+        let tp = unsafe { libc::pthread_self() } as usize;
+        w.scan_foreign((tp - FALLBACK_TLS) as u64, (tp + FALLBACK_TCB) as u64);
     }
-    // SAFETY: pthread_self has no preconditions.
-    let (a, b) = tls_range(unsafe { libc::pthread_self() } as usize, tls);
-    w.scan_foreign(a, b);
     w.drain();
     // Shared libraries' data and bss hold their own pointers into the heap.
     for (a, b) in library_data_ranges() {
@@ -618,9 +692,7 @@ pub fn trace() -> TraceReport {
     };
     for (site, t) in by_site {
         let (where_, function, ty) = report::describe_site(site as *const Site);
-        let key = ty
-            .clone()
-            .unwrap_or_else(|| format!("untyped @ {where_}"));
+        let key = ty.clone().unwrap_or_else(|| format!("untyped @ {where_}"));
         let r = rows.entry(key.clone()).or_insert_with(|| TraceRow {
             what: key,
             ..Default::default()
@@ -665,7 +737,10 @@ fn sort_rows(rows: &mut [TraceRow]) {
     rows.sort_by(|a, b| {
         b.unreachable_bytes
             .cmp(&a.unreachable_bytes)
-            .then((b.reachable_bytes + b.unreachable_bytes).cmp(&(a.reachable_bytes + a.unreachable_bytes)))
+            .then(
+                (b.reachable_bytes + b.unreachable_bytes)
+                    .cmp(&(a.reachable_bytes + a.unreachable_bytes)),
+            )
             .then(a.what.cmp(&b.what))
     });
 }

@@ -115,6 +115,12 @@ struct Slots {
     unions: Vec<(u64, u64)>,
 }
 
+impl Slots {
+    fn is_empty(&self) -> bool {
+        self.precise.is_empty() && self.unions.is_empty()
+    }
+}
+
 impl<'a> Ctx<'a> {
     fn slots_of(&mut self, ty: &str) -> std::rc::Rc<Slots> {
         if let Some(s) = self.slots.get(ty) {
@@ -220,10 +226,15 @@ impl<'a> Ctx<'a> {
             }
         }
         if let Some(name) = self.old_funcs.get(&p) {
-            let funcs = self
-                .new_funcs
-                .get_or_init(|| crate::checkpoint::functions().iter().map(|(n, a)| (n.as_str(), *a)).collect());
-            let n = funcs.get(*name).ok_or_else(|| TransferError::FunctionGone(name.to_string()))?;
+            let funcs = self.new_funcs.get_or_init(|| {
+                crate::checkpoint::functions()
+                    .iter()
+                    .map(|(n, a)| (n.as_str(), *a))
+                    .collect()
+            });
+            let n = funcs
+                .get(*name)
+                .ok_or_else(|| TransferError::FunctionGone(name.to_string()))?;
             return Ok(Some(*n));
         }
         let k = self.libs.partition_point(|l| l.0 <= p);
@@ -428,7 +439,10 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
     let t0 = std::time::Instant::now();
     let lap = |what: &str| {
         if std::env::var_os("MCR_DEBUG").is_some() {
-            eprintln!("mcr-rt: transfer: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+            eprintln!(
+                "mcr-rt: transfer: {what} at {:.2} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
         }
     };
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
@@ -475,6 +489,12 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         .collect();
     let pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
     let new_sizes: HashMap<u64, u64> = new_startup.iter().map(|o| (o.addr, o.size)).collect();
+    let unchanged_startup: std::collections::HashSet<u64> = state
+        .startup_objects
+        .iter()
+        .filter(|o| o.unchanged)
+        .map(|o| o.addr)
+        .collect();
     // Typed objects that stay, to have their pointers fixed: (addr, type, count).
     let mut typed: Vec<(u64, &str, u64)> = Vec::new();
     let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
@@ -488,17 +508,25 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
     let mut site_info: HashMap<u64, SiteInfo> = HashMap::new();
     for o in &inherited {
         report.bytes += o.size as u64;
-        let &mut (old_site, site_ptr, typed_pair) = site_info.entry(o.site as u64).or_insert_with(|| {
-            let old_site = old_sites.get(&(o.site as u64)).copied();
-            let new_site = old_site.and_then(|s| new_sites.get(&s.key)).copied();
-            let ty = old_site.and_then(|s| s.type_name.as_deref());
-            (
-                old_site,
-                new_site.map_or(std::ptr::null(), |s| s as *const Site),
-                (ty, ty.and_then(|t| ctx.v.old_type(t)), ty.and_then(|t| ctx.v.new_type(t))),
-            )
-        });
-        if let Some(&n) = (!pairs.is_empty()).then(|| pairs.get(&(o.addr as u64))).flatten() {
+        let &mut (old_site, site_ptr, typed_pair) =
+            site_info.entry(o.site as u64).or_insert_with(|| {
+                let old_site = old_sites.get(&(o.site as u64)).copied();
+                let new_site = old_site.and_then(|s| new_sites.get(&s.key)).copied();
+                let ty = old_site.and_then(|s| s.type_name.as_deref());
+                (
+                    old_site,
+                    new_site.map_or(std::ptr::null(), |s| s as *const Site),
+                    (
+                        ty,
+                        ty.and_then(|t| ctx.v.old_type(t)),
+                        ty.and_then(|t| ctx.v.new_type(t)),
+                    ),
+                )
+            });
+        if let Some(&n) = (!pairs.is_empty())
+            .then(|| pairs.get(&(o.addr as u64)))
+            .flatten()
+        {
             let nsize = new_sizes[&n];
             // SAFETY: both are live objects of the given sizes.
             let (src, dst) = unsafe {
@@ -509,8 +537,16 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             };
             match typed_pair {
                 (Some(tn), Some(ot), Some(nt)) if ot.size > 0 && nt.size > 0 => {
-                    let count = (o.size as u64 / ot.size).min(nsize / nt.size);
-                    for e in 0..count as usize {
+                    let count = ctx
+                        .v
+                        .element_count(ot, o.size as u64, true)
+                        .min(ctx.v.element_count(nt, nsize, false));
+                    // Built at start-up and never changed since, with no
+                    // pointers: what the new start-up built wins (a changed
+                    // default), as for globals.
+                    let keep_new =
+                        unchanged_startup.contains(&(o.addr as u64)) && ctx.slots_of(tn).is_empty();
+                    for e in 0..if keep_new { 0 } else { count as usize } {
                         let (os, ns) = (ot.size as usize, nt.size as usize);
                         ctx.v.convert(
                             ot,
@@ -556,7 +592,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             untyped.push((o.addr as u64, o.size as u64, old_site));
             continue;
         };
-        let count = o.size as u64 / ot.size.max(1);
+        let count = ctx.v.element_count(ot, o.size as u64, true);
         report.objects_precise += 1;
         if ctx.v.identical(ot, nt, 0) {
             heap::set_site(o.addr, site_ptr);

@@ -108,6 +108,50 @@ impl<'a> Versions<'a> {
         }
     }
 
+    /// Does a value of this type hold a synchronisation object?
+    pub fn contains_sync(&self, t: &TypeDef, depth: u32) -> bool {
+        if depth > 16 {
+            return false;
+        }
+        if is_sync_type(&t.name) || t.aliases.iter().any(|a| is_sync_type(a)) {
+            return true;
+        }
+        match t.kind {
+            TypeKind::Struct => t.fields.iter().any(|f| {
+                self.new_type(&f.ty)
+                    .is_some_and(|ft| self.contains_sync(ft, depth + 1))
+            }),
+            TypeKind::Array => t
+                .target
+                .as_deref()
+                .and_then(|x| self.new_type(x))
+                .is_some_and(|et| self.contains_sync(et, depth + 1)),
+            _ => false,
+        }
+    }
+
+    /// How many whole values of `t` an object of `size` bytes holds: one
+    /// when `t` ends in a flexible array member (the rest is its tail).
+    pub fn element_count(&self, t: &TypeDef, size: u64, old: bool) -> u64 {
+        if t.size == 0 {
+            return 0;
+        }
+        let flexible = t.kind == TypeKind::Struct
+            && t.fields.last().is_some_and(|f| {
+                let ft = if old {
+                    self.old_type(&f.ty)
+                } else {
+                    self.new_type(&f.ty)
+                };
+                ft.is_some_and(|ft| ft.kind == TypeKind::Array && ft.count.is_none())
+            });
+        if flexible {
+            (size >= t.size) as u64
+        } else {
+            size / t.size
+        }
+    }
+
     /// Same layout, recursively (names, offsets, sizes, kinds).
     pub fn identical(&self, o: &TypeDef, n: &TypeDef, depth: u32) -> bool {
         // Types live in the two maps as long as `self`: their addresses are keys.
@@ -236,7 +280,10 @@ impl<'a> Versions<'a> {
         dst: &mut [u8],
         path: &str,
     ) -> Result<(), PlanError> {
-        if self.identical(o, n, 0) {
+        if is_sync_type(&o.name) || is_sync_type(&n.name) {
+            return Ok(()); // the new version's own (see `is_sync_type`)
+        }
+        if self.identical(o, n, 0) && !self.contains_sync(n, 0) {
             let k = src.len().min(dst.len());
             dst[..k].copy_from_slice(&src[..k]);
             return Ok(());
@@ -333,6 +380,23 @@ impl<'a> Versions<'a> {
             }
         }
     }
+}
+
+/// Threads' synchronisation objects (mutexes, condition variables, ...) are
+/// futex state shared with the threads that wait on them: the new version's
+/// threads wait on the new version's objects, so those are never
+/// overwritten with the old bytes (a moved object gets zeroes, which is the
+/// static initialiser).
+pub fn is_sync_type(name: &str) -> bool {
+    matches!(
+        name,
+        "pthread_mutex_t"
+            | "pthread_cond_t"
+            | "pthread_rwlock_t"
+            | "pthread_spinlock_t"
+            | "pthread_barrier_t"
+            | "sem_t"
+    ) || name.starts_with("struct __pthread_")
 }
 
 fn is_scalar_kind(k: TypeKind) -> bool {
@@ -467,7 +531,13 @@ pub fn pointer_slots(
 }
 
 /// Parts of a type only known conservatively (unions): (offset, size).
-pub fn union_ranges(map_index: &dyn Fn(&str) -> Option<TypeDef>, ty: &TypeDef, base: u64, out: &mut Vec<(u64, u64)>, depth: u32) {
+pub fn union_ranges(
+    map_index: &dyn Fn(&str) -> Option<TypeDef>,
+    ty: &TypeDef,
+    base: u64,
+    out: &mut Vec<(u64, u64)>,
+    depth: u32,
+) {
     if depth > 16 {
         return;
     }

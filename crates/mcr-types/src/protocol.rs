@@ -59,16 +59,25 @@ pub struct HeapReport {
     pub sites: Vec<SiteUsage>,
 }
 
-/// Reachability from the roots, per type (or per site for untyped objects).
+/// Reachability from the roots, per type (or per site for untyped objects),
+/// or per allocation site in [`TraceReport::sites`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TraceRow {
+    /// The type, `untyped @ <site>`, or (in `sites`) the site `file:line`.
     pub what: String,
     pub reachable: u64,
     pub unreachable: u64,
     pub unreachable_bytes: u64,
+    #[serde(default)]
+    pub reachable_bytes: u64,
     /// Sites that allocated the unreachable objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leak_sites: Vec<String>,
+    /// In `sites`: the site's type (absent when untyped) and function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -80,6 +89,9 @@ pub struct TraceReport {
     pub conservative_edges: u64,
     pub millis: f64,
     pub rows: Vec<TraceRow>,
+    /// The same objects per allocation site.
+    #[serde(default)]
+    pub sites: Vec<TraceRow>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
