@@ -45,6 +45,8 @@ enum Cmd {
         pid: u32,
         #[arg(long)]
         json: bool,
+        #[arg(long, value_enum, default_value = "type")]
+        by: By,
     },
     /// Replace a running program by a new version, keeping its state and connections.
     Update {
@@ -86,8 +88,8 @@ fn run() -> Result<()> {
             Reply::Heap(h) => render::heap(&h, json, matches!(by, By::Site)),
             r => bail!("unexpected reply: {r:?}"),
         },
-        Cmd::Trace { pid, json } => match client::ask(pid, &Request::Trace, 120.0)? {
-            Reply::Trace(t) => render::trace(&t, json),
+        Cmd::Trace { pid, json, by } => match client::ask(pid, &Request::Trace, 120.0)? {
+            Reply::Trace(t) => render::trace(&t, json, matches!(by, By::Site)),
             r => bail!("unexpected reply: {r:?}"),
         },
         Cmd::Update {

@@ -1,26 +1,96 @@
-//! Text for people (aligned, sorted by bytes) and JSON for scripts.
+//! Text for people (aligned columns, largest first) and JSON for scripts.
 
-use mcr_types::protocol::{HeapReport, Info, TraceReport, UpdateReport};
+use mcr_types::protocol::{HeapReport, Info, TraceReport, TraceRow, UpdateReport};
 use std::collections::BTreeMap;
 
 fn json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializes"));
 }
 
+/// Column alignment.
+#[derive(Clone, Copy, PartialEq)]
+enum Align {
+    Left,
+    Right,
+}
+use Align::{Left, Right};
+
+/// Prints a table whose columns are as wide as their widest cell. The last
+/// column is never padded (no trailing blanks).
+fn table(head: &[(&str, Align)], rows: &[Vec<String>]) {
+    let mut wid: Vec<usize> = head.iter().map(|(h, _)| h.len()).collect();
+    for r in rows {
+        for (w, c) in wid.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, c) in cells.enumerate() {
+            let (w, a) = (wid[i], head[i].1);
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = w.saturating_sub(c.chars().count());
+            let last = i + 1 == head.len();
+            match a {
+                Right => {
+                    out.push_str(&" ".repeat(pad));
+                    out.push_str(c);
+                }
+                Left => {
+                    out.push_str(c);
+                    if !last {
+                        out.push_str(&" ".repeat(pad));
+                    }
+                }
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(&mut head.iter().map(|(h, _)| *h));
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+}
+
+/// An empty cell would break the columns for `awk`: show a dash.
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.into()
+    }
+}
+
 pub fn ps(infos: &[Info], as_json: bool) {
     if as_json {
         return json(&infos);
     }
-    println!(
-        "{:>8}  {:>10}  {:>12}  {:>7}  {:<16}  PROGRAM",
-        "PID", "OBJECTS", "HEAP BYTES", "THREADS", "TYPEMAP"
+    let rows: Vec<Vec<String>> = infos
+        .iter()
+        .map(|i| {
+            vec![
+                i.pid.to_string(),
+                i.objects.to_string(),
+                i.heap_bytes.to_string(),
+                i.threads.to_string(),
+                i.typemap_id.clone(),
+                i.program.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("PID", Right),
+            ("OBJECTS", Right),
+            ("HEAP BYTES", Right),
+            ("THREADS", Right),
+            ("TYPEMAP", Left),
+            ("PROGRAM", Left),
+        ],
+        &rows,
     );
-    for i in infos {
-        println!(
-            "{:>8}  {:>10}  {:>12}  {:>7}  {:<16}  {}",
-            i.pid, i.objects, i.heap_bytes, i.threads, i.typemap_id, i.program
-        );
-    }
 }
 
 pub fn heap(h: &HeapReport, as_json: bool, by_site: bool) {
@@ -29,21 +99,30 @@ pub fn heap(h: &HeapReport, as_json: bool, by_site: bool) {
     }
     println!("{} live objects, {} bytes", h.objects, h.bytes);
     if by_site {
-        println!(
-            "{:>10}  {:>12}  {:<28}  {:<20}  TYPE",
-            "OBJECTS", "BYTES", "SITE", "FUNCTION"
+        let mut sites: Vec<_> = h.sites.iter().collect();
+        sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
+        let rows: Vec<Vec<String>> = sites
+            .iter()
+            .map(|s| {
+                vec![
+                    s.objects.to_string(),
+                    s.bytes.to_string(),
+                    s.site.clone(),
+                    or_dash(&s.function),
+                    s.ty.clone().unwrap_or_else(|| "(untyped)".into()),
+                ]
+            })
+            .collect();
+        return table(
+            &[
+                ("OBJECTS", Right),
+                ("BYTES", Right),
+                ("SITE", Left),
+                ("FUNCTION", Left),
+                ("TYPE", Left),
+            ],
+            &rows,
         );
-        for s in &h.sites {
-            println!(
-                "{:>10}  {:>12}  {:<28}  {:<20}  {}",
-                s.objects,
-                s.bytes,
-                s.site,
-                s.function,
-                s.ty.as_deref().unwrap_or("(untyped)")
-            );
-        }
-        return;
     }
     // By type; untyped objects stay per site, since their site is all we know.
     let mut rows: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -58,13 +137,33 @@ pub fn heap(h: &HeapReport, as_json: bool, by_site: bool) {
     }
     let mut rows: Vec<_> = rows.into_iter().collect();
     rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
-    println!("{:>10}  {:>12}  TYPE", "OBJECTS", "BYTES");
-    for (k, (n, b)) in rows {
-        println!("{n:>10}  {b:>12}  {k}");
-    }
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(k, (n, b))| vec![n.to_string(), b.to_string(), k])
+        .collect();
+    table(
+        &[("OBJECTS", Right), ("BYTES", Right), ("TYPE", Left)],
+        &rows,
+    );
 }
 
-pub fn trace(t: &TraceReport, as_json: bool) {
+/// Leaked bytes first, then all bytes, then name (the runtime sorts the
+/// same way; older runtimes sorted by leaked bytes only).
+fn by_bytes(rows: &[TraceRow]) -> Vec<&TraceRow> {
+    let mut v: Vec<&TraceRow> = rows.iter().collect();
+    v.sort_by(|a, b| {
+        b.unreachable_bytes
+            .cmp(&a.unreachable_bytes)
+            .then(
+                (b.reachable_bytes + b.unreachable_bytes)
+                    .cmp(&(a.reachable_bytes + a.unreachable_bytes)),
+            )
+            .then(a.what.cmp(&b.what))
+    });
+    v
+}
+
+pub fn trace(t: &TraceReport, as_json: bool, by_site: bool) {
     if as_json {
         return json(t);
     }
@@ -72,20 +171,58 @@ pub fn trace(t: &TraceReport, as_json: bool) {
         "{} objects: {} reachable, {} unreachable ({} precise, {} conservative edges; {:.1} ms)",
         t.objects, t.reachable, t.unreachable, t.precise_edges, t.conservative_edges, t.millis
     );
-    println!(
-        "{:>10}  {:>12}  {:>14}  {:<30}  LEAKED AT",
-        "REACHABLE", "UNREACHABLE", "LEAKED BYTES", "TYPE"
-    );
-    for r in &t.rows {
-        println!(
-            "{:>10}  {:>12}  {:>14}  {:<30}  {}",
-            r.reachable,
-            r.unreachable,
-            r.unreachable_bytes,
-            r.what,
-            r.leak_sites.join(", ")
+    if by_site {
+        let rows: Vec<Vec<String>> = by_bytes(&t.sites)
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.reachable.to_string(),
+                    r.reachable_bytes.to_string(),
+                    r.unreachable.to_string(),
+                    r.unreachable_bytes.to_string(),
+                    r.what.clone(),
+                    or_dash(r.function.as_deref().unwrap_or("")),
+                    r.ty.clone().unwrap_or_else(|| "(untyped)".into()),
+                ]
+            })
+            .collect();
+        return table(
+            &[
+                ("REACHABLE", Right),
+                ("BYTES", Right),
+                ("UNREACHABLE", Right),
+                ("LEAKED BYTES", Right),
+                ("SITE", Left),
+                ("FUNCTION", Left),
+                ("TYPE", Left),
+            ],
+            &rows,
         );
     }
+    let rows: Vec<Vec<String>> = by_bytes(&t.rows)
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.reachable.to_string(),
+                r.reachable_bytes.to_string(),
+                r.unreachable.to_string(),
+                r.unreachable_bytes.to_string(),
+                r.what.clone(),
+                r.leak_sites.join(", "),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("REACHABLE", Right),
+            ("BYTES", Right),
+            ("UNREACHABLE", Right),
+            ("LEAKED BYTES", Right),
+            ("TYPE", Left),
+            ("LEAKED AT", Left),
+        ],
+        &rows,
+    );
 }
 
 pub fn update(r: &UpdateReport, as_json: bool) {
