@@ -616,6 +616,39 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// The program's descriptors (below mcr-rt's private range at 900) and
+/// what each refers to (`socket:[inode]`, a path, `anon_inode:[eventpoll]`).
+/// mcr-rt's control listener is left out: it sits at a low number for a
+/// moment after it is bound, before it moves to the private range.
+pub fn program_fds(pid: u32) -> Vec<(i32, String)> {
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let control: Vec<String> = unix
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(7)
+                .is_some_and(|n| n.starts_with("@mcr/"))
+        })
+        .filter_map(|l| Some(format!("socket:[{}]", l.split_whitespace().nth(6)?)))
+        .collect();
+    let mut v: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n: i32 = e.file_name().to_str()?.parse().ok()?;
+                    let t = std::fs::read_link(e.path())
+                        .ok()?
+                        .to_string_lossy()
+                        .into_owned();
+                    (n < 900 && !control.contains(&t)).then_some((n, t))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// Processes (not zombies) whose executable lies in `dir`.
 pub fn processes_in(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
@@ -749,9 +782,31 @@ impl Server {
     }
 
     /// The update must succeed; panics with mcr-ctl's message and the server output.
+    /// Also checks that the new version holds exactly the old version's
+    /// descriptors (same numbers, same open files): nothing leaked, nothing
+    /// lost, nothing re-created.
     pub fn update_ok(&mut self, bin: &Path) -> UpdateReport {
+        // Connections a test just closed may still be open in the server:
+        // wait until the set has been stable for 100 ms (at most 2 s).
+        let mut fds = program_fds(self.pid);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let again = program_fds(self.pid);
+            if again == fds {
+                break;
+            }
+            fds = again;
+        }
         match self.update(bin) {
-            Ok(r) => r,
+            Ok(r) => {
+                let after = program_fds(self.pid);
+                assert_eq!(
+                    after, fds,
+                    "descriptors of the new version (left) vs the old one (right)"
+                );
+                r
+            }
             Err(e) => panic!(
                 "update of pid {} to {} failed: {e}\nserver output:\n{}",
                 self.pid,
