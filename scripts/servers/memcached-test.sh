@@ -12,7 +12,8 @@
 # - Nothing is skipped by this script. Test files that skip themselves
 #   (prove's "skipped:" lines, e.g. TLS or proxy tests when memcached was
 #   configured without them) are listed at the end.
-# - It takes ~7 minutes on 2 cores. $MCR_TEST_PARALLEL=N passes PARALLEL=N
+# - It takes ~7 minutes on 2 cores; the whole suite is stopped after
+#   $MCR_TEST_TIMEOUT seconds (default 3600) and then counts as failed. $MCR_TEST_PARALLEL=N passes PARALLEL=N
 #   to 'make test' (prove -jN); default serial, as upstream runs it.
 # Exit status is make test's.
 set -euo pipefail
@@ -32,7 +33,11 @@ par=()
 [ -n "${MCR_TEST_PARALLEL:-}" ] && par=(PARALLEL="$MCR_TEST_PARALLEL")
 t0="$(now)"
 rc=0
-(cd "$OUT" && make test "${par[@]}") >"$OUT/mcr-test.log" 2>&1 || rc=$?
+# Bounded: the whole suite gets $MCR_TEST_TIMEOUT seconds (default 3600;
+# upstream's own bound is 600 s per server via timedrun).
+TMO="${MCR_TEST_TIMEOUT:-3600}"
+(cd "$OUT" && timeout --kill-after=30 "$TMO" make test "${par[@]}") >"$OUT/mcr-test.log" 2>&1 || rc=$?
+[ "$rc" -eq 124 ] && log "make test did not finish within ${TMO}s and was stopped"
 t1="$(now)"
 SECS="$(elapsed "$t0" "$t1")"
 
