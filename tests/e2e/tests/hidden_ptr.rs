@@ -106,19 +106,26 @@ fn heap_char_buffer_v1_to_v2_refused_cleanly() {
     }
 }
 
-/// A uintptr_t global: today the node moves and the integer keeps the old
-/// address (the update "succeeds" with garbage values).
+/// A uintptr_t global holds the node's address. Before 7bc2beb the node
+/// moved and the integer kept the old address (silent corruption, #3);
+/// since then the update is refused naming the type.
 #[test]
-#[ignore = "uintptr_t global not rewritten when its node moves: silent corruption, see KNOWN_FAILURES.md #3"]
-fn uintptr_global_v1_to_v2_updates_or_refuses() {
-    hide_one_then_v2("INT");
+#[ignore = "was silent corruption (KNOWN_FAILURES.md #3); refused cleanly since 7bc2beb: lead to un-ignore"]
+fn uintptr_global_v1_to_v2_refused_cleanly() {
+    match hide_one_then_v2("INT").2 {
+        Outcome::Refused(m) => assert!(m.contains("struct node"), "{m}"),
+        Outcome::Updated => panic!("expected a refusal (the runtime's behaviour when this test was written)"),
+    }
 }
 
-/// A pointer memcpy'd into a global char array: same as uintptr_t today.
+/// A pointer memcpy'd into a global char array: as for uintptr_t.
 #[test]
-#[ignore = "pointer in a global char buffer not rewritten when its node moves: silent corruption, see KNOWN_FAILURES.md #3"]
-fn global_char_buffer_v1_to_v2_updates_or_refuses() {
-    hide_one_then_v2("CHARBUF");
+#[ignore = "was silent corruption (KNOWN_FAILURES.md #3); refused cleanly since 7bc2beb: lead to un-ignore"]
+fn global_char_buffer_v1_to_v2_refused_cleanly() {
+    match hide_one_then_v2("CHARBUF").2 {
+        Outcome::Refused(m) => assert!(m.contains("struct node"), "{m}"),
+        Outcome::Updated => panic!("expected a refusal (the runtime's behaviour when this test was written)"),
+    }
 }
 
 fn epoll_clients(s: &Server) -> Vec<Client> {
@@ -149,21 +156,23 @@ fn epoll_data_ptr_v1_to_v1() {
 }
 
 /// struct conn changes layout in v2 while the kernel holds pointers to
-/// every conn. Today the update commits and the new version aborts at the
-/// first event (epoll_wait returns the old addresses).
+/// every conn. Before 7bc2beb the update committed and the new version
+/// aborted at the first event (#4); since then the registrations are
+/// rewritten and the update succeeds with every value right.
 #[test]
-#[ignore = "epoll data.ptr registrations not rewritten when their objects move: the new version crashes after commit, see KNOWN_FAILURES.md #4"]
-fn epoll_data_ptr_v1_to_v2_updates_or_refuses() {
+#[ignore = "crashed after commit before 7bc2beb (KNOWN_FAILURES.md #4); passes since: lead to un-ignore"]
+fn epoll_data_ptr_v1_to_v2_updates() {
     let case = Case::new("epoll_ptr");
     let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
     let mut s = case.start(&b1);
     let mut cs = epoll_clients(&s);
     let before = s.dump();
-    let updated = s.update(&b2).is_ok();
-    assert_eq!(s.version(), if updated { "2" } else { "1" });
+    s.update_ok(&b2);
+    assert_eq!(s.version(), "2");
     assert_eq!(s.dump(), before);
     s.check();
     for (i, c) in cs.iter_mut().enumerate() {
         assert_eq!(c.cmd("ADD 1"), (11 + i).to_string());
     }
+    assert_eq!(s.client().cmd("ADD 5"), "5");
 }
