@@ -91,10 +91,6 @@ fn should_park(rec: &ThreadRec, kind: CallKind) -> bool {
 }
 
 /// Runs one wrapped blocking call with quiescence around it.
-/// Set by the new version after its transfer: the main thread's next
-/// descriptor-set wait returns `EINTR` once.
-pub static INTERRUPT_MAIN_ONCE: AtomicBool = AtomicBool::new(false);
-
 /// `interrupted` tells whether a result is an `EINTR` failure.
 pub fn blocking<T: Copy + From<i8>>(
     kind: CallKind,
@@ -105,8 +101,9 @@ pub fn blocking<T: Copy + From<i8>>(
         return call();
     };
     if matches!(kind, CallKind::EventWait | CallKind::EventSet) && rec.is_main {
-        crate::startup_log::main_reached_quiescent_point();
-        if kind == CallKind::EventSet && INTERRUPT_MAIN_ONCE.swap(false, Ordering::SeqCst) {
+        let transferred = crate::startup_log::main_reached_quiescent_point();
+        // This very call was made with a set built from start-up state.
+        if kind == CallKind::EventSet && transferred {
             // SAFETY: errno is thread-local.
             unsafe { *libc::__errno_location() = libc::EINTR };
             return T::from(-1);

@@ -82,10 +82,11 @@ pub fn init_from_env() {
 }
 
 /// The main thread reached its first quiescent point: transfer, report,
-/// wait for the old version's go-ahead, resume.
-pub fn main_startup_over() {
+/// wait for the old version's go-ahead, resume. True when state was
+/// transferred (the caller's wait was set up from start-up state).
+pub fn main_startup_over() -> bool {
     if !RESTORING.load(Ordering::SeqCst) {
-        return;
+        return false;
     }
     let t_start = T0.lock().unwrap().unwrap_or_else(Instant::now);
     status(&format!(
@@ -170,7 +171,6 @@ pub fn main_startup_over() {
     }
     notify_supervisor();
     RESTORING.store(false, Ordering::SeqCst);
-    quiesce::INTERRUPT_MAIN_ONCE.store(true, Ordering::SeqCst);
     status("committed");
     let fd = STATUS_FD.swap(-1, Ordering::SeqCst);
     if fd >= 0 {
@@ -180,6 +180,7 @@ pub fn main_startup_over() {
     std::env::remove_var("MCR_STATUS_FD");
     quiesce::resume();
     let _ = std::io::stderr().flush();
+    true
 }
 
 /// Tells systemd (when it supervises us) that the service's main PID changed.

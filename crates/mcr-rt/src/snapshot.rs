@@ -89,12 +89,19 @@ pub fn global_value(name: &str) -> Option<Vec<u8>> {
         .cloned()
 }
 
-/// Heap objects live at the end of start-up.
+/// Heap objects live at the end of start-up, each marked with whether it
+/// still holds its start-up bytes (call with the program's threads parked).
 pub fn objects() -> Vec<StartupObject> {
-    SNAPSHOT
+    let mut v = SNAPSHOT
         .lock()
         .unwrap()
         .as_ref()
         .map(|s| s.objects.clone())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    for o in &mut v {
+        o.unchanged = heap::find(o.addr as usize)
+            .is_some_and(|x| x.addr as u64 == o.addr && x.size as u64 == o.size)
+            && hash_bytes(o.addr, o.size) == o.hash;
+    }
+    v
 }

@@ -64,16 +64,17 @@ pub fn is_startup_over() -> bool {
 }
 
 /// Called at every event wait of the main thread: the first one ends
-/// start-up (the startup snapshot is taken then).
-pub fn main_reached_quiescent_point() {
+/// start-up (the startup snapshot is taken then). True when a new version
+/// just received its state there.
+pub fn main_reached_quiescent_point() -> bool {
     if STARTUP_OVER.swap(true, Ordering::SeqCst) {
-        return;
+        return false;
     }
     if MODE.load(Ordering::SeqCst) == RECORDING {
         MODE.store(DONE, Ordering::SeqCst);
     }
     crate::snapshot::take();
-    crate::restore::main_startup_over();
+    crate::restore::main_startup_over()
 }
 
 pub fn thread_started() {}
@@ -396,4 +397,69 @@ pub unsafe extern "C" fn unlink(path: *const c_char) -> c_int {
     }
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(unlink: fn(*const c_char) -> c_int)(path) }
+}
+
+/// `fopen` opens its descriptor inside libc, out of reach of `open`'s
+/// wrapper: it is logged itself, and replayed with `fdopen` on the
+/// inherited descriptor (which neither truncates nor moves the offset).
+fn fopen_common(
+    path: *const c_char,
+    mode: *const c_char,
+    real: impl FnOnce() -> *mut libc::FILE,
+) -> *mut libc::FILE {
+    let key = format!(
+        "{}|{}",
+        crate::sections::cstr(path),
+        crate::sections::cstr(mode)
+    );
+    if let Some(fds) = claim("fopen", &key) {
+        // SAFETY: an inherited descriptor of the same file, and the caller's mode.
+        let f = unsafe { libc::fdopen(fds[0], mode) };
+        if !f.is_null() {
+            return f;
+        }
+    }
+    let f = real();
+    if !f.is_null() {
+        // SAFETY: a stream just opened.
+        record("fopen", key, vec![unsafe { libc::fileno(f) }]);
+    }
+    f
+}
+
+/// # Safety
+/// Same contract as `fopen`.
+#[no_mangle]
+pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    let f = real!(fopen: fn(*const c_char, *const c_char) -> *mut libc::FILE);
+    // SAFETY: forwarding the caller's arguments.
+    fopen_common(path, mode, || unsafe { f(path, mode) })
+}
+
+/// # Safety
+/// Same contract as `fopen64`.
+#[no_mangle]
+pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    let f = real!(fopen64: fn(*const c_char, *const c_char) -> *mut libc::FILE);
+    // SAFETY: forwarding the caller's arguments.
+    fopen_common(path, mode, || unsafe { f(path, mode) })
+}
+
+/// A stream closed by the program closes its start-up descriptor.
+///
+/// # Safety
+/// Same contract as `fclose`.
+#[no_mangle]
+pub unsafe extern "C" fn fclose(f: *mut libc::FILE) -> c_int {
+    if !f.is_null() {
+        // SAFETY: a stream the caller owns.
+        let fd = unsafe { libc::fileno(f) };
+        if let Ok(mut log) = LOG.lock() {
+            for e in log.iter_mut().filter(|e| e.open && e.fds.contains(&fd)) {
+                e.open = false;
+            }
+        }
+    }
+    // SAFETY: forwarding the caller's argument.
+    unsafe { real!(fclose: fn(*mut libc::FILE) -> c_int)(f) }
 }

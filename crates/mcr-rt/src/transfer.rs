@@ -244,13 +244,67 @@ impl<'a> Ctx<'a> {
         Ok(None)
     }
 
+    /// Words of a typed value that are not pointers by type (integers, char
+    /// arrays) but hold the address of an object that moved: one whose
+    /// layout did not change is followed (as in untyped memory); one whose
+    /// layout changed cannot be, and the update is refused.
+    fn check_hidden_references(
+        &self,
+        addr: u64,
+        len: u64,
+        size: u64,
+        slots: &Slots,
+        ty: &str,
+    ) -> Result<(), TransferError> {
+        let lo = self.moves[0].old;
+        let hi = self
+            .moves
+            .iter()
+            .map(|m| m.old + m.old_size)
+            .max()
+            .unwrap_or(0);
+        let mut w = addr.next_multiple_of(8);
+        while w + 8 <= addr + len {
+            // SAFETY: an aligned word inside a live typed value.
+            let p = unsafe { (w as *const u64).read() };
+            let here = w;
+            w += 8;
+            if p < lo || p >= hi {
+                continue;
+            }
+            let off = (here - addr) % size;
+            if slots.precise.iter().any(|(o, _)| *o == off)
+                || slots.unions.iter().any(|&(o, l)| off >= o && off < o + l)
+            {
+                continue;
+            }
+            let i = self.moves.partition_point(|m| m.old <= p);
+            if i == 0 || p >= self.moves[i - 1].old + self.moves[i - 1].old_size {
+                continue;
+            }
+            let m = &self.moves[i - 1];
+            if !m.same_layout {
+                return Err(TransferError::MovedReferencedFromUntyped {
+                    ty: m.old_ty.clone(),
+                    from_site: format!("a non-pointer field of `{ty}`"),
+                });
+            }
+            // SAFETY: as above.
+            unsafe { (here as *mut u64).write(m.new + (p - m.old)) };
+        }
+        Ok(())
+    }
+
     /// Rewrites the pointers of `count` values of new type `ty` at `addr`.
     fn fix_pointers(&mut self, addr: u64, ty: &str, count: u64) -> Result<u64, TransferError> {
         let slots = self.slots_of(ty);
-        if slots.precise.is_empty() && slots.unions.is_empty() {
+        let size = self.v.new_type(ty).map(|t| t.size).unwrap_or(0).max(1);
+        if !self.moves.is_empty() {
+            self.check_hidden_references(addr, size * count, size, &slots, ty)?;
+        }
+        if slots.is_empty() {
             return Ok(0);
         }
-        let size = self.v.new_type(ty).map(|t| t.size).unwrap_or(0).max(1);
         let mut n = 0;
         for e in 0..count {
             for &(off, len) in &slots.unions {
@@ -281,6 +335,61 @@ impl<'a> Ctx<'a> {
         }
         Ok(n)
     }
+}
+
+/// Pointers the kernel keeps for the program: `epoll_event.data` of every
+/// registration on every epoll instance, read back from
+/// /proc/self/fdinfo and re-registered (`EPOLL_CTL_MOD`) when it named an
+/// object that moved.
+fn rewrite_epoll_registrations(ctx: &Ctx) -> Result<u64, TransferError> {
+    if ctx.moves.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Ok(0);
+    };
+    for e in dir.flatten() {
+        let Some(epfd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(e.path())
+            .map(|l| l.to_string_lossy() != "anon_inode:[eventpoll]")
+            .unwrap_or(true)
+        {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")).unwrap_or_default();
+        for line in info.lines().filter(|l| l.starts_with("tfd:")) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let field = |k: &str| {
+                f.iter()
+                    .position(|x| *x == k)
+                    .and_then(|i| f.get(i + 1))
+                    .copied()
+            };
+            let (Some(tfd), Some(events), Some(data)) = (
+                field("tfd:").and_then(|x| x.parse::<i32>().ok()),
+                field("events:").and_then(|x| u32::from_str_radix(x, 16).ok()),
+                field("data:").and_then(|x| u64::from_str_radix(x, 16).ok()),
+            ) else {
+                continue;
+            };
+            let i = ctx.moves.partition_point(|m| m.old <= data);
+            if i == 0 || data >= ctx.moves[i - 1].old + ctx.moves[i - 1].old_size {
+                continue;
+            }
+            let Some(q) = ctx.translate(data, "")? else {
+                continue;
+            };
+            let mut ev = libc::epoll_event { events, u64: q };
+            // SAFETY: re-registering an existing registration with a new cookie.
+            if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, tfd, &mut ev) } == 0 {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 fn site_text(s: Option<&crate::checkpoint::SavedSite>, state: &State) -> String {
@@ -546,6 +655,14 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
                     // default), as for globals.
                     let keep_new =
                         unchanged_startup.contains(&(o.addr as u64)) && ctx.slots_of(tn).is_empty();
+                    if std::env::var_os("MCR_DEBUG").is_some() {
+                        eprintln!(
+                            "mcr-rt: start-up object {tn} at {:#x}: unchanged {}, pointers {}, kept from the new start-up: {keep_new}",
+                            o.addr,
+                            unchanged_startup.contains(&(o.addr as u64)),
+                            !ctx.slots_of(tn).is_empty()
+                        );
+                    }
                     for e in 0..if keep_new { 0 } else { count as usize } {
                         let (os, ns) = (ot.size as usize, nt.size as usize);
                         ctx.v.convert(
@@ -736,6 +853,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         unsafe { free(m.old as *mut u8) };
     }
     lap("pointers rewritten");
+    report.kernel_pointers = rewrite_epoll_registrations(&ctx)?;
     heap::clear_inherited();
     lap("done");
     Ok(report)

@@ -118,6 +118,9 @@ pub struct UpdateReport {
     /// globals) and were rewritten.
     #[serde(default)]
     pub conservative_rewrites: u64,
+    /// Registrations the kernel held (epoll `data`) rewritten to moved objects.
+    #[serde(default)]
+    pub kernel_pointers: u64,
     pub fds_inherited: u64,
     pub fds_closed: u64,
     /// From quiescence to the new version serving.
