@@ -114,7 +114,9 @@ fn heap_char_buffer_v1_to_v2_refused_cleanly() {
 fn uintptr_global_v1_to_v2_refused_cleanly() {
     match hide_one_then_v2("INT").2 {
         Outcome::Refused(m) => assert!(m.contains("struct node"), "{m}"),
-        Outcome::Updated => panic!("expected a refusal (the runtime's behaviour when this test was written)"),
+        Outcome::Updated => {
+            panic!("expected a refusal (the runtime's behaviour when this test was written)")
+        }
     }
 }
 
@@ -124,7 +126,9 @@ fn uintptr_global_v1_to_v2_refused_cleanly() {
 fn global_char_buffer_v1_to_v2_refused_cleanly() {
     match hide_one_then_v2("CHARBUF").2 {
         Outcome::Refused(m) => assert!(m.contains("struct node"), "{m}"),
-        Outcome::Updated => panic!("expected a refusal (the runtime's behaviour when this test was written)"),
+        Outcome::Updated => {
+            panic!("expected a refusal (the runtime's behaviour when this test was written)")
+        }
     }
 }
 

@@ -67,3 +67,25 @@ fn v1_to_v2_o2() {
 fn v1_to_v2_o0() {
     across(2, Opt::O0, 3000);
 }
+
+/// 20,000 nodes of each shape: 60,000 typed objects, the 40,000 list
+/// items and tree nodes re-laid out by v2 (the ring keeps its layout).
+#[test]
+fn large_heap_v1_to_v2() {
+    let case = Case::new("linked_heap");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    populate(&s, 20_000);
+    let before = s.dump();
+    let rep = s.update_ok(&b2);
+    assert_eq!(s.dump(), before);
+    s.check();
+    assert!(
+        rep.objects_precise >= 59_990 && rep.objects_moved >= 39_990,
+        "{rep:?}"
+    );
+    eprintln!(
+        "40k of 60k objects moved: downtime {:.1} ms",
+        rep.downtime_ms
+    );
+}

@@ -85,3 +85,44 @@ fn chained_v1_v2_v1() {
     }
     assert_eq!(s.pids.len(), 3);
 }
+
+/// Many connections, each with its own state, across one update.
+#[test]
+fn sixty_connections_v1_to_v2() {
+    let case = Case::new("tcp_state");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut conns: Vec<Client> = (0..60)
+        .map(|i| {
+            let mut c = s.client();
+            assert_eq!(c.cmd(&format!("NAME c{i}")), "OK");
+            assert_eq!(c.cmd(&format!("ADD {i}")), i.to_string());
+            c
+        })
+        .collect();
+    s.check();
+    let before = s.dump();
+    s.update_ok(&b2);
+    assert_eq!(s.dump(), before);
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(c.cmd("ADD 1000"), (i + 1000).to_string());
+    }
+    s.check();
+}
+
+/// Half a command line sent before the update, the rest after (the bytes
+/// sit in struct conn's line buffer across the update).
+#[test]
+fn half_line_completes_v1_to_v2() {
+    let case = Case::new("tcp_state");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    assert_eq!(c.cmd("ADD 5"), "5");
+    c.send(b"AD").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    s.update_ok(&b2);
+    c.send(b"D 2\n").unwrap();
+    assert_eq!(c.read_line().unwrap(), "7");
+    s.check();
+}
