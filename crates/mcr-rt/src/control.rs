@@ -24,11 +24,23 @@ pub fn to_private_fd(fd: OwnedFd) -> OwnedFd {
 }
 
 /// Starts the control thread (again, in a forked child).
+///
+/// The thread (and every thread it starts) blocks all signals: a signal
+/// sent to the process must reach one of the program's threads, never
+/// ours (timedrun's `waitpid` waits for a SIGTERM to interrupt it).
 pub fn start() {
-    let _ = std::thread::Builder::new()
-        .name("mcr-control".into())
-        .stack_size(256 * 1024)
-        .spawn(serve);
+    // SAFETY: sigset manipulation on locals; the old mask is restored.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let _ = std::thread::Builder::new()
+            .name("mcr-control".into())
+            .stack_size(256 * 1024)
+            .spawn(serve);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
 }
 
 fn serve() {
