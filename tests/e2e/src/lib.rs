@@ -649,6 +649,15 @@ pub fn program_fds(pid: u32) -> Vec<(i32, String)> {
     v
 }
 
+/// The main thread's blocked-signal mask (`SigBlk` in /proc/PID/status).
+pub fn sig_blocked(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:").map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
 /// Processes (not zombies) whose executable lies in `dir`.
 pub fn processes_in(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
@@ -798,8 +807,14 @@ impl Server {
             }
             fds = again;
         }
+        let mask = sig_blocked(self.pid);
         match self.update(bin) {
             Ok(r) => {
+                assert_eq!(
+                    sig_blocked(self.pid),
+                    mask,
+                    "main thread's blocked signals (SigBlk) after the update"
+                );
                 let after = program_fds(self.pid);
                 assert_eq!(
                     after, fds,

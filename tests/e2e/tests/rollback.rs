@@ -102,6 +102,7 @@ fn every_phase_in_turn_then_success() {
     };
     let nthreads = threads();
     for phase in mcr_e2e::FAULT_PHASES {
+        eprintln!("phase {phase}");
         assert_eq!(s.cmd(&format!("FAULT {phase}")), "OK");
         let msg = s.update_rolls_back(&b2, &[]);
         assert!(msg.contains("rolled back"), "{phase}: {msg}");

@@ -126,3 +126,24 @@ fn half_line_completes_v1_to_v2() {
     assert_eq!(c.read_line().unwrap(), "7");
     s.check();
 }
+
+/// The updated server still obeys signals: SIGTERM (default action) ends it.
+#[test]
+fn sigterm_ends_the_new_version() {
+    let case = Case::new("tcp_state");
+    let b1 = case.bin(1, Opt::O2);
+    let mut s = case.start(&b1);
+    assert_eq!(mcr_e2e::sig_blocked(s.pid), "0000000000000000");
+    let rep = s.update(&b1).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        mcr_e2e::sig_blocked(rep.new_pid),
+        "0000000000000000",
+        "main thread of the new version"
+    );
+    // SAFETY: signalling the fixture process this test started.
+    unsafe { libc::kill(rep.new_pid as i32, libc::SIGTERM) };
+    let gone = mcr_e2e::wait_for(std::time::Duration::from_secs(3), || {
+        (!mcr_e2e::pid_alive(rep.new_pid)).then_some(())
+    });
+    assert!(gone.is_some(), "the new version ignored SIGTERM");
+}
