@@ -49,6 +49,9 @@ grep -E '^not ok [0-9]+' "$L" | head -20 || true
 echo "test files that skipped themselves (upstream conditions, not skipped by this script):"
 grep -E '^t/[^ ]+ \.+ skipped:' "$L" | sed 's/^/  /' || echo "  none"
 grep -E '^t/[^ ]+ \.+ (Dubious|Failed)|\(Wstat: |^Failed [0-9]+/|^Files=|^Result:|^All tests successful' "$L" || true
+if [ "$rc" -ne 0 ] && grep -q '^Result: PASS' "$L"; then
+    echo "NOTE: prove's t/*.t all passed, but 'make test' failed after them (see below)."
+fi
 if [ "$rc" -ne 0 ]; then
     echo "--- last 40 lines of $OUT/mcr-test.log ---"
     tail -n 40 "$OUT/mcr-test.log"

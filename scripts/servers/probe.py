@@ -123,7 +123,10 @@ def ftp(port, token):
             return line.decode(errors="replace").rstrip()
 
         def expect(code, what):
-            r = reply()
+            try:
+                r = reply()
+            except RuntimeError as e:
+                raise RuntimeError(f"{what}: {e}") from None
             if not r.startswith(code):
                 raise RuntimeError(f"{what}: expected {code}, got {r!r}")
             return r
