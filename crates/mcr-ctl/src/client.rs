@@ -120,13 +120,9 @@ fn exchange(
     let mut s = connect(pid)?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
-    s.write_all(&line).map_err(|e| {
-        if gone(pid) {
-            anyhow!("process {pid} exited during the command")
-        } else {
-            anyhow!("process {pid}: sending the request: {e}")
-        }
-    })?;
+    // A refusing process answers and closes without reading the request:
+    // a failed write is reported only if no answer can be read either.
+    let sent = s.write_all(&line);
     let mut r = BufReader::new(s);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -136,6 +132,13 @@ fn exchange(
         r.get_ref().set_read_timeout(Some(left))?;
         let mut l = String::new();
         match r.read_line(&mut l) {
+            Ok(0) if sent.is_err() => {
+                let e = sent.as_ref().unwrap_err();
+                if gone(pid) {
+                    bail!("process {pid} exited during the command");
+                }
+                bail!("process {pid}: sending the request: {e}")
+            }
             Ok(0) => {
                 if gone(pid) {
                     bail!("process {pid} exited during the command");

@@ -23,8 +23,8 @@ pub fn info() -> Info {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
         typemap_id: typemap_id(),
-        objects: s.objects as u64,
-        heap_bytes: s.bytes as u64,
+        objects: s.objects,
+        heap_bytes: s.bytes,
         threads: threads::all().len() as u32,
         startup_over: startup_log::is_startup_over(),
     }
@@ -38,13 +38,12 @@ pub fn describe_site(site: *const Site) -> (String, String, Option<String>) {
     if site.is_null() {
         return ("(uninstrumented)".into(), String::new(), None);
     }
-    let all = sections::sites().as_ptr_range();
-    let off = (site as usize).wrapping_sub(all.start as usize);
-    if !all.contains(&site) || off % std::mem::size_of::<Site>() != 0 {
+    let all = sections::sites();
+    let off = (site as usize).wrapping_sub(all.as_ptr() as usize);
+    let size = std::mem::size_of::<Site>();
+    let Some(s) = all.get(off / size).filter(|_| off.is_multiple_of(size)) else {
         return (format!("(unknown site {site:p})"), String::new(), None);
-    }
-    // SAFETY: one of this binary's site descriptors (checked above).
-    let s = unsafe { &*site };
+    };
     let ty = (!s.type_name.is_null()).then(|| sections::cstr(s.type_name).to_string());
     (
         format!("{}:{}", sections::cstr(s.file), s.line),

@@ -11,28 +11,44 @@
 //!   in a system call (`/proc/self/task/TID/syscall` gives its stack
 //!   pointer) is scanned from its stack pointer (less the 128-byte red
 //!   zone) to the top of its stack block, which on glibc also holds the
-//!   thread's static TLS and thread descriptor; a thread that is running
-//!   is scanned over its whole stack block, dead frames included.
+//!   thread's static TLS and descriptor; a thread that is running is
+//!   scanned over its whole stack block, dead frames included (stale
+//!   pointers there can make a leak look reachable). Live frames can hold
+//!   stale words too (padding, unused spill slots): conservative stack
+//!   scanning never promises more than "reachable or maybe reachable".
 //!   **Registers are not scanned**: a pointer that a blocked thread keeps
 //!   only in a callee-saved register (not spilled to its stack) is missed,
 //!   and the object may be reported unreachable. The kernel keeps those
 //!   registers outside the process; reading them needs ptrace, which a
 //!   process cannot do to itself.
-//! - The static TLS block and thread descriptor of the main thread (which
-//!   glibc does not place on the main stack) and of the calling runtime
-//!   thread (its TLS holds the runtime's few objects in the program heap,
-//!   such as its `std::thread` handle and glibc's dynamic TLS vector). The
-//!   runtime thread's stack frames are *not* scanned: they hold addresses
-//!   of objects the runtime looked at, leaked or not.
+//! - The static TLS block and descriptor of every live thread, found in
+//!   glibc's thread lists the way debuggers find them (the `_thread_db_*`
+//!   layout symbols libc exports for libthread_db): the main thread's TLS
+//!   is not on its stack, and runtime threads' TLS holds the runtime's few
+//!   objects in this heap (Rust's std allocates a thread's handle and its
+//!   TLS-destructor list with `malloc`; glibc allocates each thread's
+//!   dynamic TLS vector with it). Of threads that exited, whose stacks
+//!   glibc caches, only the TLS vector is followed (it is reused with the
+//!   stack); of runtime threads left behind by a `fork` (cached, never
+//!   exited), the whole TLS. Without those symbols (another libc): the main
+//!   thread's and the calling thread's TLS, with assumed sizes.
 //! - Writable segments (data, bss, RELRO) of every shared object loaded,
 //!   from the dynamic linker's list: libc's stdio buffers, `environ`, the
 //!   dynamic linker's own allocations. The executable's own writable data
 //!   is not scanned as a whole: its program globals are described
 //!   precisely, the rest is the runtime's own state.
 //!
-//! Not roots: the runtime's glibc heap (where this walk keeps its own
-//! arrays of object addresses), runtime threads' stacks, free heap slots,
-//! anonymous mappings the program makes itself (`mmap`: not yet recorded).
+//! Not roots, on purpose: the runtime's glibc heap (where this walk keeps
+//! its own arrays holding the address of every object: scanning it would
+//! make every leak look reachable), runtime threads' stack frames (they
+//! hold addresses of objects the runtime looked at, leaked or not), free
+//! heap slots. Not roots yet: anonymous mappings the program makes itself
+//! (`mmap`), which the runtime does not record.
+//!
+//! Known false leak: in a forked child, the std thread handle and
+//! TLS-destructor list of the parent's control thread (2 small untyped
+//! objects) are orphaned once the child's own control thread reuses that
+//! thread's cached stack; they show as `(uninstrumented)` leaks.
 //!
 //! # Objects
 //!
@@ -480,8 +496,11 @@ struct GlibcThreads {
     /// Descriptors (= thread pointers) of live threads, every one of them:
     /// program threads, the main thread, runtime threads.
     live: Vec<usize>,
-    /// Descriptors of exited threads whose stacks glibc keeps for reuse.
+    /// Descriptors of exited threads whose stacks glibc keeps for reuse
+    /// (in a forked child: every thread of the parent but the forking one).
     cached: Vec<usize>,
+    /// Offset of the start routine in a descriptor.
+    start_off: usize,
 }
 
 /// A glibc `list_t` of thread descriptors starting at `head`; `None` if a
@@ -501,7 +520,7 @@ fn descriptor_list(head: usize, list_off: usize) -> Option<Vec<usize>> {
 }
 
 fn glibc_threads() -> Option<GlibcThreads> {
-    let (info, tcb, list, dtvp, used, user, rtld) = (
+    let (info, tcb, list, dtvp, used, user, rtld, start) = (
         dlsym(c"_dl_get_tls_static_info"),
         dlsym(c"_thread_db_sizeof_pthread"),
         dlsym(c"_thread_db_pthread_list"),
@@ -509,8 +528,9 @@ fn glibc_threads() -> Option<GlibcThreads> {
         dlsym(c"_thread_db_rtld_global__dl_stack_used"),
         dlsym(c"_thread_db_rtld_global__dl_stack_user"),
         dlsym(c"_rtld_global"),
+        dlsym(c"_thread_db_pthread_start_routine"),
     );
-    if [info, tcb, list, dtvp, used, user, rtld].contains(&0) {
+    if [info, tcb, list, dtvp, used, user, rtld, start].contains(&0) {
         return None;
     }
     type F = unsafe extern "C" fn(*mut usize, *mut usize);
@@ -518,7 +538,7 @@ fn glibc_threads() -> Option<GlibcThreads> {
     // SAFETY: glibc's `void _dl_get_tls_static_info(size_t *, size_t *)`;
     // the `_thread_db_*` symbols are constant `uint32_t` arrays (a size, or
     // {bits, count, offset} of a field).
-    let (tcb, list_off, dtv_off, used_off, user_off) = unsafe {
+    let (tcb, list_off, dtv_off, used_off, user_off, start_off) = unsafe {
         std::mem::transmute::<usize, F>(info)(&mut size, &mut align);
         let field = |p: usize| (p as *const u32).add(2).read() as usize;
         (
@@ -527,6 +547,7 @@ fn glibc_threads() -> Option<GlibcThreads> {
             field(dtvp),
             field(used),
             field(user),
+            field(start),
         )
     };
     // On x86-64 the static size counts the descriptor (TLS_TCB_AT_TP).
@@ -537,6 +558,7 @@ fn glibc_threads() -> Option<GlibcThreads> {
         tls_below: size - tcb,
         tcb,
         dtv_off,
+        start_off,
         ..Default::default()
     };
     g.live = descriptor_list(rtld + used_off, list_off)?;
@@ -647,8 +669,16 @@ pub fn trace() -> TraceReport {
         for &d in &g.live {
             w.scan_foreign((d - g.tls_below) as u64, (d + g.tcb) as u64);
         }
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let runtime_start = peek(me + g.start_off);
         for &d in &g.cached {
-            if let Some(p) = peek(d + g.dtv_off) {
+            if runtime_start.is_some() && peek(d + g.start_off) == runtime_start {
+                // A runtime thread (started like this one) that a fork left
+                // behind without running its TLS destructors: what its TLS
+                // holds is the runtime's, not a leak of the program.
+                w.scan_foreign((d - g.tls_below) as u64, (d + g.tcb) as u64);
+            } else if let Some(p) = peek(d + g.dtv_off) {
                 w.mark(p as u64, false);
             }
         }
