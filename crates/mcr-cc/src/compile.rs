@@ -81,6 +81,9 @@ pub fn compile_unit(cmd: &Cmd, u: &Unit, cfg: &PassConfig, tmp: &Path) -> Result
     if u.quiet_unused {
         fe.arg("-Qunused-arguments");
     }
+    if let Some(dir) = crate::runtime::include_dir() {
+        fe.arg("-idirafter").arg(dir);
+    }
     fe.args([
         "-g",
         "-fsanitize=alloc-token",

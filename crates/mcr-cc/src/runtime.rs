@@ -41,3 +41,20 @@ pub fn link_args() -> Result<Vec<String>> {
         "-lm".into(),
     ])
 }
+
+/// The directory holding `mcr.h` (embedded in mcr-cc, written once per
+/// version under the system's temporary directory), searched after the
+/// user's own include directories.
+pub fn include_dir() -> Option<PathBuf> {
+    const HEADER: &str = include_str!("../../mcr-rt/include/mcr.h");
+    let dir = std::env::temp_dir().join(format!("mcr-include-{}", env!("CARGO_PKG_VERSION")));
+    let file = dir.join("mcr.h");
+    if std::fs::read_to_string(&file).ok().as_deref() != Some(HEADER) {
+        std::fs::create_dir_all(&dir).ok()?;
+        // Written aside and renamed: parallel compilers never see half a file.
+        let tmp = dir.join(format!("mcr.h.{}", std::process::id()));
+        std::fs::write(&tmp, HEADER).ok()?;
+        std::fs::rename(&tmp, &file).ok()?;
+    }
+    Some(dir)
+}

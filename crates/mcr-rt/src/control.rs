@@ -23,6 +23,22 @@ pub fn to_private_fd(fd: OwnedFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(n) }
 }
 
+/// The control socket is listening (a new version reports ready only then,
+/// so `mcr-ctl` can reach it as soon as the update returns).
+pub static BOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Waits (bounded) until the control socket listens.
+pub fn wait_bound(timeout: std::time::Duration) -> bool {
+    let t = std::time::Instant::now();
+    while !BOUND.load(std::sync::atomic::Ordering::SeqCst) {
+        if t.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    true
+}
+
 /// Starts the control thread (again, in a forked child).
 ///
 /// The thread (and every thread it starts) blocks all signals: a signal
@@ -59,6 +75,7 @@ fn serve() {
         }
     };
     let listener = UnixListener::from(to_private_fd(OwnedFd::from(listener)));
+    BOUND.store(true, std::sync::atomic::Ordering::SeqCst);
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let conn = UnixStream::from(to_private_fd(OwnedFd::from(conn)));

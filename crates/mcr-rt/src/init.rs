@@ -17,6 +17,7 @@ extern "C" fn constructor() {
 
 extern "C" fn after_fork_child() {
     threads::after_fork_child();
+    control::BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
     control::start();
 }
 
@@ -32,6 +33,7 @@ pub fn ensure() {
         // SAFETY: getpid has no preconditions.
         if threads::gettid() == unsafe { libc::getpid() } {
             threads::register_current(true);
+            threads::save_main_sigmask();
         }
         quiesce::install_signal();
         restore::init_from_env();

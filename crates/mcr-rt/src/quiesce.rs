@@ -214,3 +214,16 @@ pub fn resume() {
     REQUESTED.store(false, Ordering::SeqCst);
     GATE_CV.notify_all();
 }
+
+/// `MCR_QUIESCENT_POINT()` from mcr.h: a quiescent point without a
+/// blocking call.
+#[no_mangle]
+pub extern "C" fn __mcr_quiescent_point() {
+    let Some(rec) = threads::current() else { return };
+    if rec.is_main {
+        crate::startup_log::main_reached_quiescent_point();
+    }
+    if should_park(rec, CallKind::EventWait) {
+        park(rec);
+    }
+}

@@ -146,6 +146,9 @@ pub fn main_startup_over() -> bool {
         // SAFETY: a deliberate crash right after transfer, for tests.
         unsafe { libc::raise(libc::SIGSEGV) };
     }
+    if !crate::control::wait_bound(Duration::from_secs(2)) {
+        fail("the control socket of the new version did not come up");
+    }
     report.fds_closed = unclaimed.iter().map(|e| e.fds.len() as u64).sum();
     status(&format!(
         "ready {}",

@@ -162,3 +162,32 @@ pub unsafe extern "C" fn __mcr_pthread_create(
     }
     r
 }
+
+static MAIN_SIGMASK: Mutex<Option<libc::sigset_t>> = Mutex::new(None);
+
+/// Remembers the main thread's signal mask (called on the main thread at
+/// start): a new version is started with it.
+pub fn save_main_sigmask() {
+    // SAFETY: reading the calling thread's mask into a local.
+    let mut m: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut m) };
+    *MAIN_SIGMASK.lock().unwrap() = Some(m);
+}
+
+/// The main thread's signal mask as saved at start (empty if unknown).
+pub fn main_sigmask() -> libc::sigset_t {
+    MAIN_SIGMASK.lock().unwrap().unwrap_or_else(|| {
+        // SAFETY: an empty set.
+        let mut m: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::sigemptyset(&mut m) };
+        m
+    })
+}
+
+/// Sets the calling thread's signal mask; returns the previous one.
+pub fn set_sigmask(m: libc::sigset_t) -> libc::sigset_t {
+    // SAFETY: sigset manipulation on locals.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &m, &mut old) };
+    old
+}

@@ -219,6 +219,10 @@ fn with_quiesced<W: Write>(
     for fd in handed {
         set_cloexec(fd, false);
     }
+    // The new version inherits the spawning thread's signal mask: ours
+    // blocks everything (see control::start), the program's main thread's
+    // is what the new program must start with.
+    let ours = crate::threads::set_sigmask(crate::threads::main_sigmask());
     let spawned = std::process::Command::new(&req.binary)
         .arg0(arg0)
         .args(&args)
@@ -227,6 +231,7 @@ fn with_quiesced<W: Write>(
         .env("MCR_STATUS_FD", status_w.as_raw_fd().to_string())
         .env("MCR_COMMIT_FD", commit_r.as_raw_fd().to_string())
         .spawn();
+    crate::threads::set_sigmask(ours);
     for (fd, flags) in saved {
         if flags >= 0 {
             // SAFETY: restores the flags read above.
