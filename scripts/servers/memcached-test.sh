@@ -13,8 +13,12 @@
 #   (prove's "skipped:" lines, e.g. TLS or proxy tests when memcached was
 #   configured without them) are listed at the end.
 # - It takes ~7 minutes on 2 cores; the whole suite is stopped after
-#   $MCR_TEST_TIMEOUT seconds (default 3600) and then counts as failed. $MCR_TEST_PARALLEL=N passes PARALLEL=N
-#   to 'make test' (prove -jN); default serial, as upstream runs it.
+#   $MCR_TEST_TIMEOUT seconds (default 3600) and then counts as failed.
+# - $MCR_TEST_PARALLEL=N passes PARALLEL=N to 'make test' (prove -jN);
+#   default serial, as upstream runs it.
+# - memcached-debug is built with -fprofile-arcs -ftest-coverage when
+#   configure finds gcov; 'make test' ends by renaming its .gcno/.gcda
+#   files and fails if there are none.
 # Exit status is make test's.
 set -euo pipefail
 MCR_LOG_TAG=memcached-test
