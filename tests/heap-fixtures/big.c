@@ -1,9 +1,10 @@
 /* A heap of N live objects (argv[1], default 1000000) for timing
- * `mcr-ctl trace`: N/2 bnode list items (typed, scanned precisely), each
- * with a strdup'd name (N/4 of them: untyped, no pointers inside), and N/4
- * bleaf objects reached only from one large untyped pointer array
- * (scanned conservatively). Leaks 1000 bnode at the end.
- * Total live objects: N + 2 (the array, and 1000 leaks count in N). */
+ * `mcr-ctl trace` (benches/trace-1m.sh): N/2 - 1000 bnode list items
+ * (typed, scanned precisely), N/4 of them with a strdup'd name (char,
+ * scanned conservatively), N/4 bleaf objects reached only from one large
+ * untyped pointer array (scanned conservatively, 8*N/4 bytes), and 1000
+ * leaked bnode. Live objects: N + 1 (the array), plus the runtime's few.
+ * Expected trace: N - 1000 + 1 reachable program objects, 1000 unreachable. */
 #include "hf.h"
 
 struct bnode {
