@@ -144,13 +144,14 @@ fn hidden_o0() {
 
 fn thread(b: Build) {
     let f = Fixture::start(&build("thread", b));
-    assert_eq!(live(f.pid, "struct thread_leak"), (6, 6 * 16));
+    assert_eq!(live(f.pid, "struct thread_leak"), (9, 9 * 16));
     check_trace(
         &trace(f.pid),
         &[
             ("struct on_read", 1, 0),
             ("struct on_cond", 1, 0),
-            ("struct thread_leak", 0, 6),
+            ("struct on_foreign", 1, 0),
+            ("struct thread_leak", 0, 9),
         ],
         &[],
     );

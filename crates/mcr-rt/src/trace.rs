@@ -21,6 +21,9 @@
 //!   and the object may be reported unreachable. The kernel keeps those
 //!   registers outside the process; reading them needs ptrace, which a
 //!   process cannot do to itself.
+//! - The stacks of live threads the runtime does not know (made by code
+//!   mcr-cc did not compile, through a library's own `pthread_create`),
+//!   found in glibc's thread lists (below), scanned the same way.
 //! - The static TLS block and descriptor of every live thread, found in
 //!   glibc's thread lists the way debuggers find them (the `_thread_db_*`
 //!   layout symbols libc exports for libthread_db): the main thread's TLS
@@ -387,6 +390,18 @@ impl Walker<'_> {
         self.buf = buf;
     }
 
+    /// Scans a thread's stack block: from its stack pointer up if it is
+    /// blocked in a system call, else all of it.
+    fn scan_stack(&mut self, (lo, hi): (usize, usize), tid: i32) {
+        let (lo, hi) = (lo as u64, hi as u64);
+        let from = match (tid > 0).then(|| blocked_sp(tid)).flatten() {
+            Some(sp) if sp > lo && sp < hi => (sp - RED_ZONE as u64).max(lo),
+            _ => lo,
+        };
+        self.scan_foreign(from, hi);
+        self.drain();
+    }
+
     fn plan_for_site(&mut self, site: *const Site) -> Option<std::rc::Rc<Plan>> {
         if let Some(p) = self.plans.get(&(site as usize)) {
             return p.clone();
@@ -499,8 +514,9 @@ struct GlibcThreads {
     /// Descriptors of exited threads whose stacks glibc keeps for reuse
     /// (in a forked child: every thread of the parent but the forking one).
     cached: Vec<usize>,
-    /// Offset of the start routine in a descriptor.
+    /// Offsets of the start routine and of the kernel thread id.
     start_off: usize,
+    tid_off: usize,
 }
 
 /// A glibc `list_t` of thread descriptors starting at `head`; `None` if a
@@ -520,7 +536,7 @@ fn descriptor_list(head: usize, list_off: usize) -> Option<Vec<usize>> {
 }
 
 fn glibc_threads() -> Option<GlibcThreads> {
-    let (info, tcb, list, dtvp, used, user, rtld, start) = (
+    let (info, tcb, list, dtvp, used, user, rtld, start, tid) = (
         dlsym(c"_dl_get_tls_static_info"),
         dlsym(c"_thread_db_sizeof_pthread"),
         dlsym(c"_thread_db_pthread_list"),
@@ -529,8 +545,9 @@ fn glibc_threads() -> Option<GlibcThreads> {
         dlsym(c"_thread_db_rtld_global__dl_stack_user"),
         dlsym(c"_rtld_global"),
         dlsym(c"_thread_db_pthread_start_routine"),
+        dlsym(c"_thread_db_pthread_tid"),
     );
-    if [info, tcb, list, dtvp, used, user, rtld, start].contains(&0) {
+    if [info, tcb, list, dtvp, used, user, rtld, start, tid].contains(&0) {
         return None;
     }
     type F = unsafe extern "C" fn(*mut usize, *mut usize);
@@ -538,7 +555,7 @@ fn glibc_threads() -> Option<GlibcThreads> {
     // SAFETY: glibc's `void _dl_get_tls_static_info(size_t *, size_t *)`;
     // the `_thread_db_*` symbols are constant `uint32_t` arrays (a size, or
     // {bits, count, offset} of a field).
-    let (tcb, list_off, dtv_off, used_off, user_off, start_off) = unsafe {
+    let (tcb, list_off, dtv_off, used_off, user_off, start_off, tid_off) = unsafe {
         std::mem::transmute::<usize, F>(info)(&mut size, &mut align);
         let field = |p: usize| (p as *const u32).add(2).read() as usize;
         (
@@ -548,6 +565,7 @@ fn glibc_threads() -> Option<GlibcThreads> {
             field(used),
             field(user),
             field(start),
+            field(tid),
         )
     };
     // On x86-64 the static size counts the descriptor (TLS_TCB_AT_TP).
@@ -559,6 +577,7 @@ fn glibc_threads() -> Option<GlibcThreads> {
         tcb,
         dtv_off,
         start_off,
+        tid_off,
         ..Default::default()
     };
     g.live = descriptor_list(rtld + used_off, list_off)?;
@@ -569,6 +588,22 @@ fn glibc_threads() -> Option<GlibcThreads> {
         g.cached = descriptor_list(rtld + user_off + 16, list_off).unwrap_or_default();
     }
     Some(g)
+}
+
+/// The stack block of the thread whose descriptor is `d`.
+fn stack_of(d: usize) -> Option<(usize, usize)> {
+    // SAFETY: `d` is a live thread's descriptor, i.e. its pthread_t; the
+    // attribute object is initialised by pthread_getattr_np and destroyed.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(d as libc::pthread_t, &mut attr) != 0 {
+            return None;
+        }
+        let (mut addr, mut size) = (std::ptr::null_mut(), 0usize);
+        let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (r == 0 && size > 0).then(|| (addr as usize, addr as usize + size))
+    }
 }
 
 /// Writable PT_LOAD segments of every loaded shared object (not the
@@ -647,25 +682,42 @@ pub fn trace() -> TraceReport {
     w.drain();
     // Program threads' stacks (and, inside their stack blocks, their TLS).
     let mut main_alive = false;
+    let mut stacks = Vec::new();
     for t in threads::all() {
         if !t.alive.load(Ordering::SeqCst) || t.stack.1 <= t.stack.0 {
             continue;
         }
         main_alive |= t.is_main;
-        let (lo, hi) = (t.stack.0 as u64, t.stack.1 as u64);
-        let from = match blocked_sp(t.tid.load(Ordering::SeqCst)) {
-            Some(sp) if sp > lo && sp < hi => (sp - RED_ZONE as u64).max(lo),
-            _ => lo,
-        };
-        w.scan_foreign(from, hi);
-        w.drain();
+        stacks.push(t.stack);
+        w.scan_stack(t.stack, t.tid.load(Ordering::SeqCst));
+    }
+    let glibc = glibc_threads();
+    // Threads the runtime does not know: made by code mcr-cc did not
+    // compile (a library's own pthread_create). Their stacks are roots too.
+    // Runtime threads (started like this one) are not.
+    if let Some(g) = &glibc {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let runtime_start = peek(me + g.start_off);
+        let main_tp = MAIN_TP.load(Ordering::Relaxed);
+        for &d in &g.live {
+            let known = (main_alive && d == main_tp)
+                || stacks.iter().any(|&(lo, hi)| d >= lo && d < hi)
+                || peek(d + g.start_off) == runtime_start;
+            if !known {
+                if let Some(st) = stack_of(d) {
+                    let tid = peek(d + g.tid_off).map_or(0, |t| t as u32 as i32);
+                    w.scan_stack(st, tid);
+                }
+            }
+        }
     }
     // Static TLS and descriptor of every live thread: the main thread's are
     // not on its stack, and runtime threads' hold the runtime's own objects
     // in this heap (their std::thread handles, glibc's TLS vectors).
     // Threads that exited keep only their TLS vector (glibc reuses it with
     // the cached stack).
-    if let Some(g) = glibc_threads() {
+    if let Some(g) = glibc {
         for &d in &g.live {
             w.scan_foreign((d - g.tls_below) as u64, (d + g.tcb) as u64);
         }
