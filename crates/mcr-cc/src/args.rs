@@ -64,6 +64,8 @@ pub struct Cmd {
     /// `--emit-typemap[=PATH]`.
     pub emit_typemap: Option<Option<String>>,
     pub debug: bool,
+    /// gcov instrumentation (`--coverage`, `-fprofile-arcs`, `-ftest-coverage`).
+    pub coverage: bool,
     pub shared: bool,
     pub relocatable: bool,
     pub emit_llvm: bool,
@@ -259,6 +261,7 @@ impl Cmd {
             output: None,
             emit_typemap: None,
             debug: false,
+            coverage: false,
             shared: false,
             relocatable: false,
             emit_llvm: false,
@@ -369,6 +372,10 @@ impl Cmd {
                         || a.starts_with("-dump") =>
                     {
                         passthrough = true;
+                        Class::Common
+                    }
+                    "--coverage" | "-coverage" | "-fprofile-arcs" | "-ftest-coverage" => {
+                        cmd.coverage = true;
                         Class::Common
                     }
                     _ if a.starts_with("-g") => {

@@ -84,6 +84,13 @@ pub fn compile_unit(cmd: &Cmd, u: &Unit, cfg: &PassConfig, tmp: &Path) -> Result
     if let Some(dir) = crate::runtime::include_dir() {
         fe.arg("-idirafter").arg(dir);
     }
+    if cmd.coverage {
+        // The front end names the gcov files after its own output (our
+        // temporary): name them after the real object, as clang would.
+        let obj = std::path::absolute(&u.out).unwrap_or_else(|_| u.out.clone());
+        fe.args(["-Xclang", &format!("-coverage-notes-file={}", obj.with_extension("gcno").display())]);
+        fe.args(["-Xclang", &format!("-coverage-data-file={}", obj.with_extension("gcda").display())]);
+    }
     fe.args([
         "-g",
         "-fsanitize=alloc-token",
@@ -106,7 +113,8 @@ pub fn compile_unit(cmd: &Cmd, u: &Unit, cfg: &PassConfig, tmp: &Path) -> Result
     run(&mut fe)?;
 
     // 2. The pass, in this process.
-    let map = instrument(&fe_out, &be_in, cmd.debug, cfg, u.src)?;
+    // gcov needs the debug locations, so coverage builds keep them.
+    let map = instrument(&fe_out, &be_in, cmd.debug || cmd.coverage, cfg, u.src)?;
 
     // 3. Back end with the user's code-generation flags.
     let mut be = Command::new(clang());

@@ -11,6 +11,7 @@ pub mod init;
 pub mod quiesce;
 pub mod report;
 pub mod restore;
+pub mod rlimit;
 pub mod sections;
 pub mod snapshot;
 pub mod startup_log;

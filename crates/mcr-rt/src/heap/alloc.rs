@@ -347,8 +347,10 @@ pub(super) fn realloc(p: *mut u8, size: usize, site: usize, keep_site: bool) -> 
     if q.is_null() {
         return q;
     }
-    // SAFETY: both blocks are live and distinct; copy the smaller size.
-    unsafe { std::ptr::copy_nonoverlapping(p, q, old.min(size)) };
+    // Programs may use the whole usable size (`malloc_usable_size`, as
+    // redis's strings do), so all of it moves, as with glibc.
+    // SAFETY: both blocks are live and distinct; `cap` bytes are usable at p.
+    unsafe { std::ptr::copy_nonoverlapping(p, q, cap.min(size)) };
     free(p);
     q
 }
