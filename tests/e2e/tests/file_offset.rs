@@ -81,7 +81,6 @@ fn v1_to_v1_o0() {
 /// Reading must continue, the "w" stream must not be truncated again, and
 /// no descriptor may be added.
 #[test]
-#[ignore = "fopen at start-up is not matched to the start-up log: the new version opens (and truncates) again, see KNOWN_FAILURES.md #12"]
 fn stdio_streams_continue_v1_to_v1() {
     let case = Case::new("file_offset");
     input(&case);

@@ -70,7 +70,6 @@ fn v1_to_v1_o0() {
 }
 
 #[test]
-#[ignore = "poll()/select() loop keeps the start-up descriptor set after transfer, see KNOWN_FAILURES.md #7"]
 fn select_loop_serves_old_connections_without_poke() {
     across(1, Opt::O2, false);
 }

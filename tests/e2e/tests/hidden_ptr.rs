@@ -110,7 +110,6 @@ fn heap_char_buffer_v1_to_v2_refused_cleanly() {
 /// moved and the integer kept the old address (silent corruption, #3);
 /// since then the update is refused naming the type.
 #[test]
-#[ignore = "was silent corruption (KNOWN_FAILURES.md #3); refused cleanly since 7bc2beb: lead to un-ignore"]
 fn uintptr_global_v1_to_v2_refused_cleanly() {
     match hide_one_then_v2("INT").2 {
         Outcome::Refused(m) => assert!(m.contains("struct node"), "{m}"),
@@ -122,7 +121,6 @@ fn uintptr_global_v1_to_v2_refused_cleanly() {
 
 /// A pointer memcpy'd into a global char array: as for uintptr_t.
 #[test]
-#[ignore = "was silent corruption (KNOWN_FAILURES.md #3); refused cleanly since 7bc2beb: lead to un-ignore"]
 fn global_char_buffer_v1_to_v2_refused_cleanly() {
     match hide_one_then_v2("CHARBUF").2 {
         Outcome::Refused(m) => assert!(m.contains("struct node"), "{m}"),
@@ -164,7 +162,6 @@ fn epoll_data_ptr_v1_to_v1() {
 /// aborted at the first event (#4); since then the registrations are
 /// rewritten and the update succeeds with every value right.
 #[test]
-#[ignore = "crashed after commit before 7bc2beb (KNOWN_FAILURES.md #4); passes since: lead to un-ignore"]
 fn epoll_data_ptr_v1_to_v2_updates() {
     let case = Case::new("epoll_ptr");
     let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));

@@ -56,7 +56,6 @@ fn pid_does_not_exist() {
 /// A second update while one is running (the first waits for a request
 /// in progress): refused; the first then completes.
 #[test]
-#[ignore = "the control socket serves one connection at a time: the second update waits, then gets a reset, see KNOWN_FAILURES.md #9"]
 fn second_update_while_one_runs() {
     let case = Case::new("tcp_state");
     let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));

@@ -41,7 +41,6 @@ fn changed_settings_survive_v1_to_v2() {
 
 /// Nothing changed after start-up: every setting is the new version's default.
 #[test]
-#[ignore = "heap objects built at start-up always take the old contents, see KNOWN_FAILURES.md #10"]
 fn unchanged_settings_take_new_defaults_v1_to_v2() {
     let case = Case::new("runtime_setting");
     let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));

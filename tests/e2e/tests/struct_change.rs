@@ -128,7 +128,6 @@ fn diff_agrees() {
 /// sizeof(struct blob) (16 + 4 * 4 = 32 = 2 * 16) is converted as an array
 /// of two blobs: its data is overwritten with a converted "second header".
 #[test]
-#[ignore = "mcr-rt converts a flexible-array object of size k*sizeof(T) as T[k], see KNOWN_FAILURES.md #2"]
 fn v1_to_v2_flexible_array_size_multiple_of_header() {
     let case = Case::new("struct_change");
     let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));

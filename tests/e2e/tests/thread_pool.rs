@@ -31,19 +31,16 @@ fn across(v_to: u32, opt: Opt) {
 }
 
 #[test]
-#[ignore = "pthread_cond_t global overwritten with the old process's state: workers never wake, see KNOWN_FAILURES.md #6"]
 fn v1_to_v1_o2() {
     across(1, Opt::O2);
 }
 
 #[test]
-#[ignore = "pthread_cond_t global overwritten with the old process's state: workers never wake, see KNOWN_FAILURES.md #6"]
 fn v1_to_v2_o2() {
     across(2, Opt::O2);
 }
 
 #[test]
-#[ignore = "pthread_cond_t global overwritten with the old process's state: workers never wake, see KNOWN_FAILURES.md #6"]
 fn v1_to_v1_o0() {
     across(1, Opt::O0);
 }

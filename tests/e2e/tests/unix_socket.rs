@@ -84,7 +84,6 @@ fn v1_to_v1_o0() {
 /// The poll() loop must serve the connections carried over without a new
 /// event on a listening socket.
 #[test]
-#[ignore = "poll()/select() loop keeps the start-up descriptor set after transfer, see KNOWN_FAILURES.md #7"]
 fn poll_loop_serves_old_connections_without_poke() {
     across(1, Opt::O2, false, false);
 }
@@ -93,7 +92,6 @@ fn poll_loop_serves_old_connections_without_poke() {
 /// does too, and its bind is skipped (the socket is inherited): the path
 /// must still name the listener afterwards.
 #[test]
-#[ignore = "the new version's start-up unlink() removes the inherited listener's path, see KNOWN_FAILURES.md #8"]
 fn new_unix_clients_after_update() {
     across(1, Opt::O2, true, true);
 }
