@@ -36,6 +36,19 @@ fn gone(pid: u32) -> bool {
     matches!(process_state(pid), None | Some('Z') | Some('X'))
 }
 
+/// Whether the process is gone or goes within a second: a process that
+/// dies closes its sockets before /proc shows it dead.
+fn gone_soon(pid: u32) -> bool {
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        if gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    gone(pid)
+}
+
 /// Connects to `@mcr/<pid>` without blocking longer than `CONNECT_TIMEOUT`.
 fn connect(pid: u32) -> Result<UnixStream> {
     match process_state(pid) {
@@ -134,20 +147,20 @@ fn exchange(
         match r.read_line(&mut l) {
             Ok(0) if sent.is_err() => {
                 let e = sent.as_ref().unwrap_err();
-                if gone(pid) {
+                if gone_soon(pid) {
                     bail!("process {pid} exited during the command");
                 }
                 bail!("process {pid}: sending the request: {e}")
             }
             Ok(0) => {
-                if gone(pid) {
+                if gone_soon(pid) {
                     bail!("process {pid} exited during the command");
                 }
                 bail!("process {pid} closed the control connection without answering")
             }
             Ok(_) if !l.ends_with('\n') => {
                 // A partial line: the peer closed mid-reply.
-                if gone(pid) {
+                if gone_soon(pid) {
                     bail!("process {pid} exited during the command");
                 }
                 bail!("process {pid} closed the control connection mid-reply")
@@ -156,8 +169,11 @@ fn exchange(
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 bail!("process {pid} did not answer within {timeout_s} s")
             }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset && gone(pid) => {
-                bail!("process {pid} exited during the command")
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                if gone_soon(pid) {
+                    bail!("process {pid} exited during the command");
+                }
+                bail!("process {pid} reset the control connection")
             }
             Err(e) => bail!("process {pid}: {e}"),
         }
