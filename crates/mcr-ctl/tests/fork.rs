@@ -88,7 +88,6 @@ fn forked_child_has_its_own_control_socket() {
 /// in that window leaves the child's copy of the lock "running" forever,
 /// and the child's control thread never binds @mcr/<child>.
 #[test]
-#[ignore = "known bug: fork during the runtime's control-thread start-up leaves the child without a control socket"]
 fn child_forked_at_startup_has_a_control_socket() {
     for _ in 0..10 {
         let mut f = Fixture::start_full(&build("fork", Build::O2), &["early"], &[], true);

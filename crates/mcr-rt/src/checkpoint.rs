@@ -174,9 +174,28 @@ pub fn libraries() -> Vec<(String, u64, u64)> {
 /// Function symbols of the running executable, computed once (the control
 /// thread warms this at start, so no update pays for it while the program
 /// is stopped).
+///
+/// Lock-free on purpose: a `fork` while another thread computes it must not
+/// leave the child waiting on a lock nobody will release.
 pub fn functions() -> &'static [(String, u64)] {
-    static F: std::sync::OnceLock<Vec<(String, u64)>> = std::sync::OnceLock::new();
-    F.get_or_init(own_functions)
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    static F: AtomicPtr<Vec<(String, u64)>> = AtomicPtr::new(std::ptr::null_mut());
+    let p = F.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: set once below from a leaked Box, never freed.
+        return unsafe { &*p };
+    }
+    let mine = Box::into_raw(Box::new(own_functions()));
+    match F.compare_exchange(std::ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: just published; lives for the rest of the process.
+        Ok(_) => unsafe { &*mine },
+        Err(theirs) => {
+            // SAFETY: ours lost the race and was never shared.
+            drop(unsafe { Box::from_raw(mine) });
+            // SAFETY: as above, published by the winner.
+            unsafe { &*theirs }
+        }
+    }
 }
 
 /// Function symbols of the running executable at their run-time addresses.

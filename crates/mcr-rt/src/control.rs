@@ -27,6 +27,26 @@ pub fn to_private_fd(fd: OwnedFd) -> OwnedFd {
 /// so `mcr-ctl` can reach it as soon as the update returns).
 pub static BOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The listening socket's descriptor (a forked child closes its copy).
+pub static LISTENER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// In a forked child: the parent's control socket is the parent's.
+pub fn forget_parent_socket() {
+    let fd = LISTENER_FD.swap(-1, std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: our own descriptor, copied by fork; the child never uses it.
+        unsafe { libc::close(fd) };
+    }
+    for slot in &OPEN_CONNS {
+        let c = slot.swap(-1, std::sync::atomic::Ordering::SeqCst);
+        if c >= 0 {
+            // SAFETY: a copy of the parent's control connection.
+            unsafe { libc::close(c) };
+        }
+    }
+    BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Waits (bounded) until the control socket listens.
 pub fn wait_bound(timeout: std::time::Duration) -> bool {
     let t = std::time::Instant::now();
@@ -60,8 +80,6 @@ pub fn start() {
 }
 
 fn serve() {
-    // Work an update needs that does not depend on the program's state.
-    let _ = crate::checkpoint::functions();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
     let Ok(addr) = SocketAddr::from_abstract_name(control_socket_name(pid).as_bytes()) else {
@@ -75,7 +93,16 @@ fn serve() {
         }
     };
     let listener = UnixListener::from(to_private_fd(OwnedFd::from(listener)));
+    LISTENER_FD.store(listener.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
     BOUND.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Work an update needs that does not depend on the program's state,
+    // done now so no update pays for it while the program is stopped.
+    let _ = std::thread::Builder::new()
+        .name("mcr-warmup".into())
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let _ = crate::checkpoint::functions();
+        });
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let conn = UnixStream::from(to_private_fd(OwnedFd::from(conn)));
@@ -124,7 +151,30 @@ pub fn send(w: &mut impl Write, r: &Reply) -> std::io::Result<()> {
     w.write_all(&line)
 }
 
+/// Control connections being served: a forked child closes its copies
+/// (they name the parent's socket and would keep it alive).
+static OPEN_CONNS: [std::sync::atomic::AtomicI32; 16] = [const { std::sync::atomic::AtomicI32::new(-1) }; 16];
+
+/// Remembers a connection while it is served.
+struct Tracked(usize);
+
+impl Tracked {
+    fn new(fd: i32) -> Option<Tracked> {
+        use std::sync::atomic::Ordering;
+        (0..OPEN_CONNS.len())
+            .find(|&i| OPEN_CONNS[i].compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+            .map(Tracked)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        OPEN_CONNS[self.0].store(-1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 fn handle(conn: UnixStream) {
+    let _tracked = Tracked::new(conn.as_raw_fd());
     let mut line = String::new();
     if BufReader::new(&conn).read_line(&mut line).is_err() {
         return;

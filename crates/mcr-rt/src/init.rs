@@ -17,7 +17,7 @@ extern "C" fn constructor() {
 
 extern "C" fn after_fork_child() {
     threads::after_fork_child();
-    control::BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    control::forget_parent_socket();
     control::start();
 }
 
