@@ -88,8 +88,20 @@ pub fn compile_unit(cmd: &Cmd, u: &Unit, cfg: &PassConfig, tmp: &Path) -> Result
         // The front end names the gcov files after its own output (our
         // temporary): name them after the real object, as clang would.
         let obj = std::path::absolute(&u.out).unwrap_or_else(|_| u.out.clone());
-        fe.args(["-Xclang", &format!("-coverage-notes-file={}", obj.with_extension("gcno").display())]);
-        fe.args(["-Xclang", &format!("-coverage-data-file={}", obj.with_extension("gcda").display())]);
+        fe.args([
+            "-Xclang",
+            &format!(
+                "-coverage-notes-file={}",
+                obj.with_extension("gcno").display()
+            ),
+        ]);
+        fe.args([
+            "-Xclang",
+            &format!(
+                "-coverage-data-file={}",
+                obj.with_extension("gcda").display()
+            ),
+        ]);
     }
     fe.args([
         "-g",

@@ -186,7 +186,12 @@ pub fn functions() -> &'static [(String, u64)] {
         return unsafe { &*p };
     }
     let mine = Box::into_raw(Box::new(own_functions()));
-    match F.compare_exchange(std::ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
+    match F.compare_exchange(
+        std::ptr::null_mut(),
+        mine,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
         // SAFETY: just published; lives for the rest of the process.
         Ok(_) => unsafe { &*mine },
         Err(theirs) => {

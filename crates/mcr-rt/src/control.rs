@@ -153,7 +153,8 @@ pub fn send(w: &mut impl Write, r: &Reply) -> std::io::Result<()> {
 
 /// Control connections being served: a forked child closes its copies
 /// (they name the parent's socket and would keep it alive).
-static OPEN_CONNS: [std::sync::atomic::AtomicI32; 16] = [const { std::sync::atomic::AtomicI32::new(-1) }; 16];
+static OPEN_CONNS: [std::sync::atomic::AtomicI32; 16] =
+    [const { std::sync::atomic::AtomicI32::new(-1) }; 16];
 
 /// Remembers a connection while it is served.
 struct Tracked(usize);
@@ -162,7 +163,11 @@ impl Tracked {
     fn new(fd: i32) -> Option<Tracked> {
         use std::sync::atomic::Ordering;
         (0..OPEN_CONNS.len())
-            .find(|&i| OPEN_CONNS[i].compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+            .find(|&i| {
+                OPEN_CONNS[i]
+                    .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            })
             .map(Tracked)
     }
 }

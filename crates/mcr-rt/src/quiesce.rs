@@ -50,7 +50,7 @@ pub fn install_signal() {
     // SAFETY: plain sigaction with a handler that touches nothing.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_reserved_signal as usize;
+        sa.sa_sigaction = on_reserved_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         sa.sa_flags = 0;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(reserved_signal(), &sa, std::ptr::null_mut());
@@ -132,7 +132,7 @@ pub fn blocking<T: Copy + From<i8>>(
 /// `pthread_cond_wait`-style calls: signals do not interrupt them, so a
 /// thread inside one counts as quiescent, and parks (mutex released) if it
 /// wakes while an update runs. A spurious wake-up is allowed by POSIX.
-pub fn blocking_cond(
+pub(crate) fn blocking_cond(
     mutex: *mut libc::pthread_mutex_t,
     call: impl Fn() -> libc::c_int,
 ) -> libc::c_int {
@@ -219,7 +219,9 @@ pub fn resume() {
 /// blocking call.
 #[no_mangle]
 pub extern "C" fn __mcr_quiescent_point() {
-    let Some(rec) = threads::current() else { return };
+    let Some(rec) = threads::current() else {
+        return;
+    };
     if rec.is_main {
         crate::startup_log::main_reached_quiescent_point();
     }

@@ -82,7 +82,7 @@ pub fn typemap_bytes() -> &'static [u8] {
 }
 
 /// Reads a C string from a descriptor; empty for NULL.
-pub fn cstr(p: *const libc::c_char) -> &'static str {
+pub(crate) fn cstr(p: *const libc::c_char) -> &'static str {
     if p.is_null() {
         return "";
     }

@@ -128,6 +128,7 @@ macro_rules! real {
         static CACHE: AtomicUsize = AtomicUsize::new(0);
         let f = next_symbol(&CACHE, concat!(stringify!($name), "\0").as_bytes());
         // SAFETY: the symbol is libc's function of exactly this signature.
+        #[allow(unused_unsafe)]
         unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $r>(f) }
     }};
 }

@@ -420,11 +420,7 @@ fn pair_startup_objects(
     let old_untyped: HashMap<u64, u64> = state
         .startup_objects
         .iter()
-        .filter(|o| {
-            !old_sites
-                .get(&o.site)
-                .is_some_and(|s| s.type_name.is_some())
-        })
+        .filter(|o| old_sites.get(&o.site).is_none_or(|s| s.type_name.is_none()))
         .map(|o| (o.addr, o.size))
         .collect();
     let old_globals: Vec<Vec<u8>> = state.globals.iter().map(|g| from_hex(&g.bytes)).collect();
