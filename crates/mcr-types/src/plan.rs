@@ -489,6 +489,59 @@ fn write_bits(b: &mut [u8], off: usize, bit: u32, width: u32, v: u64) {
     }
 }
 
+/// Leaf parts of a type's layout that matter to tracing, at a byte offset.
+enum Leaf<'a> {
+    /// A pointer and the type it points to.
+    Pointer(&'a str),
+    /// A union of this size: only known conservatively.
+    Union(u64),
+}
+
+/// Visits the pointers and unions of a type, through nested structs and
+/// arrays (bit-fields are never either).
+fn walk_leaves(
+    map_index: &dyn Fn(&str) -> Option<TypeDef>,
+    ty: &TypeDef,
+    base: u64,
+    depth: u32,
+    f: &mut dyn FnMut(u64, Leaf),
+) {
+    if depth > 16 {
+        return;
+    }
+    match ty.kind {
+        TypeKind::Pointer => f(base, Leaf::Pointer(ty.target.as_deref().unwrap_or(""))),
+        TypeKind::Union => f(base, Leaf::Union(ty.size)),
+        TypeKind::Struct => {
+            for fl in ty.fields.iter().filter(|fl| fl.bit_size.is_none()) {
+                if let Some(ft) = map_index(&fl.ty) {
+                    walk_leaves(map_index, &ft, base + fl.offset, depth + 1, f);
+                }
+            }
+        }
+        TypeKind::Array => {
+            if let (Some(et), Some(n)) = (ty.target.as_deref().and_then(map_index), ty.count) {
+                // The element's leaves once, then at every element's offset.
+                let mut inner: Vec<(u64, Option<String>, u64)> = Vec::new();
+                walk_leaves(map_index, &et, 0, depth + 1, &mut |o, leaf| match leaf {
+                    Leaf::Pointer(t) => inner.push((o, Some(t.to_string()), 0)),
+                    Leaf::Union(sz) => inner.push((o, None, sz)),
+                });
+                for i in 0..if inner.is_empty() { 0 } else { n } {
+                    for (o, t, sz) in &inner {
+                        let at = base + i * et.size + o;
+                        match t {
+                            Some(t) => f(at, Leaf::Pointer(t)),
+                            None => f(at, Leaf::Union(*sz)),
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Where the pointers are in a type: (byte offset, pointee type name).
 /// Unions are not entered: what they hold is only known conservatively.
 pub fn pointer_slots(
@@ -498,36 +551,11 @@ pub fn pointer_slots(
     out: &mut Vec<(u64, String)>,
     depth: u32,
 ) {
-    if depth > 16 {
-        return;
-    }
-    match ty.kind {
-        TypeKind::Pointer => out.push((base, ty.target.clone().unwrap_or_default())),
-        TypeKind::Struct => {
-            for f in &ty.fields {
-                if f.bit_size.is_some() {
-                    continue;
-                }
-                if let Some(ft) = map_index(&f.ty) {
-                    pointer_slots(map_index, &ft, base + f.offset, out, depth + 1);
-                }
-            }
+    walk_leaves(map_index, ty, base, depth, &mut |o, leaf| {
+        if let Leaf::Pointer(t) = leaf {
+            out.push((o, t.to_string()));
         }
-        TypeKind::Array => {
-            if let (Some(et), Some(n)) = (ty.target.as_deref().and_then(map_index), ty.count) {
-                let mut inner = Vec::new();
-                pointer_slots(map_index, &et, 0, &mut inner, depth + 1);
-                if !inner.is_empty() {
-                    for i in 0..n {
-                        for (o, t) in &inner {
-                            out.push((base + i * et.size + o, t.clone()));
-                        }
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
+    });
 }
 
 /// Parts of a type only known conservatively (unions): (offset, size).
@@ -538,33 +566,11 @@ pub fn union_ranges(
     out: &mut Vec<(u64, u64)>,
     depth: u32,
 ) {
-    if depth > 16 {
-        return;
-    }
-    match ty.kind {
-        TypeKind::Union => out.push((base, ty.size)),
-        TypeKind::Struct => {
-            for f in &ty.fields {
-                if f.bit_size.is_none() {
-                    if let Some(ft) = map_index(&f.ty) {
-                        union_ranges(map_index, &ft, base + f.offset, out, depth + 1);
-                    }
-                }
-            }
+    walk_leaves(map_index, ty, base, depth, &mut |o, leaf| {
+        if let Leaf::Union(size) = leaf {
+            out.push((o, size));
         }
-        TypeKind::Array => {
-            if let (Some(et), Some(n)) = (ty.target.as_deref().and_then(map_index), ty.count) {
-                let mut inner = Vec::new();
-                union_ranges(map_index, &et, 0, &mut inner, depth + 1);
-                for i in 0..n {
-                    for (o, sz) in &inner {
-                        out.push((base + i * et.size + o, *sz));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
+    });
 }
 
 /// Does a type hold memory only known conservatively (unions, `void *`
