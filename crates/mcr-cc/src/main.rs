@@ -44,6 +44,12 @@ fn real_main(argv: Vec<String>) -> Result<i32> {
     }
     let cmd = Cmd::parse(&argv);
     let c_inputs = cmd.c_inputs();
+    if is_build_system_probe(&c_inputs) && std::env::var_os("MCR_INSTRUMENT_PROBES").is_none() {
+        // A configure/meson probe asks what clang-22 would do; clang-22
+        // answers it, so the conclusions are the same by construction and
+        // the probe does not pay for instrumentation and the runtime link.
+        return exec_clang(&without_ours(&argv));
+    }
     match cmd.mode {
         Mode::PassThrough | Mode::Preprocess => exec_clang(&without_ours(&argv)),
         Mode::Link if c_inputs.is_empty() => {
@@ -64,6 +70,16 @@ fn real_main(argv: Vec<String>) -> Result<i32> {
         Mode::Compile | Mode::Assemble => compile_only(&cmd),
         Mode::Link => compile_and_link(&cmd),
     }
+}
+
+/// Test programs that build systems compile to learn about the compiler:
+/// autoconf's `conftest.c`, meson's `testfile.c` under `meson-private/`.
+fn is_build_system_probe(c_inputs: &[&str]) -> bool {
+    !c_inputs.is_empty()
+        && c_inputs.iter().all(|p| {
+            let name = Path::new(p).file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name == "conftest.c" || (name == "testfile.c" && p.contains("meson-private"))
+        })
 }
 
 /// The user's words minus mcr-cc's own options.
