@@ -94,15 +94,14 @@ fn serve() {
     };
     let listener = UnixListener::from(to_private_fd(OwnedFd::from(listener)));
     LISTENER_FD.store(listener.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    // A new version will likely need its symbol table in its transfer: read
+    // it now, while its start-up runs, and report ready only after (so no
+    // descriptor of ours is open behind the program's back by then). An
+    // old version reads its own in an update's check phase.
+    if crate::restore::RESTORING.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = crate::checkpoint::functions();
+    }
     BOUND.store(true, std::sync::atomic::Ordering::SeqCst);
-    // Work an update needs that does not depend on the program's state,
-    // done now so no update pays for it while the program is stopped.
-    let _ = std::thread::Builder::new()
-        .name("mcr-warmup".into())
-        .stack_size(256 * 1024)
-        .spawn(|| {
-            let _ = crate::checkpoint::functions();
-        });
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let conn = UnixStream::from(to_private_fd(OwnedFd::from(conn)));
@@ -116,12 +115,24 @@ fn serve() {
             );
             continue;
         }
-        // Each connection on its own thread: a second `update` must get its
-        // refusal while the first one runs.
-        let _ = std::thread::Builder::new()
-            .name("mcr-control-conn".into())
-            .stack_size(256 * 1024)
-            .spawn(move || handle(conn));
+        // A client that sends nothing must not stall the channel.
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let mut line = String::new();
+        if BufReader::new(&conn).read_line(&mut line).is_err() {
+            continue;
+        }
+        match serde_json::from_str::<Request>(&line) {
+            // An update runs on its own thread, so a second one gets its
+            // refusal meanwhile; everything else is answered here, where it
+            // allocates nothing of a thread's own in the program's heap.
+            Ok(Request::Update(u)) => {
+                let _ = std::thread::Builder::new()
+                    .name("mcr-update".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || handle(conn, Ok(Request::Update(u))));
+            }
+            req => handle(conn, req),
+        }
     }
 }
 
@@ -178,14 +189,11 @@ impl Drop for Tracked {
     }
 }
 
-fn handle(conn: UnixStream) {
+fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
     let _tracked = Tracked::new(conn.as_raw_fd());
-    let mut line = String::new();
-    if BufReader::new(&conn).read_line(&mut line).is_err() {
-        return;
-    }
+    let _ = conn.set_read_timeout(None);
     let mut out = &conn;
-    let reply = match serde_json::from_str::<Request>(&line) {
+    let reply = match req {
         Err(e) => Reply::Error {
             message: format!("bad request: {e}"),
         },

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod control;
 pub mod globals;
 pub mod init;
+pub mod mappings;
 pub mod quiesce;
 pub mod report;
 pub mod restore;

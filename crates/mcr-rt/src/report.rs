@@ -75,6 +75,17 @@ pub fn heap() -> HeapReport {
             }
         })
         .collect();
+    let maps = crate::mappings::all();
+    if !maps.is_empty() {
+        let mbytes: u64 = maps.iter().map(|m| m.1 as u64).sum();
+        sites.push(SiteUsage {
+            site: "(anonymous mmap)".into(),
+            function: String::new(),
+            ty: None,
+            objects: maps.len() as u64,
+            bytes: mbytes,
+        });
+    }
     sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
     HeapReport {
         objects,

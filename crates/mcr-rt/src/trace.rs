@@ -752,6 +752,10 @@ pub fn trace() -> TraceReport {
     for (a, b) in library_data_ranges() {
         w.scan_foreign(a, b);
     }
+    // Anonymous memory the program mapped itself is untyped memory of its own.
+    for (a, len) in crate::mappings::all() {
+        w.scan_foreign(a as u64, (a + len) as u64);
+    }
     w.drain();
 
     // Tally per site, then per type.

@@ -155,6 +155,8 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
     let new_map = typemap_of(&req.binary)?;
     let old_map = mcr_types::decode_section(crate::sections::typemap_bytes()).unwrap_or_default();
     check_compatible(&old_map, &new_map)?;
+    // Needed by the checkpoint; read before the program stops.
+    let _ = crate::checkpoint::functions();
     ph.done("check");
 
     if fault("quiesce") {
