@@ -77,7 +77,10 @@ fn real_main(argv: Vec<String>) -> Result<i32> {
 fn is_build_system_probe(c_inputs: &[&str]) -> bool {
     !c_inputs.is_empty()
         && c_inputs.iter().all(|p| {
-            let name = Path::new(p).file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let name = Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("");
             name == "conftest.c" || (name == "testfile.c" && p.contains("meson-private"))
         })
 }
