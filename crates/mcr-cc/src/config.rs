@@ -17,6 +17,28 @@ use std::path::PathBuf;
 struct File {
     #[serde(default)]
     allocators: BTreeMap<String, String>,
+    /// `"struct conn.fd" = "sfd"`: the old field's name in the new version.
+    #[serde(default)]
+    renames: BTreeMap<String, String>,
+}
+
+/// `[renames]` of the project's mcr.toml, empty without one.
+pub fn renames() -> Result<BTreeMap<String, String>> {
+    let Some(path) = find() else {
+        return Ok(BTreeMap::new());
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let f: File = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    for k in f.renames.keys() {
+        if !k.contains('.') {
+            bail!(
+                "{}: [renames] \"{k}\": write it as \"struct type.old_field\" = \"new_field\"",
+                path.display()
+            );
+        }
+    }
+    Ok(f.renames)
 }
 
 fn find() -> Option<PathBuf> {

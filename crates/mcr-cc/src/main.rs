@@ -109,6 +109,7 @@ fn pass_config() -> Result<PassConfig> {
     Ok(PassConfig {
         wrappers: config::load()?,
         unit_file: None,
+        renames: config::renames()?,
     })
 }
 

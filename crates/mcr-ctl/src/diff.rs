@@ -30,7 +30,7 @@ struct Row {
 /// Prints the report; returns whether an update would be refused.
 pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
     let (o, n) = (load(old)?, load(new)?);
-    let v = Versions::new(&o, &n, Default::default());
+    let v = Versions::new(&o, &n, n.renames.clone().into_iter().collect());
     let mut rows = Vec::new();
     let mut refused = false;
     for t in &o.types {
@@ -103,18 +103,25 @@ fn describe(v: &Versions, name: &str) -> String {
         return String::new();
     };
     let mut parts = Vec::new();
+    let mut kept = Vec::new();
     for f in &o.fields {
-        match n.fields.iter().find(|x| x.name == f.name) {
+        match v.new_field_for(n, &o.name, &f.name) {
             None => parts.push(format!("-{}", f.name)),
-            Some(x) if x.ty != f.ty => parts.push(format!("{}: {} -> {}", f.name, f.ty, x.ty)),
-            Some(x) if x.offset != f.offset => {
-                parts.push(format!("{} moved {}->{}", f.name, f.offset, x.offset))
+            Some(x) => {
+                kept.push(x.name.as_str());
+                if x.name != f.name {
+                    parts.push(format!("{} renamed {}", f.name, x.name));
+                }
+                if x.ty != f.ty {
+                    parts.push(format!("{}: {} -> {}", x.name, f.ty, x.ty));
+                } else if x.offset != f.offset {
+                    parts.push(format!("{} moved {}->{}", x.name, f.offset, x.offset));
+                }
             }
-            _ => {}
         }
     }
     for f in &n.fields {
-        if !o.fields.iter().any(|x| x.name == f.name) {
+        if !kept.contains(&f.name.as_str()) {
             parts.push(format!("+{}", f.name));
         }
     }

@@ -34,6 +34,8 @@ pub struct PassConfig {
     /// The unit's file as recorded in site keys and global names; by
     /// default the compile unit's file relative to its compile directory.
     pub unit_file: Option<String>,
+    /// `mcr.toml` `[renames]`, recorded in the unit's type map.
+    pub renames: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Error)]
@@ -80,6 +82,7 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
     };
 
     let mut map = TypeMap::new();
+    map.renames = cfg.renames.clone();
     map.units.push(Unit {
         file: file.clone(),
         instrumented: true,

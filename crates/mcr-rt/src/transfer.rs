@@ -150,7 +150,7 @@ impl<'a> Ctx<'a> {
                 for f in &ot.fields {
                     let ft = self.v.old_type(&f.ty)?;
                     if off >= f.offset && off < f.offset + ft.size.max(1) {
-                        let nf = nt.fields.iter().find(|x| x.name == f.name)?;
+                        let nf = self.v.new_field_for(nt, &ot.name, &f.name)?;
                         let nft = self.v.new_type(&nf.ty)?;
                         return Some(nf.offset + self.map_offset(ft, nft, off - f.offset)?);
                     }
@@ -551,7 +551,11 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         }
     };
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
-    let v = Versions::new(&state.typemap, &new_map, Default::default());
+    let v = Versions::new(
+        &state.typemap,
+        &new_map,
+        new_map.renames.clone().into_iter().collect(),
+    );
     let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
         state.sites.iter().map(|s| (s.addr, s)).collect();
     let new_sites: HashMap<u64, &'static Site> =

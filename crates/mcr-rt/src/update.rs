@@ -56,7 +56,7 @@ pub fn check_compatible(
     old: &mcr_types::TypeMap,
     new: &mcr_types::TypeMap,
 ) -> Result<(), UpdateError> {
-    let v = Versions::new(old, new, Default::default());
+    let v = Versions::new(old, new, new.renames.clone().into_iter().collect());
     let mut used: Vec<&str> = old.globals.iter().map(|g| g.ty.as_str()).collect();
     used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
     used.sort();

@@ -52,6 +52,7 @@ pub fn merge(maps: Vec<TypeMap>) -> TypeMap {
         out.units.extend(m.units);
         out.globals.extend(m.globals);
         out.alloc_sites.extend(m.alloc_sites);
+        out.renames.extend(m.renames);
     }
     // A global declared in several units appears once per definition only.
     let mut seen = std::collections::HashSet::new();

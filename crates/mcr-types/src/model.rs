@@ -18,6 +18,10 @@ pub struct TypeMap {
     pub globals: Vec<Global>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alloc_sites: Vec<AllocSite>,
+    /// Field renames from `mcr.toml` `[renames]`: `"struct conn.fd" = "sfd"`
+    /// (old type and field = the field's name in this version).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub renames: std::collections::BTreeMap<String, String>,
 }
 
 /// One C translation unit as `mcr-cc` saw it.

@@ -205,7 +205,8 @@ impl<'a> Versions<'a> {
         }
     }
 
-    fn new_field_for<'b>(
+    /// The new version's field for an old one: same name, or the rename hint.
+    pub fn new_field_for<'b>(
         &self,
         n: &'b TypeDef,
         owner: &str,
@@ -687,6 +688,46 @@ mod tests {
         assert_eq!(i64::from_le_bytes(dst[8..16].try_into().unwrap()), -3);
         assert_eq!(i32::from_le_bytes(dst[16..20].try_into().unwrap()), 7);
         assert_eq!(&dst[0..8], &[0; 8]);
+    }
+
+    #[test]
+    fn renamed_field_keeps_its_value() {
+        let old = map(vec![
+            scalar("long", 8, Encoding::Signed),
+            strukt(vec![field("served", 0, "long")], 8),
+        ]);
+        let new = map(vec![
+            scalar("long", 8, Encoding::Signed),
+            strukt(
+                vec![field("spare", 0, "long"), field("total_served", 8, "long")],
+                16,
+            ),
+        ]);
+        let renames = Renames::from([("struct s.served".to_string(), "total_served".to_string())]);
+        let v = Versions::new(&old, &new, renames);
+        let mut dst = [0u8; 16];
+        v.convert(
+            v.old_type("struct s").unwrap(),
+            v.new_type("struct s").unwrap(),
+            &42i64.to_le_bytes(),
+            &mut dst,
+            "g",
+        )
+        .unwrap();
+        assert_eq!(i64::from_le_bytes(dst[8..16].try_into().unwrap()), 42);
+        assert_eq!(&dst[0..8], &[0; 8]);
+        // Without the hint the value is dropped (the field looks removed).
+        let v = Versions::new(&old, &new, Renames::new());
+        let mut dst = [0u8; 16];
+        v.convert(
+            v.old_type("struct s").unwrap(),
+            v.new_type("struct s").unwrap(),
+            &42i64.to_le_bytes(),
+            &mut dst,
+            "g",
+        )
+        .unwrap();
+        assert_eq!(dst, [0u8; 16]);
     }
 
     #[test]
