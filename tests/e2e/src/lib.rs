@@ -123,6 +123,11 @@ pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
         &std::fs::read(fixtures_dir().join("fixture.h")).expect("fixture.h"),
     );
     h = fnv(h, args.join(" ").as_bytes());
+    // A fixture's own mcr.toml (allocators, renames) sits beside it.
+    let config = fixtures_dir().join(format!("{name}.mcr.toml"));
+    if let Ok(c) = std::fs::read(&config) {
+        h = fnv(h, &c);
+    }
     h = fnv(h, &file_stamp(&tc.cc));
     h = fnv(h, &file_stamp(&tc.rt));
     let cache = tc.dir.join("mcr-e2e-fixtures");
@@ -165,6 +170,14 @@ pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
         .arg("-o")
         .arg(&tmp)
         .env("MCR_RT_LIB", &tc.rt)
+        .env(
+            "MCR_CONFIG",
+            if config.is_file() {
+                config.as_os_str()
+            } else {
+                std::ffi::OsStr::new("/dev/null")
+            },
+        )
         .output()
         .expect("run mcr-cc");
     assert!(
