@@ -30,15 +30,18 @@ pub fn next_symbol(cache: &AtomicUsize, name: &'static [u8]) -> usize {
     f
 }
 
+/// The next definition of a libc function, typed: `real!(read: fn(c_int, ...) -> ssize_t)`.
 macro_rules! real {
     ($name:ident : fn($($t:ty),*) -> $r:ty) => {{
-        static CACHE: AtomicUsize = AtomicUsize::new(0);
-        let f = next_symbol(&CACHE, concat!(stringify!($name), "\0").as_bytes());
+        static CACHE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let f = $crate::blocking_calls::next_symbol(&CACHE, concat!(stringify!($name), "\0").as_bytes());
         // SAFETY: the symbol is libc's function of exactly this signature.
         #[allow(unused_unsafe)]
         unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $r>(f) }
     }};
 }
+
+pub(crate) use real;
 
 /// Defines `$name` and `__mcr_$name` with one body.
 macro_rules! wrap {

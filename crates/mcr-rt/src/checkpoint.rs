@@ -111,59 +111,64 @@ pub fn load_span() -> (u64, u64) {
     (out[0], out[1])
 }
 
+/// One line of /proc/self/maps.
+struct Mapping {
+    start: u64,
+    end: u64,
+    offset: u64,
+    /// Empty for anonymous memory.
+    path: String,
+}
+
+fn mappings() -> Vec<Mapping> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (a, b) = f.first()?.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(a, 16).ok()?,
+                end: u64::from_str_radix(b, 16).ok()?,
+                offset: u64::from_str_radix(f.get(2)?, 16).ok()?,
+                path: f.get(5).copied().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Load bias and mapped ranges (start, end, file offset) of the executable.
 /// Only the executable's own span counts: a restored process also maps the
 /// old binary's image (same path) elsewhere.
 pub fn own_image() -> (u64, Vec<(u64, u64, u64)>) {
     let (bias, end) = load_span();
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let mut ranges = Vec::new();
-    for l in maps.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let Some((a, b)) = f.first().and_then(|r| r.split_once('-')) else {
-            continue;
-        };
-        let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap_or(0),
-            u64::from_str_radix(b, 16).unwrap_or(0),
-        );
-        let off = u64::from_str_radix(f.get(2).unwrap_or(&"0"), 16).unwrap_or(0);
-        if a >= bias && b <= end.next_multiple_of(4096) && f.len() >= 6 {
-            ranges.push((a, b, off));
-        }
-    }
+    let ranges = mappings()
+        .into_iter()
+        .filter(|m| m.start >= bias && m.end <= end.next_multiple_of(4096) && !m.path.is_empty())
+        .map(|m| (m.start, m.end, m.offset))
+        .collect();
     (bias, ranges)
 }
 
 /// Loaded shared libraries: path, start of the first mapping, end of the
 /// last one (including the anonymous bss right after the file mappings).
 pub fn libraries() -> Vec<(String, u64, u64)> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let mut out: Vec<(String, u64, u64)> = Vec::new();
     let mut last_lib: Option<usize> = None;
-    for l in maps.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let Some((a, b)) = f.first().and_then(|r| r.split_once('-')) else {
-            continue;
-        };
-        let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap_or(0),
-            u64::from_str_radix(b, 16).unwrap_or(0),
-        );
-        let path = f.get(5).copied().unwrap_or("");
-        if path.contains(".so") {
-            match out.iter().position(|x| x.0 == path) {
+    for m in mappings() {
+        if m.path.contains(".so") {
+            let i = match out.iter().position(|x| x.0 == m.path) {
                 Some(i) => {
-                    out[i].2 = out[i].2.max(b);
-                    last_lib = Some(i);
+                    out[i].2 = out[i].2.max(m.end);
+                    i
                 }
                 None => {
-                    out.push((path.to_string(), a, b));
-                    last_lib = Some(out.len() - 1);
+                    out.push((m.path, m.start, m.end));
+                    out.len() - 1
                 }
-            }
-        } else if path.is_empty() && last_lib.is_some_and(|i| out[i].2 == a) {
-            out[last_lib.unwrap()].2 = b;
+            };
+            last_lib = Some(i);
+        } else if m.path.is_empty() && last_lib.is_some_and(|i| out[i].2 == m.start) {
+            out[last_lib.unwrap()].2 = m.end;
         } else {
             last_lib = None;
         }
@@ -171,9 +176,9 @@ pub fn libraries() -> Vec<(String, u64, u64)> {
     out
 }
 
-/// Function symbols of the running executable, computed once (the control
-/// thread warms this at start, so no update pays for it while the program
-/// is stopped).
+/// Function symbols of the running executable, computed once: an old
+/// version reads them in an update's check phase, a new one before it
+/// reports ready, so no update pays for it while the program is stopped.
 ///
 /// Lock-free on purpose: a `fork` while another thread computes it must not
 /// leave the child waiting on a lock nobody will release.

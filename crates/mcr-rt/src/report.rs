@@ -7,12 +7,10 @@ use std::collections::HashMap;
 
 /// Identity of this binary's type map (FNV-1a of the section).
 pub fn typemap_id() -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in sections::typemap_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!(
+        "{:016x}",
+        mcr_types::fnv1a(sections::typemap_bytes().iter().copied())
+    )
 }
 
 pub fn info() -> Info {

@@ -4,9 +4,8 @@
 //! vsftpd does with 200 MiB) means its own use, so the runtime adds its
 //! reservations to the cap it passes to the kernel.
 
-use crate::blocking_calls::next_symbol;
+use crate::blocking_calls::real;
 use libc::{c_int, rlimit};
-use std::sync::atomic::AtomicUsize;
 
 /// The runtime's own address space: the heap region plus room for its
 /// threads' stacks and glibc arenas.
@@ -34,10 +33,7 @@ fn adjust(resource: c_int, r: *const rlimit) -> Option<rlimit> {
 /// Same contract as `setrlimit`.
 #[no_mangle]
 pub unsafe extern "C" fn setrlimit(resource: c_int, r: *const rlimit) -> c_int {
-    static REAL: AtomicUsize = AtomicUsize::new(0);
-    let f = next_symbol(&REAL, b"setrlimit\0");
-    // SAFETY: libc's setrlimit.
-    let f: unsafe extern "C" fn(c_int, *const rlimit) -> c_int = unsafe { std::mem::transmute(f) };
+    let f = real!(setrlimit: fn(c_int, *const rlimit) -> c_int);
     match adjust(resource, r) {
         // SAFETY: a valid rlimit on our stack.
         Some(v) => unsafe { f(resource, &v) },

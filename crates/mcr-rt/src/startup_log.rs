@@ -8,11 +8,11 @@
 //! re-checked at `bind`: bound to another address, it gets a fresh socket.
 //! The new version gets the inherited descriptor under the old number.
 
-use crate::blocking_calls::next_symbol;
+use crate::blocking_calls::real;
 use crate::threads;
 use libc::{c_char, c_int, c_uint};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -77,8 +77,6 @@ pub fn main_reached_quiescent_point() -> bool {
     crate::restore::main_startup_over()
 }
 
-pub fn thread_started() {}
-
 fn logging() -> bool {
     threads::current().is_some()
 }
@@ -123,16 +121,6 @@ fn is_claimed(fd: c_int) -> bool {
     MODE.load(Ordering::SeqCst) == REPLAYING && with_entry(fd, |e| e.claimed).unwrap_or(false)
 }
 
-macro_rules! real {
-    ($name:ident : fn($($t:ty),*) -> $r:ty) => {{
-        static CACHE: AtomicUsize = AtomicUsize::new(0);
-        let f = next_symbol(&CACHE, concat!(stringify!($name), "\0").as_bytes());
-        // SAFETY: the symbol is libc's function of exactly this signature.
-        #[allow(unused_unsafe)]
-        unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $r>(f) }
-    }};
-}
-
 const TYPE_FLAGS: c_int = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
 
 /// # Safety
@@ -156,8 +144,7 @@ fn hex(p: *const u8, n: usize) -> String {
         return String::new();
     }
     // SAFETY: the caller passed `n` readable bytes.
-    let b = unsafe { std::slice::from_raw_parts(p, n) };
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::checkpoint::to_hex(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
 /// # Safety
@@ -353,6 +340,15 @@ pub unsafe extern "C" fn socketpair(d: c_int, t: c_int, p: c_int, out: *mut c_in
     pair("socketpair", key, out, || unsafe { f(d, t, p, out) })
 }
 
+/// A descriptor being closed ends the start-up resource it belonged to.
+fn forget_fd(fd: c_int) {
+    if let Ok(mut log) = LOG.lock() {
+        for e in log.iter_mut().filter(|e| e.open && e.fds.contains(&fd)) {
+            e.open = false;
+        }
+    }
+}
+
 /// A start-up resource closed by the program is no longer one: its number
 /// may be reused by anything.
 ///
@@ -360,11 +356,7 @@ pub unsafe extern "C" fn socketpair(d: c_int, t: c_int, p: c_int, out: *mut c_in
 /// Same contract as `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if let Ok(mut log) = LOG.lock() {
-        for e in log.iter_mut().filter(|e| e.open && e.fds.contains(&fd)) {
-            e.open = false;
-        }
-    }
+    forget_fd(fd);
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(close: fn(c_int) -> c_int)(fd) }
 }
@@ -455,11 +447,7 @@ pub unsafe extern "C" fn fclose(f: *mut libc::FILE) -> c_int {
     if !f.is_null() {
         // SAFETY: a stream the caller owns.
         let fd = unsafe { libc::fileno(f) };
-        if let Ok(mut log) = LOG.lock() {
-            for e in log.iter_mut().filter(|e| e.open && e.fds.contains(&fd)) {
-                e.open = false;
-            }
-        }
+        forget_fd(fd);
     }
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(fclose: fn(*mut libc::FILE) -> c_int)(f) }

@@ -134,7 +134,6 @@ extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `p` is the Box<Start> leaked by `__mcr_pthread_create`.
     let s = unsafe { Box::from_raw(p as *mut Start) };
     register_current(false);
-    crate::startup_log::thread_started();
     let r = (s.f)(s.arg);
     unregister_current();
     r

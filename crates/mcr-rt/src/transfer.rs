@@ -106,6 +106,9 @@ struct Ctx<'a> {
     /// symbol table costs milliseconds most updates need not pay.
     new_funcs: std::cell::OnceCell<HashMap<&'static str, u64>>,
     slots: HashMap<String, std::rc::Rc<Slots>>,
+    /// Lowest start and highest end of all moves (set once they are sorted):
+    /// a cheap first test before the binary search.
+    moves_span: (u64, u64),
 }
 
 /// Where a type's pointers are: precise slots with their pointee type, and
@@ -175,30 +178,36 @@ impl<'a> Ctx<'a> {
     /// `target` is the pointee type the pointer is declared with: a pointer
     /// to offset 0 of a struct is a pointer to the struct unless it is
     /// declared as a pointer to its first member.
+    /// The moved object whose old copy holds `p`.
+    fn move_containing(&self, p: u64) -> Option<&Move> {
+        if p < self.moves_span.0 || p >= self.moves_span.1 {
+            return None;
+        }
+        let i = self.moves.partition_point(|m| m.old <= p);
+        let m = self.moves.get(i.checked_sub(1)?)?;
+        (p < m.old + m.old_size).then_some(m)
+    }
+
     fn translate(&self, p: u64, target: &str) -> Result<Option<u64>, TransferError> {
         if p == 0 {
             return Ok(None);
         }
-        let i = self.moves.partition_point(|m| m.old <= p);
-        if i > 0 {
-            let m = &self.moves[i - 1];
-            if p < m.old + m.old_size {
-                let (Some(ot), Some(nt)) = (self.v.old_type(&m.old_ty), self.v.new_type(&m.new_ty))
-                else {
-                    return Ok(Some(m.new + (p - m.old)));
-                };
-                let rel = p - m.old;
-                let (el, off) = (rel / ot.size.max(1), rel % ot.size.max(1));
-                let whole = off == 0
-                    && (target == m.old_ty
-                        || self.v.old_type(target).is_none_or(|t| t.size >= ot.size));
-                let noff = if whole {
-                    0
-                } else {
-                    self.map_offset(ot, nt, off).unwrap_or(0)
-                };
-                return Ok(Some(m.new + el * nt.size + noff));
-            }
+        if let Some(m) = self.move_containing(p) {
+            let (Some(ot), Some(nt)) = (self.v.old_type(&m.old_ty), self.v.new_type(&m.new_ty))
+            else {
+                return Ok(Some(m.new + (p - m.old)));
+            };
+            let rel = p - m.old;
+            let (el, off) = (rel / ot.size.max(1), rel % ot.size.max(1));
+            let whole = off == 0
+                && (target == m.old_ty
+                    || self.v.old_type(target).is_none_or(|t| t.size >= ot.size));
+            let noff = if whole {
+                0
+            } else {
+                self.map_offset(ot, nt, off).unwrap_or(0)
+            };
+            return Ok(Some(m.new + el * nt.size + noff));
         }
         let j = self.old_globals.partition_point(|g| g.0 <= p);
         if j > 0 {
@@ -256,33 +265,21 @@ impl<'a> Ctx<'a> {
         slots: &Slots,
         ty: &str,
     ) -> Result<(), TransferError> {
-        let lo = self.moves[0].old;
-        let hi = self
-            .moves
-            .iter()
-            .map(|m| m.old + m.old_size)
-            .max()
-            .unwrap_or(0);
         let mut w = addr.next_multiple_of(8);
         while w + 8 <= addr + len {
             // SAFETY: an aligned word inside a live typed value.
             let p = unsafe { (w as *const u64).read() };
             let here = w;
             w += 8;
-            if p < lo || p >= hi {
+            let Some(m) = self.move_containing(p) else {
                 continue;
-            }
+            };
             let off = (here - addr) % size;
             if slots.precise.iter().any(|(o, _)| *o == off)
                 || slots.unions.iter().any(|&(o, l)| off >= o && off < o + l)
             {
                 continue;
             }
-            let i = self.moves.partition_point(|m| m.old <= p);
-            if i == 0 || p >= self.moves[i - 1].old + self.moves[i - 1].old_size {
-                continue;
-            }
-            let m = &self.moves[i - 1];
             if !m.same_layout {
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.old_ty.clone(),
@@ -375,8 +372,7 @@ fn rewrite_epoll_registrations(ctx: &Ctx) -> Result<u64, TransferError> {
             ) else {
                 continue;
             };
-            let i = ctx.moves.partition_point(|m| m.old <= data);
-            if i == 0 || data >= ctx.moves[i - 1].old + ctx.moves[i - 1].old_size {
+            if ctx.move_containing(data).is_none() {
                 continue;
             }
             let Some(q) = ctx.translate(data, "")? else {
@@ -582,6 +578,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         new_funcs: std::cell::OnceCell::new(),
         libs: library_shifts(state),
         slots: HashMap::new(),
+        moves_span: (0, 0),
     };
     let mut report = UpdateReport::default();
 
@@ -754,6 +751,14 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         report.objects_moved += 1;
     }
     ctx.moves.sort_by_key(|m| m.old);
+    ctx.moves_span = (
+        ctx.moves.first().map_or(0, |m| m.old),
+        ctx.moves
+            .iter()
+            .map(|m| m.old + m.old_size)
+            .max()
+            .unwrap_or(0),
+    );
     lap("objects placed");
 
     // Untyped memory must not point into an object that moves. Its words
@@ -770,13 +775,9 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             if p < 4096 {
                 continue;
             }
-            let i = ctx.moves.partition_point(|m| m.old <= p);
-            if i > 0
-                && p < ctx.moves[i - 1].old + ctx.moves[i - 1].old_size
-                && !ctx.moves[i - 1].same_layout
-            {
+            if let Some(m) = ctx.move_containing(p).filter(|m| !m.same_layout) {
                 return Err(TransferError::MovedReferencedFromUntyped {
-                    ty: ctx.moves[i - 1].old_ty.clone(),
+                    ty: m.old_ty.clone(),
                     from_site: site_text(site, state),
                 });
             }

@@ -180,20 +180,22 @@ pub struct AllocSite {
     pub reason: Option<String>,
 }
 
-/// Stable identity of an allocation site across versions (FNV-1a, 64 bit).
+/// FNV-1a, 64 bit: the hash behind site keys and type-map ids.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Stable identity of an allocation site across versions.
 pub fn site_key(file: &str, function: &str, ordinal: u32) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in file
-        .bytes()
-        .chain([0u8])
-        .chain(function.bytes())
-        .chain([0u8])
-        .chain(ordinal.to_le_bytes())
-    {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    fnv1a(
+        file.bytes()
+            .chain([0u8])
+            .chain(function.bytes())
+            .chain([0u8])
+            .chain(ordinal.to_le_bytes()),
+    )
 }
 
 impl TypeMap {
