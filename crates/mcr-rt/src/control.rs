@@ -27,24 +27,107 @@ pub fn to_private_fd(fd: OwnedFd) -> OwnedFd {
 /// so `mcr-ctl` can reach it as soon as the update returns).
 pub static BOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The listening socket's descriptor (a forked child closes its copy).
-pub static LISTENER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The pid whose name the listening socket carries (0: not bound yet).
+static BOUND_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// In a forked child: the parent's control socket is the parent's.
+///
+/// Every descriptor that carries the parent's name is closed: the listener
+/// and any connection being accepted or served when `fork` ran (an accepted
+/// abstract socket shows the listener's name and keeps `@mcr/<parent>`
+/// listed after the parent exits). Sweeping by name covers every window
+/// between `accept`, the move above fd 900 and the end of a request, which
+/// bookkeeping per connection cannot. Runs in the fork child handler: raw
+/// system calls only, no allocation.
 pub fn forget_parent_socket() {
-    let fd = LISTENER_FD.swap(-1, std::sync::atomic::Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: our own descriptor, copied by fork; the child never uses it.
-        unsafe { libc::close(fd) };
+    let parent = BOUND_PID.swap(0, std::sync::atomic::Ordering::SeqCst);
+    BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    if parent == 0 {
+        return;
     }
-    for slot in &OPEN_CONNS {
-        let c = slot.swap(-1, std::sync::atomic::Ordering::SeqCst);
-        if c >= 0 {
-            // SAFETY: a copy of the parent's control connection.
-            unsafe { libc::close(c) };
+    let mut want = [0u8; 24];
+    let want = abstract_name(parent, &mut want);
+    for_each_open_fd(|fd| {
+        if socket_name_is(fd, want) {
+            // SAFETY: a copy of the parent's control socket, which the child
+            // never uses.
+            unsafe { libc::close(fd) };
+        }
+    });
+}
+
+/// `\0mcr/<pid>` written into `buf` (what `sun_path` holds), no allocation.
+fn abstract_name(pid: u32, buf: &mut [u8; 24]) -> &[u8] {
+    let prefix = b"\0mcr/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 10];
+    let (mut n, mut i) = (pid, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    let len = prefix.len() + digits.len() - i;
+    buf[prefix.len()..len].copy_from_slice(&digits[i..]);
+    &buf[..len]
+}
+
+/// Whether `fd` is a Unix socket whose local address is `name`.
+fn socket_name_is(fd: i32, name: &[u8]) -> bool {
+    // SAFETY: getsockname into a local sockaddr_un of the size we pass.
+    unsafe {
+        let mut sa: libc::sockaddr_un = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        if libc::getsockname(fd, &mut sa as *mut _ as *mut libc::sockaddr, &mut len) != 0
+            || sa.sun_family != libc::AF_UNIX as libc::sa_family_t
+        {
+            return false;
+        }
+        let path_len = (len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>());
+        let path = std::slice::from_raw_parts(sa.sun_path.as_ptr() as *const u8, path_len);
+        path == name
+    }
+}
+
+/// Calls `f` with every descriptor open in this process, read from
+/// `/proc/self/fd` with raw system calls (safe in a fork child handler).
+fn for_each_open_fd(mut f: impl FnMut(i32)) {
+    // SAFETY: open/getdents64/close on a directory descriptor we own, into a
+    // stack buffer; records are parsed within the length the kernel returned.
+    unsafe {
+        let dir = libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir < 0 {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0usize;
+            while off < n as usize {
+                // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                let name = &buf[off + 19..off + reclen];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                let fd = name.iter().try_fold(0i32, |acc, &b| {
+                    b.is_ascii_digit().then(|| acc * 10 + (b - b'0') as i32)
+                });
+                if let Some(fd) = fd.filter(|&fd| fd != dir && !name.is_empty()) {
+                    f(fd);
+                }
+                off += reclen;
+            }
+        }
+        libc::close(dir);
+    }
 }
 
 /// Waits (bounded) until the control socket listens.
@@ -85,6 +168,8 @@ fn serve() {
     let Ok(addr) = SocketAddr::from_abstract_name(control_socket_name(pid).as_bytes()) else {
         return;
     };
+    // Before bind: a fork right after it must already sweep the name.
+    BOUND_PID.store(pid, std::sync::atomic::Ordering::SeqCst);
     let listener = match UnixListener::bind_addr(&addr) {
         Ok(l) => l,
         Err(e) => {
@@ -93,7 +178,6 @@ fn serve() {
         }
     };
     let listener = UnixListener::from(to_private_fd(OwnedFd::from(listener)));
-    LISTENER_FD.store(listener.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
     // A new version will likely need its symbol table in its transfer: read
     // it now, while its start-up runs, and report ready only after (so no
     // descriptor of ours is open behind the program's back by then). An
@@ -162,35 +246,7 @@ pub fn send(w: &mut impl Write, r: &Reply) -> std::io::Result<()> {
     w.write_all(&line)
 }
 
-/// Control connections being served: a forked child closes its copies
-/// (they name the parent's socket and would keep it alive).
-static OPEN_CONNS: [std::sync::atomic::AtomicI32; 16] =
-    [const { std::sync::atomic::AtomicI32::new(-1) }; 16];
-
-/// Remembers a connection while it is served.
-struct Tracked(usize);
-
-impl Tracked {
-    fn new(fd: i32) -> Option<Tracked> {
-        use std::sync::atomic::Ordering;
-        (0..OPEN_CONNS.len())
-            .find(|&i| {
-                OPEN_CONNS[i]
-                    .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            })
-            .map(Tracked)
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        OPEN_CONNS[self.0].store(-1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
-    let _tracked = Tracked::new(conn.as_raw_fd());
     let _ = conn.set_read_timeout(None);
     let mut out = &conn;
     let reply = match req {
