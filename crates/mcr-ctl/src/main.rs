@@ -2,6 +2,7 @@
 
 mod client;
 mod diff;
+mod profile;
 mod render;
 
 use anyhow::{bail, Context, Result};
@@ -48,6 +49,19 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "type")]
         by: By,
     },
+    /// Record where threads wait while the program serves; keep their
+    /// quiescent points with the build (<exe>.mcr-profile.toml).
+    Profile {
+        pid: u32,
+        /// How long to record, in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Where to keep the profile (default: beside the executable).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace a running program by a new version, keeping its state and connections.
     Update {
         pid: u32,
@@ -57,6 +71,13 @@ enum Cmd {
         timeout: f64,
         #[arg(long)]
         json: bool,
+        /// Quiescent points from this profile (default: the one kept beside
+        /// the running executable, if it matches the build).
+        #[arg(long, conflicts_with = "no_profile")]
+        profile: Option<std::path::PathBuf>,
+        /// Ignore any profile: every blocking call is a quiescent point.
+        #[arg(long)]
+        no_profile: bool,
         /// Arguments for the new version (default: the old ones).
         #[arg(last = true)]
         args: Vec<String>,
@@ -92,13 +113,26 @@ fn run() -> Result<()> {
             Reply::Trace(t) => render::trace(&t, json, matches!(by, By::Site)),
             r => bail!("unexpected reply: {r:?}"),
         },
+        Cmd::Profile {
+            pid,
+            duration,
+            out,
+            json,
+        } => profile::run(pid, duration, out, json)?,
         Cmd::Update {
             pid,
             new_binary,
             timeout,
             json,
+            profile: profile_file,
+            no_profile,
             args,
         } => {
+            let quiescent_sites = if no_profile {
+                None
+            } else {
+                profile::for_update(pid, profile_file.as_deref(), json)?
+            };
             let binary = std::fs::canonicalize(&new_binary)
                 .with_context(|| format!("new binary {new_binary}"))?
                 .to_string_lossy()
@@ -107,6 +141,7 @@ fn run() -> Result<()> {
                 binary,
                 args: (!args.is_empty()).then_some(args),
                 timeout_ms: (timeout * 1e3) as u64,
+                quiescent_sites,
             });
             let report = client::update(pid, &req, timeout + 60.0, |p| {
                 if !json {

@@ -1,6 +1,7 @@
 //! Text for people (aligned columns, largest first) and JSON for scripts.
 
-use mcr_types::protocol::{HeapReport, Info, TraceReport, TraceRow, UpdateReport};
+use crate::profile::QuiescentPoint;
+use mcr_types::protocol::{HeapReport, Info, ProfileReport, TraceReport, TraceRow, UpdateReport};
 use std::collections::BTreeMap;
 
 fn json<T: serde::Serialize>(v: &T) {
@@ -238,5 +239,67 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         "  descriptors: {} inherited, {} start-up resources closed",
         r.fds_inherited, r.fds_closed
     );
+    match r.profile_points {
+        Some(n) => println!("  quiescent points: {n} from the build's profile"),
+        None => println!("  quiescent points: every blocking call (no profile)"),
+    }
     println!("  downtime: {:.2} ms", r.downtime_ms);
+}
+
+/// `mcr-ctl profile`: per thread, where it waited, largest share first.
+pub fn profile(
+    r: &ProfileReport,
+    points: &[QuiescentPoint],
+    function: impl Fn(u64) -> String,
+    location: impl Fn(u64) -> String,
+) {
+    println!("profile of {} ms", r.duration_ms);
+    for t in &r.threads {
+        let total: u64 = t.sites.iter().map(|s| s.blocked_ns).sum();
+        println!(
+            "thread {}{}: blocked {:.1} ms",
+            t.tid,
+            if t.is_main { " (main)" } else { "" },
+            total as f64 / 1e6
+        );
+        if t.sites.is_empty() {
+            println!("  (no blocking call in the window)");
+            continue;
+        }
+        let rows: Vec<Vec<String>> = t
+            .sites
+            .iter()
+            .map(|s| {
+                let share = if total > 0 {
+                    100.0 * s.blocked_ns as f64 / total as f64
+                } else {
+                    0.0
+                };
+                let quiescent = points.iter().any(|p| p.offset == s.offset);
+                vec![
+                    format!("{share:.1}%"),
+                    s.calls.to_string(),
+                    s.call.clone(),
+                    if s.offset == 0 {
+                        "(unknown)".into()
+                    } else {
+                        function(s.offset)
+                    },
+                    location(s.offset),
+                    if quiescent { "quiescent point" } else { "" }.into(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                ("  share", Right),
+                ("calls", Right),
+                ("call", Left),
+                ("called from", Left),
+                ("at", Left),
+                ("", Left),
+            ],
+            &rows,
+        );
+    }
 }

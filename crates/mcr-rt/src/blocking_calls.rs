@@ -5,7 +5,7 @@
 //! real function is found with `dlsym(RTLD_NEXT)`, never by name, which
 //! would resolve back to the wrapper.
 
-use crate::quiesce::{blocking, blocking_cond, CallKind};
+use crate::quiesce::{blocking, blocking_cond, CallKind, Wrapper};
 use libc::{c_int, c_uint, c_void, size_t, ssize_t};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,7 +52,9 @@ macro_rules! wrap {
         pub unsafe extern "C" fn $mcr($($a: $t),*) -> $r {
             let f = real!($name: fn($($t),*) -> $r);
             // SAFETY: forwarding the caller's arguments unchanged.
-            blocking($kind, || unsafe { f($($a),*) }, $fail)
+            type F = unsafe extern "C" fn($($t),*) -> $r;
+            let w = Wrapper { name: stringify!($name), entries: [$mcr as F as usize, $name as F as usize] };
+            blocking(&w, $kind, || unsafe { f($($a),*) }, $fail)
         }
         /// # Safety
         /// Same contract as the libc function of the same name.
@@ -78,6 +80,10 @@ type Fs = *mut libc::fd_set;
 type Tv = *mut libc::timeval;
 type Ts = *const libc::timespec;
 type Tsm = *mut libc::timespec;
+type Cv = *mut libc::pthread_cond_t;
+type Mx = *mut libc::pthread_mutex_t;
+type CondWait = unsafe extern "C" fn(Cv, Mx) -> c_int;
+type CondTimedWait = unsafe extern "C" fn(Cv, Mx, Ts) -> c_int;
 
 wrap!(accept, __mcr_accept, (fd: c_int, a: Sa, l: Sl) -> c_int, EventWait, neg);
 wrap!(accept4, __mcr_accept4, (fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int, EventWait, neg);
@@ -108,7 +114,15 @@ wrap!(pause, __mcr_pause, () -> c_int, EventWait, neg);
 #[no_mangle]
 pub unsafe extern "C" fn __mcr_sigwait(s: Ss, sig: *mut c_int) -> c_int {
     let f = real!(sigwait: fn(Ss, *mut c_int) -> c_int);
+    let w = Wrapper {
+        name: "sigwait",
+        entries: [
+            __mcr_sigwait as unsafe extern "C" fn(Ss, *mut c_int) -> c_int as usize,
+            0,
+        ],
+    };
     blocking(
+        &w,
         EventWait,
         || {
             // SAFETY: forwarding the caller's arguments.
@@ -129,12 +143,20 @@ pub unsafe extern "C" fn __mcr_sigwait(s: Ss, sig: *mut c_int) -> c_int {
 /// Same contract as `sleep`.
 #[no_mangle]
 pub unsafe extern "C" fn __mcr_sleep(s: c_uint) -> c_uint {
+    let f = real!(nanosleep: fn(Ts, Tsm) -> c_int);
+    let w = Wrapper {
+        name: "sleep",
+        entries: [
+            __mcr_sleep as unsafe extern "C" fn(c_uint) -> c_uint as usize,
+            0,
+        ],
+    };
     let ts = libc::timespec {
         tv_sec: s as libc::time_t,
         tv_nsec: 0,
     };
     // SAFETY: a valid timespec; remaining time is not needed.
-    let r = unsafe { __mcr_nanosleep(&ts, std::ptr::null_mut()) };
+    let r = blocking(&w, Sleep, || unsafe { f(&ts, std::ptr::null_mut()) }, neg);
     if r == 0 {
         0
     } else {
@@ -150,8 +172,12 @@ pub unsafe extern "C" fn __mcr_pthread_cond_wait(
     m: *mut libc::pthread_mutex_t,
 ) -> c_int {
     let f = real!(pthread_cond_wait: fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t) -> c_int);
+    let w = Wrapper {
+        name: "pthread_cond_wait",
+        entries: [__mcr_pthread_cond_wait as CondWait as usize, 0],
+    };
     // SAFETY: forwarding the caller's arguments.
-    blocking_cond(m, || unsafe { f(c, m) })
+    blocking_cond(&w, m, || unsafe { f(c, m) })
 }
 
 /// # Safety
@@ -163,6 +189,10 @@ pub unsafe extern "C" fn __mcr_pthread_cond_timedwait(
     t: Ts,
 ) -> c_int {
     let f = real!(pthread_cond_timedwait: fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t, Ts) -> c_int);
+    let w = Wrapper {
+        name: "pthread_cond_timedwait",
+        entries: [__mcr_pthread_cond_timedwait as CondTimedWait as usize, 0],
+    };
     // SAFETY: forwarding the caller's arguments.
-    blocking_cond(m, || unsafe { f(c, m, t) })
+    blocking_cond(&w, m, || unsafe { f(c, m, t) })
 }

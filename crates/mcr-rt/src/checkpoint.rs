@@ -208,6 +208,15 @@ pub fn functions() -> &'static [(String, u64)] {
     }
 }
 
+/// `function+0xoffset` for a code address of the executable.
+pub fn describe_pc(pc: u64) -> String {
+    functions()
+        .iter()
+        .filter(|(_, a)| *a <= pc)
+        .max_by_key(|(_, a)| *a)
+        .map_or_else(|| format!("{pc:#x}"), |(n, a)| format!("{n}+{:#x}", pc - a))
+}
+
 /// Function symbols of the running executable at their run-time addresses.
 fn own_functions() -> Vec<(String, u64)> {
     use object::{Object, ObjectSymbol, SymbolKind};

@@ -209,11 +209,13 @@ fn serve() {
             // An update runs on its own thread, so a second one gets its
             // refusal meanwhile; everything else is answered here, where it
             // allocates nothing of a thread's own in the program's heap.
-            Ok(Request::Update(u)) => {
+            // An update or a profile runs on its own thread, so requests
+            // keep being answered meanwhile.
+            Ok(req @ (Request::Update(_) | Request::Profile { .. })) => {
                 let _ = std::thread::Builder::new()
                     .name("mcr-update".into())
                     .stack_size(256 * 1024)
-                    .spawn(move || handle(conn, Ok(Request::Update(u))));
+                    .spawn(move || handle(conn, Ok(req)));
             }
             req => handle(conn, req),
         }
@@ -256,6 +258,12 @@ fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
         Ok(Request::Info) => Reply::Info(crate::report::info()),
         Ok(Request::Heap) => Reply::Heap(crate::report::heap()),
         Ok(Request::Trace) => Reply::Trace(crate::trace::trace()),
+        Ok(Request::Profile { duration_ms }) => {
+            match crate::profile::run(std::time::Duration::from_millis(duration_ms)) {
+                Ok(p) => Reply::Profile(p),
+                Err(message) => Reply::Error { message },
+            }
+        }
         Ok(Request::Update(u)) => match crate::update::run(&u, &mut out) {
             Ok(r) => {
                 let _ = send(&mut out, &Reply::Updated(r));

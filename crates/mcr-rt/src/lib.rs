@@ -4,11 +4,13 @@
 pub mod heap;
 
 pub mod blocking_calls;
+pub mod call_site;
 pub mod checkpoint;
 pub mod control;
 pub mod globals;
 pub mod init;
 pub mod mappings;
+pub mod profile;
 pub mod quiesce;
 pub mod report;
 pub mod restore;

@@ -78,7 +78,39 @@ pub fn park(rec: &ThreadRec) {
     rec.set(BlockState::Running);
 }
 
-fn should_park(rec: &ThreadRec, kind: CallKind) -> bool {
+/// Which wrapper a blocking call went through: its name, and the addresses
+/// of its two entry points (libc name, `__mcr_` name) to find the caller.
+pub struct Wrapper {
+    pub name: &'static str,
+    pub entries: [usize; 2],
+}
+
+/// The call site of one blocking call, found only if asked for.
+struct Site<'a> {
+    wrapper: &'a Wrapper,
+    pc: Option<usize>,
+}
+
+impl Site<'_> {
+    fn pc(&mut self) -> usize {
+        let w = self.wrapper;
+        *self
+            .pc
+            .get_or_insert_with(|| crate::call_site::caller_of(&w.entries))
+    }
+    /// A quiescent point: any blocking call, or with a profile in force,
+    /// only the call sites it lists.
+    fn quiescent(&mut self, rec: &ThreadRec) -> bool {
+        let q = crate::profile::is_quiescent_site(|| self.pc());
+        if !q {
+            rec.blocked_at.store(self.pc(), Ordering::SeqCst);
+        }
+        q
+    }
+}
+
+/// An update waits for this thread to park at a call of this kind.
+fn update_waits(rec: &ThreadRec, kind: CallKind) -> bool {
     // While a new version restores, its main thread runs start-up to the end.
     if rec.is_main && crate::restore::RESTORING.load(Ordering::SeqCst) {
         return false;
@@ -90,9 +122,14 @@ fn should_park(rec: &ThreadRec, kind: CallKind) -> bool {
         }
 }
 
+fn should_park(rec: &ThreadRec, kind: CallKind, site: &mut Site) -> bool {
+    update_waits(rec, kind) && site.quiescent(rec)
+}
+
 /// Runs one wrapped blocking call with quiescence around it.
 /// `interrupted` tells whether a result is an `EINTR` failure.
 pub fn blocking<T: Copy + From<i8>>(
+    wrapper: &Wrapper,
     kind: CallKind,
     call: impl Fn() -> T,
     interrupted: impl Fn(T) -> bool,
@@ -100,6 +137,7 @@ pub fn blocking<T: Copy + From<i8>>(
     let Some(rec) = threads::current() else {
         return call();
     };
+    let mut site = Site { wrapper, pc: None };
     if matches!(kind, CallKind::EventWait | CallKind::EventSet) && rec.is_main {
         let transferred = crate::startup_log::main_reached_quiescent_point();
         // This very call was made with a set built from start-up state.
@@ -110,40 +148,73 @@ pub fn blocking<T: Copy + From<i8>>(
         }
     }
     loop {
-        if should_park(rec, kind) {
+        if should_park(rec, kind, &mut site) {
             park(rec);
             continue;
         }
-        rec.set(BlockState::Interruptible);
-        if should_park(rec, kind) {
+        // Blocked at a call that is not a quiescent point while an update
+        // waits: the thread is busy (a request in progress), not to be
+        // interrupted again; the update waits for it to come round.
+        let busy = REQUESTED.load(Ordering::SeqCst) && !site.quiescent(rec);
+        rec.set(if busy {
+            BlockState::Running
+        } else {
+            BlockState::Interruptible
+        });
+        if !busy && should_park(rec, kind, &mut site) {
             rec.set(BlockState::Running);
             continue;
         }
-        let r = call();
+        let r = profiled(rec, &mut site, &call);
         let eintr = interrupted(r);
         rec.set(BlockState::Running);
-        if eintr && REQUESTED.load(Ordering::SeqCst) {
+        // Our own interruption (an update, or a profile that needed to see
+        // where the thread waits): the call is made again.
+        let kicked = rec.profile.kicked.swap(false, Ordering::SeqCst);
+        if eintr && (REQUESTED.load(Ordering::SeqCst) || kicked) {
             continue;
         }
         return r;
     }
 }
 
+/// Makes the call, timed at its call site while a profile records.
+fn profiled<T>(rec: &ThreadRec, site: &mut Site, call: impl Fn() -> T) -> T {
+    if !crate::profile::PROFILING.load(Ordering::Relaxed) {
+        return call();
+    }
+    crate::profile::enter(rec, site.pc(), site.wrapper.name);
+    let r = call();
+    crate::profile::leave(rec);
+    r
+}
+
 /// `pthread_cond_wait`-style calls: signals do not interrupt them, so a
 /// thread inside one counts as quiescent, and parks (mutex released) if it
 /// wakes while an update runs. A spurious wake-up is allowed by POSIX.
+///
+/// With a profile in force, a wait at a call site the profile does not list
+/// is not quiescent; one that began before the update did cannot be told
+/// apart (its site is found only when it wakes) and counts as quiescent.
 pub(crate) fn blocking_cond(
+    wrapper: &Wrapper,
     mutex: *mut libc::pthread_mutex_t,
     call: impl Fn() -> libc::c_int,
 ) -> libc::c_int {
     let Some(rec) = threads::current() else {
         return call();
     };
+    let mut site = Site { wrapper, pc: None };
     // Not a start-up end for the main thread: start-up code waits on
     // condition variables too (for its workers to come up).
-    rec.set(BlockState::Uninterruptible);
-    let r = call();
-    if should_park(rec, CallKind::Wait) {
+    let busy = REQUESTED.load(Ordering::SeqCst) && !site.quiescent(rec);
+    rec.set(if busy {
+        BlockState::Running
+    } else {
+        BlockState::Uninterruptible
+    });
+    let r = profiled(rec, &mut site, &call);
+    if should_park(rec, CallKind::Wait, &mut site) {
         // SAFETY: the wait returned with `mutex` held by this thread.
         unsafe { libc::pthread_mutex_unlock(mutex) };
         park(rec);
@@ -162,13 +233,18 @@ pub fn errno() -> libc::c_int {
 /// Why quiescence could not be reached.
 #[derive(Debug)]
 pub struct NotQuiescent {
-    pub busy: Vec<i32>,
+    /// Thread ids, each with the call site it is blocked at outside a
+    /// quiescent point (0: running).
+    pub busy: Vec<(i32, usize)>,
 }
 
 /// Asks every program thread to park; waits until all are parked (or in an
 /// uninterruptible wait) or the deadline passes. On failure threads are
 /// released again.
 pub fn quiesce(timeout: Duration, skip: Option<&ThreadRec>) -> Result<(), NotQuiescent> {
+    for t in threads::all() {
+        t.blocked_at.store(0, Ordering::SeqCst);
+    }
     REQUESTED.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + timeout;
     loop {
@@ -186,14 +262,10 @@ pub fn quiesce(timeout: Duration, skip: Option<&ThreadRec>) -> Result<(), NotQui
             match t.state() {
                 BlockState::Parked | BlockState::Uninterruptible => {}
                 BlockState::Interruptible => {
-                    // SAFETY: interrupts the thread's blocked system call;
-                    // the handler is a no-op.
-                    unsafe {
-                        libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, reserved_signal());
-                    }
-                    busy.push(tid);
+                    interrupt(t);
+                    busy.push((tid, 0));
                 }
-                BlockState::Running => busy.push(tid),
+                BlockState::Running => busy.push((tid, t.blocked_at.load(Ordering::SeqCst))),
             }
         }
         if busy.is_empty() {
@@ -205,6 +277,20 @@ pub fn quiesce(timeout: Duration, skip: Option<&ThreadRec>) -> Result<(), NotQui
         }
         let g = GATE.lock().unwrap_or_else(|e| e.into_inner());
         let _ = PARKED_CV.wait_timeout(g, Duration::from_millis(2));
+    }
+}
+
+/// Makes the thread's blocked system call return `EINTR` (the reserved
+/// signal's handler does nothing; the wrapper decides what follows).
+pub fn interrupt(t: &ThreadRec) {
+    // SAFETY: tgkill of one of this process's threads with our own signal.
+    unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            t.tid.load(Ordering::SeqCst),
+            reserved_signal(),
+        );
     }
 }
 
@@ -225,7 +311,8 @@ pub extern "C" fn __mcr_quiescent_point() {
     if rec.is_main {
         crate::startup_log::main_reached_quiescent_point();
     }
-    if should_park(rec, CallKind::EventWait) {
+    // Declared by the program: quiescent whatever a profile says.
+    if update_waits(rec, CallKind::EventWait) {
         park(rec);
     }
 }

@@ -3,7 +3,7 @@
 //! Runtime threads (the control thread) are not in this registry.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// What a thread is doing, as seen by the quiescence controller.
@@ -28,6 +28,11 @@ pub struct ThreadRec {
     pub state: AtomicU8,
     pub alive: AtomicBool,
     pub is_main: bool,
+    /// Where the thread last blocked outside a quiescent point during an
+    /// update (a return address), to name it when quiescence times out.
+    pub blocked_at: AtomicUsize,
+    /// The call it is blocked in while a profile records.
+    pub profile: crate::profile::InCall,
 }
 
 impl ThreadRec {
@@ -66,6 +71,8 @@ pub fn register_current(is_main: bool) -> &'static ThreadRec {
         state: AtomicU8::new(0),
         alive: AtomicBool::new(true),
         is_main,
+        blocked_at: AtomicUsize::new(0),
+        profile: Default::default(),
     }));
     REGISTRY.lock().unwrap().push(rec);
     CURRENT.with(|c| c.set(Some(rec)));

@@ -163,16 +163,36 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
         return err("rolled back: quiescence failed (MCR_FAULT=quiesce)");
     }
     let q0 = Instant::now();
-    quiesce::quiesce(Duration::from_millis(req.timeout_ms), None).map_err(|e| {
-        UpdateError(format!(
-            "rolled back: quiescence timed out after {} ms; threads not at a quiescent point: {:?}",
-            req.timeout_ms, e.busy
-        ))
-    })?;
-    ph.done("quiesce");
-    let result = with_quiesced(req, &mut ph, q0);
+    crate::profile::set_quiescent_sites(req.quiescent_sites.as_deref());
+    let result = quiesce::quiesce(Duration::from_millis(req.timeout_ms), None)
+        .map_err(|e| {
+            let busy: Vec<String> = e
+                .busy
+                .iter()
+                .map(|&(tid, pc)| match pc {
+                    0 => format!("thread {tid} (running)"),
+                    pc => format!(
+                        "thread {tid} (blocked in a call from {}, not a quiescent point)",
+                        crate::checkpoint::describe_pc(pc as u64)
+                    ),
+                })
+                .collect();
+            UpdateError(format!(
+                "rolled back: quiescence timed out after {} ms; threads not at a quiescent point: {}",
+                req.timeout_ms,
+                busy.join(", ")
+            ))
+        })
+        .and_then(|()| {
+            ph.done("quiesce");
+            let r = with_quiesced(req, &mut ph, q0);
+            if r.is_err() {
+                quiesce::resume();
+            }
+            r
+        });
     if result.is_err() {
-        quiesce::resume();
+        crate::profile::set_quiescent_sites(None);
     }
     result
 }
@@ -257,6 +277,7 @@ fn with_quiesced<W: Write>(
             report.downtime_ms = q0.elapsed().as_secs_f64() * 1e3;
             report.phases = std::mem::take(&mut ph.list);
             report.fds_inherited = fds.len() as u64;
+            report.profile_points = req.quiescent_sites.as_ref().map(Vec::len);
             Ok(report)
         }
         Err(e) => {

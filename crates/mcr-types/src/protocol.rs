@@ -17,6 +17,10 @@ pub enum Request {
     Heap,
     Trace,
     Update(UpdateRequest),
+    /// Record where threads block for `duration_ms` (`mcr-ctl profile`).
+    Profile {
+        duration_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +30,37 @@ pub struct UpdateRequest {
     #[serde(default)]
     pub args: Option<Vec<String>>,
     pub timeout_ms: u64,
+    /// Quiescent points from a profile of this build, as offsets of call
+    /// sites from the executable's load address; absent: every blocking
+    /// call counts as a quiescent point.
+    #[serde(default)]
+    pub quiescent_sites: Option<Vec<u64>>,
+}
+
+/// Time the threads spent blocked, per thread and blocking call site.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProfileReport {
+    pub duration_ms: u64,
+    pub threads: Vec<ProfiledThread>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProfiledThread {
+    pub tid: i32,
+    pub is_main: bool,
+    pub sites: Vec<BlockingSite>,
+}
+
+/// One blocking call site of one thread.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlockingSite {
+    /// Return address of the call, as an offset from the executable's load
+    /// address (0 when the stack did not show it).
+    pub offset: u64,
+    /// The blocking function called (`accept`, `epoll_wait`, `read`...).
+    pub call: String,
+    pub calls: u64,
+    pub blocked_ns: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -125,6 +160,10 @@ pub struct UpdateReport {
     pub fds_closed: u64,
     /// From quiescence to the new version serving.
     pub downtime_ms: f64,
+    /// Quiescent points the update used from a profile; `None`: every
+    /// blocking call counted as one.
+    #[serde(default)]
+    pub profile_points: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +175,7 @@ pub enum Reply {
     /// Progress of an update.
     Phase(PhaseTime),
     Updated(UpdateReport),
+    Profile(ProfileReport),
     Error {
         message: String,
     },
