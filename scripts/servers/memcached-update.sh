@@ -5,7 +5,9 @@
 # second directory, so the new binary is a different file) while clients are
 # connected and one of them keeps sending requests through the update:
 #   1. store N items; keep connection A open; start a loader that does
-#      set/get round trips on connection B for a bounded time;
+#      set/get round trips on connection B for a bounded time; record
+#      `mcr-ctl profile` for 1 s under that load (the update must use the
+#      quiescent points it keeps beside the binary);
 #   2. mcr-ctl update PID NEW_BINARY;
 #   3. every item is readable, on connection A (opened before the update) and
 #      on a new connection; the loader saw zero errors and zero closed

@@ -49,6 +49,12 @@ def loader():
 t = threading.Thread(target=loader)
 t.start()
 time.sleep(0.5)
+if not fault:
+    # Quiescent points from a profile under this load (kept beside the
+    # binary); the update below must use them.
+    p = subprocess.run([ctl, "profile", pid, "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, "profile failed: " + p.stderr.strip() + p.stdout
+    print(p.stdout.strip().splitlines()[-1])
 r = subprocess.run([ctl, "update", pid, new_binary, "--json"], capture_output=True, text=True, timeout=120)
 time.sleep(0.5)
 stop.set()
@@ -61,6 +67,7 @@ if fault:
 else:
     assert r.returncode == 0, "update failed: " + r.stderr.strip()
     rep = json.loads(r.stdout)
+    assert rep.get("profile_points"), "the update did not use the profile: %s" % r.stdout
     print("updated pid %s -> %s, downtime %.1f ms, %d objects (%d paired), %d globals" % (
         rep["old_pid"], rep["new_pid"], rep["downtime_ms"], rep["objects_precise"] + rep["objects_conservative"],
         rep.get("objects_paired", 0), rep["globals"]))

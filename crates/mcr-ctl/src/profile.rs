@@ -6,8 +6,9 @@
 //! request) is let run until it comes round.
 
 use anyhow::{bail, Context, Result};
-use mcr_types::protocol::{ProfileReport, Reply, Request};
+use mcr_types::protocol::{CodeRef, ProfileReport, Reply, Request};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A call site is a quiescent point of a thread if the thread spends at
@@ -22,14 +23,18 @@ pub struct SavedProfile {
     pub binary: String,
     pub binary_hash: String,
     pub duration_ms: u64,
+    /// Shared libraries holding quiescent points, with their hashes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub libraries: BTreeMap<String, String>,
     #[serde(rename = "quiescent_point", default)]
     pub quiescent_points: Vec<QuiescentPoint>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuiescentPoint {
-    /// Return address of the call, from the executable's load address.
-    pub offset: u64,
+    /// Return address of the call.
+    #[serde(flatten)]
+    pub at: CodeRef,
     pub call: String,
     /// `function+0xNN`, and `file:line` when the build has line tables.
     pub function: String,
@@ -49,40 +54,63 @@ fn hash_file(path: &Path) -> Result<String> {
     Ok(format!("{:016x}", mcr_types::fnv1a(bytes.iter().copied())))
 }
 
-/// Names code offsets of one executable.
+/// Names code addresses of the executable and its libraries.
 struct Symbolizer {
-    loader: Option<addr2line::Loader>,
+    exe: PathBuf,
+    loaders: std::cell::RefCell<BTreeMap<String, Option<addr2line::Loader>>>,
 }
 
 impl Symbolizer {
     fn new(exe: &Path) -> Symbolizer {
         Symbolizer {
-            loader: addr2line::Loader::new(exe).ok(),
+            exe: exe.to_path_buf(),
+            loaders: Default::default(),
         }
     }
-    fn function(&self, offset: u64) -> String {
-        let Some(l) = &self.loader else {
-            return format!("{offset:#x}");
-        };
+    fn with<T>(
+        &self,
+        at: &CodeRef,
+        f: impl FnOnce(&addr2line::Loader, u64) -> Option<T>,
+    ) -> Option<T> {
+        let mut l = self.loaders.borrow_mut();
+        let loader = l.entry(at.module.clone()).or_insert_with(|| {
+            let path = if at.module.is_empty() {
+                self.exe.as_path()
+            } else {
+                Path::new(&at.module)
+            };
+            addr2line::Loader::new(path).ok()
+        });
         // The return address is just after the call: look up the call itself.
-        let probe = offset.saturating_sub(1);
-        match l.find_symbol(probe) {
-            Some(name) => name.to_string(),
-            None => format!("{offset:#x}"),
-        }
+        f(loader.as_ref()?, at.offset.saturating_sub(1))
     }
-    fn location(&self, offset: u64) -> String {
-        let probe = offset.saturating_sub(1);
-        match self
-            .loader
-            .as_ref()
-            .and_then(|l| l.find_location(probe).ok().flatten())
-        {
-            Some(loc) => match (loc.file, loc.line) {
-                (Some(f), Some(n)) => format!("{f}:{n}"),
-                (Some(f), None) => f.to_string(),
-                _ => String::new(),
-            },
+    /// The function's name; in a library, `lib+0xoffset` unless its debug
+    /// info names the function (its exported symbols alone would name the
+    /// nearest export, which misleads).
+    fn function(&self, at: &CodeRef) -> String {
+        if !at.module.is_empty() {
+            let lib = at.module.rsplit('/').next().unwrap_or(&at.module);
+            let named = self.with(at, |l, probe| {
+                let mut frames = l.find_frames(probe).ok()?;
+                let f = frames.next().ok()??;
+                Some(f.function?.demangle().ok()?.into_owned())
+            });
+            return match named {
+                Some(n) => format!("{n} ({lib})"),
+                None => format!("{lib}+{:#x}", at.offset),
+            };
+        }
+        self.with(at, |l, probe| l.find_symbol(probe).map(str::to_string))
+            .unwrap_or_else(|| format!("{:#x}", at.offset))
+    }
+    fn location(&self, at: &CodeRef) -> String {
+        let loc = self.with(at, |l, probe| {
+            let loc = l.find_location(probe).ok()??;
+            Some((loc.file?.to_string(), loc.line))
+        });
+        match loc {
+            Some((f, Some(n))) => format!("{f}:{n}"),
+            Some((f, None)) => f,
             None => String::new(),
         }
     }
@@ -109,7 +137,7 @@ pub fn run(pid: u32, seconds: f64, out: Option<PathBuf>, json: bool) -> Result<(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        crate::render::profile(&report, &points, |o| sym.function(o), |o| sym.location(o));
+        crate::render::profile(&report, &points, |a| sym.function(a), |a| sym.location(a));
     }
     if points.is_empty() {
         bail!("no thread blocked during the profile: nothing saved (profile while the program serves)");
@@ -118,6 +146,11 @@ pub fn run(pid: u32, seconds: f64, out: Option<PathBuf>, json: bool) -> Result<(
         binary: exe.to_string_lossy().into_owned(),
         binary_hash: hash_file(&exe)?,
         duration_ms: report.duration_ms,
+        libraries: points
+            .iter()
+            .filter(|p| !p.at.module.is_empty())
+            .map(|p| Ok((p.at.module.clone(), hash_file(Path::new(&p.at.module))?)))
+            .collect::<Result<_>>()?,
         quiescent_points: points,
     };
     let path = out.unwrap_or_else(|| profile_path(&exe));
@@ -144,22 +177,23 @@ fn quiescent_points(r: &ProfileReport, sym: &Symbolizer) -> Vec<QuiescentPoint> 
     for t in &r.threads {
         let total: u64 = t.sites.iter().map(|s| s.blocked_ns).sum();
         for s in &t.sites {
-            if s.offset == 0
+            if s.at.offset == 0
+                || s.at.module == "?"
                 || total == 0
                 || (s.blocked_ns as f64) < QUIESCENT_SHARE * total as f64
-                || out.iter().any(|p| p.offset == s.offset)
+                || out.iter().any(|p| p.at == s.at)
             {
                 continue;
             }
             out.push(QuiescentPoint {
-                offset: s.offset,
+                at: s.at.clone(),
                 call: s.call.clone(),
-                function: sym.function(s.offset),
-                location: sym.location(s.offset),
+                function: sym.function(&s.at),
+                location: sym.location(&s.at),
             });
         }
     }
-    out.sort_by_key(|p| p.offset);
+    out.sort_by(|a, b| (&a.at.module, a.at.offset).cmp(&(&b.at.module, b.at.offset)));
     out
 }
 
@@ -167,7 +201,7 @@ fn quiescent_points(r: &ProfileReport, sym: &Symbolizer) -> Vec<QuiescentPoint> 
 /// `explicit`, or the profile kept beside its executable if there is one
 /// for this very build. Says on stderr which it uses (unless `quiet`) and
 /// always when it ignores a stale one.
-pub fn for_update(pid: u32, explicit: Option<&Path>, quiet: bool) -> Result<Option<Vec<u64>>> {
+pub fn for_update(pid: u32, explicit: Option<&Path>, quiet: bool) -> Result<Option<Vec<CodeRef>>> {
     // No process (or not ours to look at): the update itself says so.
     let Ok(exe) = exe_of(pid) else {
         return Ok(None);
@@ -186,9 +220,14 @@ pub fn for_update(pid: u32, explicit: Option<&Path>, quiet: bool) -> Result<Opti
         .with_context(|| format!("reading profile {}", path.display()))?;
     let saved: SavedProfile =
         toml::from_str(&text).with_context(|| format!("profile {}", path.display()))?;
-    if saved.binary_hash != hash_file(&exe)? {
+    let stale = saved.binary_hash != hash_file(&exe)?
+        || saved
+            .libraries
+            .iter()
+            .any(|(lib, h)| hash_file(Path::new(lib)).ok().as_ref() != Some(h));
+    if stale {
         let msg = format!(
-            "profile {} was recorded for another build of {}",
+            "profile {} was recorded for another build of {} or its libraries",
             path.display(),
             exe.display()
         );
@@ -206,6 +245,6 @@ pub fn for_update(pid: u32, explicit: Option<&Path>, quiet: bool) -> Result<Opti
         );
     }
     Ok(Some(
-        saved.quiescent_points.iter().map(|p| p.offset).collect(),
+        saved.quiescent_points.into_iter().map(|p| p.at).collect(),
     ))
 }

@@ -1,7 +1,9 @@
 //! Text for people (aligned columns, largest first) and JSON for scripts.
 
 use crate::profile::QuiescentPoint;
-use mcr_types::protocol::{HeapReport, Info, ProfileReport, TraceReport, TraceRow, UpdateReport};
+use mcr_types::protocol::{
+    CodeRef, HeapReport, Info, ProfileReport, TraceReport, TraceRow, UpdateReport,
+};
 use std::collections::BTreeMap;
 
 fn json<T: serde::Serialize>(v: &T) {
@@ -250,8 +252,8 @@ pub fn update(r: &UpdateReport, as_json: bool) {
 pub fn profile(
     r: &ProfileReport,
     points: &[QuiescentPoint],
-    function: impl Fn(u64) -> String,
-    location: impl Fn(u64) -> String,
+    function: impl Fn(&CodeRef) -> String,
+    location: impl Fn(&CodeRef) -> String,
 ) {
     println!("profile of {} ms", r.duration_ms);
     for t in &r.threads {
@@ -275,17 +277,17 @@ pub fn profile(
                 } else {
                     0.0
                 };
-                let quiescent = points.iter().any(|p| p.offset == s.offset);
+                let quiescent = points.iter().any(|p| p.at == s.at);
                 vec![
                     format!("{share:.1}%"),
                     s.calls.to_string(),
                     s.call.clone(),
-                    if s.offset == 0 {
+                    if s.at.offset == 0 {
                         "(unknown)".into()
                     } else {
-                        function(s.offset)
+                        function(&s.at)
                     },
-                    location(s.offset),
+                    location(&s.at),
                     if quiescent { "quiescent point" } else { "" }.into(),
                 ]
             })

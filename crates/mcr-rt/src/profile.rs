@@ -5,7 +5,7 @@
 //! and a stack walk per blocking call, and only while a profile runs.
 
 use crate::threads::{BlockState, ThreadRec};
-use mcr_types::protocol::{BlockingSite, ProfileReport, ProfiledThread};
+use mcr_types::protocol::{BlockingSite, CodeRef, ProfileReport, ProfiledThread};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -174,7 +174,7 @@ pub fn run(duration: Duration) -> Result<ProfileReport, String> {
             );
         }
     }
-    let (base, _) = crate::checkpoint::load_span();
+    let libraries = crate::checkpoint::libraries();
     let mut threads: Vec<ProfiledThread> = crate::threads::all()
         .iter()
         .map(|t| ProfiledThread {
@@ -197,10 +197,10 @@ pub fn run(duration: Duration) -> Result<ProfileReport, String> {
         let call =
             unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n)) };
         let entry = BlockingSite {
-            offset: if site > 1 {
-                (site as u64).wrapping_sub(base)
+            at: if site > 1 {
+                code_ref(site as u64, &libraries)
             } else {
-                0
+                CodeRef::default()
             },
             call: call.to_string(),
             calls: s.calls.load(Ordering::Relaxed),
@@ -236,17 +236,50 @@ pub fn run(duration: Duration) -> Result<ProfileReport, String> {
 static QUIESCENT_SITES: std::sync::RwLock<Vec<usize>> = std::sync::RwLock::new(Vec::new());
 static USE_SITES: AtomicBool = AtomicBool::new(false);
 
-/// Installs the profile's quiescent points for one update (offsets from the
-/// executable's load address); `None` restores the default.
-pub fn set_quiescent_sites(offsets: Option<&[u64]>) {
+/// A code address of this process as module + offset.
+fn code_ref(pc: u64, libraries: &[(String, u64, u64)]) -> CodeRef {
+    let (base, end) = crate::checkpoint::load_span();
+    if (base..end).contains(&pc) {
+        return CodeRef {
+            module: String::new(),
+            offset: pc - base,
+        };
+    }
+    match libraries.iter().find(|(_, a, b)| (*a..*b).contains(&pc)) {
+        Some((path, start, _)) => CodeRef {
+            module: path.clone(),
+            offset: pc - start,
+        },
+        None => CodeRef {
+            module: "?".into(),
+            offset: pc,
+        },
+    }
+}
+
+/// Installs the profile's quiescent points for one update; `None` restores
+/// the default. A point in a library this process has not loaded is skipped.
+pub fn set_quiescent_sites(sites: Option<&[CodeRef]>) {
     let (base, _) = crate::checkpoint::load_span();
+    let libraries = if sites.is_some_and(|s| s.iter().any(|c| !c.module.is_empty())) {
+        crate::checkpoint::libraries()
+    } else {
+        vec![]
+    };
     let mut w = QUIESCENT_SITES.write().unwrap_or_else(|e| e.into_inner());
     w.clear();
-    if let Some(o) = offsets {
-        w.extend(o.iter().map(|&x| (base + x) as usize));
-        w.sort_unstable();
+    for c in sites.unwrap_or_default() {
+        let start = if c.module.is_empty() {
+            Some(base)
+        } else {
+            libraries.iter().find(|l| l.0 == c.module).map(|l| l.1)
+        };
+        if let Some(start) = start {
+            w.push((start + c.offset) as usize);
+        }
     }
-    USE_SITES.store(offsets.is_some(), Ordering::SeqCst);
+    w.sort_unstable();
+    USE_SITES.store(sites.is_some(), Ordering::SeqCst);
 }
 
 /// Whether a blocking call made from `site` is a quiescent point.

@@ -30,11 +30,21 @@ pub struct UpdateRequest {
     #[serde(default)]
     pub args: Option<Vec<String>>,
     pub timeout_ms: u64,
-    /// Quiescent points from a profile of this build, as offsets of call
-    /// sites from the executable's load address; absent: every blocking
-    /// call counts as a quiescent point.
+    /// Quiescent points from a profile of this build (return addresses of
+    /// blocking calls); absent: every blocking call is a quiescent point.
     #[serde(default)]
-    pub quiescent_sites: Option<Vec<u64>>,
+    pub quiescent_sites: Option<Vec<CodeRef>>,
+}
+
+/// A code address that means the same in every run of one build: an offset
+/// from the load address of the executable (`module` empty) or of a shared
+/// library (its path). Blocking calls libraries make (libevent's
+/// `epoll_wait`) are call sites in the library.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRef {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub module: String,
+    pub offset: u64,
 }
 
 /// Time the threads spent blocked, per thread and blocking call site.
@@ -54,9 +64,9 @@ pub struct ProfiledThread {
 /// One blocking call site of one thread.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BlockingSite {
-    /// Return address of the call, as an offset from the executable's load
-    /// address (0 when the stack did not show it).
-    pub offset: u64,
+    /// Return address of the call (offset 0 when the stack did not show it).
+    #[serde(flatten)]
+    pub at: CodeRef,
     /// The blocking function called (`accept`, `epoll_wait`, `read`...).
     pub call: String,
     pub calls: u64,
