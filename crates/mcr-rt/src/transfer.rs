@@ -11,7 +11,7 @@
 use crate::checkpoint::{from_hex, State};
 use crate::heap::{self, Site};
 use crate::snapshot::StartupObject;
-use crate::{globals, sections};
+use crate::{globals, sections, thread_locals};
 use mcr_types::plan::{pointer_slots, PlanError, Versions};
 use mcr_types::protocol::UpdateReport;
 use mcr_types::{TypeDef, TypeKind, TypeMap};
@@ -97,8 +97,10 @@ struct Move {
 struct Ctx<'a> {
     v: Versions<'a>,
     moves: Vec<Move>,
+    /// Also every thread-local variable of every old thread, and of every
+    /// new thread paired with one, named by `thread_locals::instance_label`.
     old_globals: Vec<(u64, u64, &'a str, &'a str)>,
-    new_globals: HashMap<&'static str, (u64, &'static str)>,
+    new_globals: HashMap<&'a str, (u64, &'a str)>,
     old_funcs: HashMap<u64, &'a str>,
     /// Old shared-library ranges and how far each library moved.
     libs: Vec<(u64, u64, i64)>,
@@ -535,6 +537,34 @@ fn library_shifts(state: &State) -> Vec<(u64, u64, i64)> {
     v
 }
 
+/// Writes the old value of a global (or of one thread's thread-local) into
+/// its new-version counterpart at `na`, of new type `nty`, converted by
+/// the types' plan.
+///
+/// # Safety
+/// `na` must be a live variable as long as `nty` (or, with no known type,
+/// as the old value).
+unsafe fn pour(
+    ctx: &Ctx,
+    g: &crate::checkpoint::SavedGlobal,
+    na: u64,
+    nty: &str,
+) -> Result<(), TransferError> {
+    let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
+    let old = from_hex(&g.bytes);
+    let nsize = nt.map(|t| t.size).unwrap_or(old.len() as u64) as usize;
+    // SAFETY: per the caller.
+    let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
+    match (ot, nt) {
+        (Some(o), Some(n)) => ctx.v.convert(o, n, &old, dst, &g.name)?,
+        _ => {
+            let k = old.len().min(dst.len());
+            dst[..k].copy_from_slice(&old[..k]);
+        }
+    }
+    Ok(())
+}
+
 /// Transfers the old version's state into this process.
 pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport, TransferError> {
     let t0 = std::time::Instant::now();
@@ -556,14 +586,39 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         state.sites.iter().map(|s| (s.addr, s)).collect();
     let new_sites: HashMap<u64, &'static Site> =
         sections::sites().iter().map(|s| (s.key, s)).collect();
+    // Thread-local variables: each new thread receives its counterpart's.
+    // Every instance is a global of its own to pointers (a pointer to an
+    // old thread's variable becomes one to its counterpart's).
+    let tls = thread_locals::pair(&state.threads);
+    let old_tls: Vec<(u64, u64, String, &str)> = state
+        .threads
+        .iter()
+        .flat_map(|t| {
+            t.vars.iter().map(|v| {
+                let label = thread_locals::instance_label(&v.name, &t.key);
+                (v.addr, v.size, label, v.type_name.as_str())
+            })
+        })
+        .collect();
+    let new_tls: Vec<(String, u64, &str)> = tls
+        .iter()
+        .flat_map(|p| {
+            p.new.iter().map(|i| {
+                let label = thread_locals::instance_label(i.var.name, &p.old.key);
+                (label, i.addr as u64, i.var.type_name)
+            })
+        })
+        .collect();
     let mut old_globals: Vec<_> = state
         .globals
         .iter()
         .map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str()))
+        .chain(old_tls.iter().map(|(a, n, l, t)| (*a, *n, l.as_str(), *t)))
         .collect();
     old_globals.sort_by_key(|g| g.0);
     let new_globals = globals::all()
         .map(|g| (g.name, (g.addr as u64, g.type_name)))
+        .chain(new_tls.iter().map(|(l, a, t)| (l.as_str(), (*a, *t))))
         .collect();
     let mut ctx = Ctx {
         v,
@@ -800,7 +855,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
             continue;
         };
-        let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
+        let ot = ctx.v.old_type(&g.type_name);
         let has_ptr = match ot {
             Some(t) => {
                 let look = |n: &str| ctx.v.old_type(n).cloned();
@@ -816,19 +871,25 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             }
             continue;
         }
-        let old = from_hex(&g.bytes);
-        let nsize = nt.map(|t| t.size).unwrap_or(old.len() as u64) as usize;
-        // SAFETY: the new global is `nsize` bytes long per its descriptor.
-        let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
-        match (ot, nt) {
-            (Some(o), Some(n)) => ctx.v.convert(o, n, &old, dst, &g.name)?,
-            _ => {
-                let k = old.len().min(dst.len());
-                dst[..k].copy_from_slice(&old[..k]);
-            }
-        }
+        // SAFETY: the new global is as long as its descriptor says.
+        unsafe { pour(&ctx, g, na, nty) }?;
         report.globals += 1;
-        fixed_globals.push((na, nty.to_string(), g.name.as_str()));
+        fixed_globals.push((na, nty.to_string(), g.name.clone()));
+    }
+    // Thread-locals: old state always wins (no start-up snapshot of them).
+    for p in &tls {
+        for g in &p.old.vars {
+            let Some(i) = p.new.iter().find(|i| i.var.name == g.name) else {
+                continue;
+            };
+            let (na, nty) = (i.addr as u64, i.var.type_name);
+            // SAFETY: the variable in a live, parked thread of this process,
+            // as long as its descriptor says.
+            unsafe { pour(&ctx, g, na, nty) }?;
+            report.thread_locals += 1;
+            let label = thread_locals::instance_label(&g.name, &p.old.key);
+            fixed_globals.push((na, nty.to_string(), label));
+        }
     }
     let debug = std::env::var_os("MCR_DEBUG").is_some();
     for (a, t, name) in fixed_globals {

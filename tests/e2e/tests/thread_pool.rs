@@ -46,9 +46,8 @@ fn v1_to_v1_o0() {
 }
 
 /// Thread-local counters of the workers (`__thread`): each new worker
-/// should carry its counterpart's.
+/// carries its counterpart's.
 #[test]
-#[ignore = "thread-local variables of program threads are not transferred, see KNOWN_FAILURES.md #13"]
 fn thread_locals_carried_v1_to_v1() {
     let case = Case::new("thread_pool");
     let b1 = case.bin(1, Opt::O2);
