@@ -174,6 +174,12 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(addr as isize - pt as isize, here);
+        let v = TlsVar {
+            name: "PROBE",
+            type_name: "unsigned long",
+            size: 8,
+            offset: here,
+        };
+        assert_eq!(addr_in(&v, pt), addr);
     }
 }

@@ -97,9 +97,14 @@ struct Move {
 struct Ctx<'a> {
     v: Versions<'a>,
     moves: Vec<Move>,
-    /// Also every thread-local variable of every old thread, and of every
-    /// new thread paired with one, named by `thread_locals::instance_label`.
     old_globals: Vec<(u64, u64, &'a str, &'a str)>,
+    /// Every thread-local variable of every old thread, named by
+    /// `thread_locals::instance_label`, sorted by address. Only precise
+    /// pointers are translated through it: glibc's own TLS vectors (untyped
+    /// heap objects) point into the old threads' TLS blocks too.
+    old_tls: Vec<(u64, u64, &'a str, &'a str)>,
+    /// The new globals, and the thread-locals of the new threads paired
+    /// with old ones (under the same labels).
     new_globals: HashMap<&'a str, (u64, &'a str)>,
     old_funcs: HashMap<u64, &'a str>,
     /// Old shared-library ranges and how far each library moved.
@@ -190,6 +195,40 @@ impl<'a> Ctx<'a> {
         (p < m.old + m.old_size).then_some(m)
     }
 
+    /// A pointer into one of `vars` (old globals or thread-locals, sorted
+    /// by address), as a pointer into its new counterpart; `None` if `p`
+    /// is in none of them.
+    fn translate_static(
+        &self,
+        vars: &[(u64, u64, &str, &str)],
+        p: u64,
+        target: &str,
+    ) -> Option<Result<Option<u64>, TransferError>> {
+        let j = vars.partition_point(|g| g.0 <= p);
+        let (a, sz, name, ty) = *vars.get(j.checked_sub(1)?)?;
+        if p >= a + sz.max(1) {
+            return None;
+        }
+        let Some(&(na, nty)) = self.new_globals.get(name) else {
+            return Some(Err(TransferError::GlobalGone(name.into())));
+        };
+        let off = match (self.v.old_type(ty), self.v.new_type(nty)) {
+            (Some(_), Some(_))
+                if p == a
+                    && (target == ty
+                        || self
+                            .v
+                            .old_type(target)
+                            .is_none_or(|t| t.kind != TypeKind::Scalar)) =>
+            {
+                0
+            }
+            (Some(o), Some(n)) => self.map_offset(o, n, p - a).unwrap_or(p - a),
+            _ => p - a,
+        };
+        Some(Ok(Some(na + off)))
+    }
+
     fn translate(&self, p: u64, target: &str) -> Result<Option<u64>, TransferError> {
         if p == 0 {
             return Ok(None);
@@ -211,29 +250,12 @@ impl<'a> Ctx<'a> {
             };
             return Ok(Some(m.new + el * nt.size + noff));
         }
-        let j = self.old_globals.partition_point(|g| g.0 <= p);
-        if j > 0 {
-            let (a, sz, name, ty) = self.old_globals[j - 1];
-            if p < a + sz.max(1) {
-                let (na, nty) = *self
-                    .new_globals
-                    .get(name)
-                    .ok_or_else(|| TransferError::GlobalGone(name.into()))?;
-                let off = match (self.v.old_type(ty), self.v.new_type(nty)) {
-                    (Some(_), Some(_))
-                        if p == a
-                            && (target == ty
-                                || self
-                                    .v
-                                    .old_type(target)
-                                    .is_none_or(|t| t.kind != TypeKind::Scalar)) =>
-                    {
-                        0
-                    }
-                    (Some(o), Some(n)) => self.map_offset(o, n, p - a).unwrap_or(p - a),
-                    _ => p - a,
-                };
-                return Ok(Some(na + off));
+        if let Some(r) = self.translate_static(&self.old_globals, p, target) {
+            return r;
+        }
+        if !target.is_empty() {
+            if let Some(r) = self.translate_static(&self.old_tls, p, target) {
+                return r;
             }
         }
         if let Some(name) = self.old_funcs.get(&p) {
@@ -590,7 +612,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
     // Every instance is a global of its own to pointers (a pointer to an
     // old thread's variable becomes one to its counterpart's).
     let tls = thread_locals::pair(&state.threads);
-    let old_tls: Vec<(u64, u64, String, &str)> = state
+    let old_tls_labels: Vec<(u64, u64, String, &str)> = state
         .threads
         .iter()
         .flat_map(|t| {
@@ -613,9 +635,13 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         .globals
         .iter()
         .map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str()))
-        .chain(old_tls.iter().map(|(a, n, l, t)| (*a, *n, l.as_str(), *t)))
         .collect();
     old_globals.sort_by_key(|g| g.0);
+    let mut old_tls: Vec<_> = old_tls_labels
+        .iter()
+        .map(|(a, n, l, t)| (*a, *n, l.as_str(), *t))
+        .collect();
+    old_tls.sort_by_key(|g| g.0);
     let new_globals = globals::all()
         .map(|g| (g.name, (g.addr as u64, g.type_name)))
         .chain(new_tls.iter().map(|(l, a, t)| (l.as_str(), (*a, *t))))
@@ -624,6 +650,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         v,
         moves: vec![],
         old_globals,
+        old_tls,
         new_globals,
         old_funcs: state
             .functions

@@ -71,6 +71,7 @@ fn thread_locals(v_to: u32, opt: Opt) {
     };
     assert_eq!(ask(&mut c), want);
     assert_eq!(c.cmd("MAINTLS"), "MAINTLS 3");
+    assert_eq!(c.cmd("STATOF 2"), "STATOF 2 4");
     let r = s.update_ok(&b2);
     // 5 thread-locals in each of 5 threads (main and 4 workers).
     assert_eq!(r.thread_locals, 25, "{r:?}");
@@ -81,10 +82,15 @@ fn thread_locals(v_to: u32, opt: Opt) {
     assert_eq!(s.version(), v_to.to_string());
     assert_eq!(ask(&mut c), want, "thread-locals after the update");
     assert_eq!(c.cmd("MAINTLS"), "MAINTLS 3");
+    // A global pointer to a worker's thread-local now points to its
+    // counterpart's.
+    assert_eq!(c.cmd("STATOF 2"), "STATOF 2 4");
+    assert_eq!(c.cmd("JOB 1 9"), "DONE 1 2 13");
+    assert_eq!(c.cmd("STATOF 1"), "STATOF 1 9");
     // The new threads go on from there.
     assert_eq!(c.cmd("JOB 2 10"), "DONE 2 4 26");
     assert_eq!(c.cmd("TLS 2"), "TLS 2 4 4 10 4 26 1");
-    assert_eq!(c.cmd("MAINTLS"), "MAINTLS 4");
+    assert_eq!(c.cmd("MAINTLS"), "MAINTLS 5");
     s.check();
 }
 
