@@ -97,9 +97,8 @@ impl<'a> Emitter<'a> {
         } else {
             gi.value
         };
-        let flags = (r.thread_local as u64)
-            | ((r.constant as u64) << 1)
-            | ((r.thread_local as u64) << 2);
+        let flags =
+            (r.thread_local as u64) | ((r.constant as u64) << 1) | ((r.thread_local as u64) << 2);
         let vals = [
             addr,
             self.cstr(&r.name),

@@ -14,7 +14,7 @@
 //! knows each one's `pthread_t`; threads it does not know (started by code
 //! mcr-cc did not compile) are not covered.
 
-use crate::sections::{self, GLOBAL_TLS_ACCESSOR, GLOBAL_THREAD_LOCAL};
+use crate::sections::{self, GLOBAL_THREAD_LOCAL, GLOBAL_TLS_ACCESSOR};
 use crate::threads::{self, ThreadRec};
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
