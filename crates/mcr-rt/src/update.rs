@@ -165,8 +165,14 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
     let q0 = Instant::now();
     quiesce::quiesce(Duration::from_millis(req.timeout_ms), None).map_err(|e| {
         UpdateError(format!(
-            "rolled back: quiescence timed out after {} ms; threads not at a quiescent point: {:?}",
-            req.timeout_ms, e.busy
+            "rolled back: quiescence timed out after {} ms; threads not at a quiescent point: {:?}{}",
+            req.timeout_ms,
+            e.busy,
+            if e.starting > 0 {
+                format!(", and {} created but not started yet", e.starting)
+            } else {
+                String::new()
+            }
         ))
     })?;
     ph.done("quiesce");
