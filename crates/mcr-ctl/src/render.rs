@@ -171,8 +171,14 @@ pub fn trace(t: &TraceReport, as_json: bool, by_site: bool) {
         return json(t);
     }
     println!(
-        "{} objects: {} reachable, {} unreachable ({} precise, {} conservative edges; {:.1} ms)",
-        t.objects, t.reachable, t.unreachable, t.precise_edges, t.conservative_edges, t.millis
+        "{} objects: {} reachable, {} unreachable ({} precise, {} conservative edges; {} thread-locals; {:.1} ms)",
+        t.objects,
+        t.reachable,
+        t.unreachable,
+        t.precise_edges,
+        t.conservative_edges,
+        t.thread_locals,
+        t.millis
     );
     if by_site {
         let rows: Vec<Vec<String>> = by_bytes(&t.sites)
@@ -234,8 +240,13 @@ pub fn update(r: &UpdateReport, as_json: bool) {
     }
     println!("updated: pid {} -> {}", r.old_pid, r.new_pid);
     println!(
-        "  objects: {} precise ({} moved to a new layout), {} conservative; {} bytes; {} globals",
-        r.objects_precise, r.objects_moved, r.objects_conservative, r.bytes, r.globals
+        "  objects: {} precise ({} moved to a new layout), {} conservative; {} bytes; {} globals, {} thread-locals",
+        r.objects_precise,
+        r.objects_moved,
+        r.objects_conservative,
+        r.bytes,
+        r.globals,
+        r.thread_locals
     );
     println!(
         "  descriptors: {} inherited, {} start-up resources closed",

@@ -357,3 +357,33 @@ fn text_output_is_aligned_and_sorted_by_bytes() {
         r.stdout
     );
 }
+
+/// Thread-local variables of every program thread are typed roots: an
+/// object behind a worker's `__thread` pointer is reachable, so is one
+/// behind a pointer no conservative scan finds (offset 4 of a packed
+/// thread-local struct), and one behind the main thread's.
+fn thread_locals(b: Build) {
+    let f = Fixture::start(&build("tls", b));
+    assert_eq!(live(f.pid, "struct tls_packed"), (1, 16));
+    let t = trace(f.pid);
+    check_trace(
+        &t,
+        &[
+            ("struct tls_plain", 1, 0),
+            ("struct tls_packed", 1, 0),
+            ("struct tls_main", 1, 0),
+            ("struct tls_leak", 0, 4),
+        ],
+        &[],
+    );
+    assert_eq!(t.thread_locals, 6, "3 thread-locals x 2 threads");
+}
+
+#[test]
+fn thread_locals_o2() {
+    thread_locals(Build::O2);
+}
+#[test]
+fn thread_locals_o0() {
+    thread_locals(Build::O0);
+}

@@ -34,7 +34,7 @@ impl<'a> Emitter<'a> {
             used: Vec::new(),
             // struct mcr_site { u64 key; char *file, *function; u32 line, flags; char *type_name; u64 elem_size; }
             site_ty: ir.struct_ty(&[i64t, p, p, i32t, i32t, p, i64t]),
-            // struct mcr_global { void *addr; char *name, *type_name; u64 size, flags; }
+            // struct mcr_global { void *addr (or accessor); char *name, *type_name; u64 size, flags; }
             global_ty: ir.struct_ty(&[p, p, p, i64t, i64t]),
         }
     }
@@ -89,12 +89,16 @@ impl<'a> Emitter<'a> {
     pub fn global(&mut self, gi: &GlobalInfo) {
         let ir = self.ir;
         let r = &gi.record;
+        // A thread-local has no address common to all threads: the
+        // descriptor points at a function returning its address in the
+        // calling thread (ABI.md).
         let addr = if r.thread_local {
-            ir.const_null(ir.ptr_ty())
+            ir.define_tls_accessor("__mcr_tls_addr", gi.value)
         } else {
             gi.value
         };
-        let flags = (r.thread_local as u64) | ((r.constant as u64) << 1);
+        let flags =
+            (r.thread_local as u64) | ((r.constant as u64) << 1) | ((r.thread_local as u64) << 2);
         let vals = [
             addr,
             self.cstr(&r.name),

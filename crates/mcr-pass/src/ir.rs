@@ -258,6 +258,40 @@ impl Ir {
         }
     }
 
+    /// Defines `ptr name() { return llvm.threadlocal.address(g); }`, with
+    /// internal linkage: the address of the thread-local `g` in the calling
+    /// thread, whatever TLS model the back end picks (local-exec in a PIE or
+    /// a static executable, initial-exec or a `__tls_get_addr` call
+    /// otherwise).
+    pub fn define_tls_accessor(&self, name: &str, g: Val) -> Val {
+        let p = self.ptr_ty();
+        let fty = self.fn_ty(p, &[]);
+        let c = std::ffi::CString::new(name).unwrap();
+        let iname = "llvm.threadlocal.address";
+        // SAFETY: `g` is a thread-local global of this module; the function,
+        // its block and the builder are created and used here; the intrinsic
+        // is overloaded on the pointer type, given as its one parameter type.
+        unsafe {
+            let f = LLVMAddFunction(self.m, c.as_ptr(), fty.0);
+            LLVMSetLinkage(f, inkwell::llvm_sys::LLVMLinkage::LLVMInternalLinkage);
+            let id = LLVMLookupIntrinsicID(iname.as_ptr() as *const c_char, iname.len());
+            let mut over = [p.0];
+            let intr = LLVMGetIntrinsicDeclaration(self.m, id, over.as_mut_ptr(), 1);
+            let ity = LLVMIntrinsicGetType(self.ctx, id, over.as_mut_ptr(), 1);
+            let bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"entry".as_ptr());
+            let b = LLVMCreateBuilderInContext(self.ctx);
+            LLVMPositionBuilderAtEnd(b, bb);
+            let mut args = [g.0];
+            let call = LLVMBuildCall2(b, ity, intr, args.as_mut_ptr(), 1, c"".as_ptr());
+            LLVMBuildRet(b, call);
+            LLVMDisposeBuilder(b);
+            let f = Val(f);
+            self.add_fn_attr(f, u32::MAX, "nounwind", 0);
+            self.add_fn_attr(f, u32::MAX, "noinline", 0);
+            f
+        }
+    }
+
     /// `!dbg` attachment of a global variable: its DIGlobalVariable(s).
     pub fn global_di_vars(&self, g: Val) -> Vec<Md> {
         let dbg = self.md_kind("dbg");

@@ -20,6 +20,14 @@ pub struct SavedGlobal {
     pub unchanged_since_startup: bool,
 }
 
+/// The thread-local variables of one program thread.
+#[derive(Serialize, Deserialize)]
+pub struct SavedThread {
+    pub key: crate::thread_locals::ThreadKey,
+    /// As globals; `addr` is the variable's address in that thread.
+    pub vars: Vec<SavedGlobal>,
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct SavedSite {
     pub addr: u64,
@@ -45,6 +53,10 @@ pub struct State {
     pub startup_objects: Vec<crate::snapshot::StartupObject>,
     /// Shared libraries: (path, lowest address, end of their last mapping).
     pub libraries: Vec<(String, u64, u64)>,
+    /// Thread-local variables of every program thread: their TLS blocks
+    /// are not in the heap image.
+    #[serde(default)]
+    pub threads: Vec<SavedThread>,
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -266,6 +278,28 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
             }
         })
         .collect();
+    let threads = crate::thread_locals::per_thread()
+        .into_iter()
+        .map(|(t, vars)| SavedThread {
+            key: crate::thread_locals::key_of(t),
+            vars: vars
+                .iter()
+                .map(|i| {
+                    // SAFETY: the TLS of a live program thread, which is
+                    // parked and cannot exit while the checkpoint is taken.
+                    let b = unsafe { std::slice::from_raw_parts(i.addr as *const u8, i.var.size) };
+                    SavedGlobal {
+                        name: i.var.name.into(),
+                        type_name: i.var.type_name.into(),
+                        addr: i.addr as u64,
+                        size: i.var.size as u64,
+                        bytes: to_hex(b),
+                        unchanged_since_startup: false,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
     let (_, image) = own_image();
     let state = State {
         // SAFETY: getpid has no preconditions.
@@ -282,6 +316,7 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
         image,
         startup_objects: crate::snapshot::objects(),
         libraries: libraries(),
+        threads,
     };
     let state_fd = memfd("mcr-state")?;
     let mut f = std::fs::File::from(state_fd.try_clone()?);

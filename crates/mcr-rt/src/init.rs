@@ -32,7 +32,7 @@ pub fn ensure() {
         }
         // SAFETY: getpid has no preconditions.
         if threads::gettid() == unsafe { libc::getpid() } {
-            threads::register_current(true);
+            threads::register_current(true, 0, 0);
             threads::save_main_sigmask();
         }
         quiesce::install_signal();

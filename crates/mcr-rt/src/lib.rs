@@ -18,6 +18,7 @@ pub mod rlimit;
 pub mod sections;
 pub mod snapshot;
 pub mod startup_log;
+pub mod thread_locals;
 pub mod threads;
 pub mod trace;
 pub mod transfer;

@@ -236,6 +236,8 @@ pub struct NotQuiescent {
     /// Thread ids, each with the call site it is blocked at outside a
     /// quiescent point (0: running).
     pub busy: Vec<(i32, usize)>,
+    /// Threads created but not started yet.
+    pub starting: i32,
 }
 
 /// Asks every program thread to park; waits until all are parked (or in an
@@ -268,12 +270,15 @@ pub fn quiesce(timeout: Duration, skip: Option<&ThreadRec>) -> Result<(), NotQui
                 BlockState::Running => busy.push((tid, t.blocked_at.load(Ordering::SeqCst))),
             }
         }
-        if busy.is_empty() {
+        // A thread made by `pthread_create` that has not registered yet
+        // would run unparked through the checkpoint.
+        let starting = threads::starting();
+        if busy.is_empty() && starting <= 0 {
             return Ok(());
         }
         if Instant::now() >= deadline {
             resume();
-            return Err(NotQuiescent { busy });
+            return Err(NotQuiescent { busy, starting });
         }
         let g = GATE.lock().unwrap_or_else(|e| e.into_inner());
         let _ = PARKED_CV.wait_timeout(g, Duration::from_millis(2));

@@ -99,9 +99,11 @@ pub fn main_startup_over() -> bool {
     let unclaimed = startup_log::finish_replay();
     let t = Instant::now();
     let me = threads::current();
-    // Threads start-up created park at their first blocking call.
+    // Threads start-up created park at their first blocking call (and
+    // ones still starting have not even registered yet).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
+        let starting = threads::starting();
         let busy: Vec<String> = threads::all()
             .into_iter()
             .filter(|r| !me.is_some_and(|m| std::ptr::eq(*r, m)) && r.alive.load(Ordering::SeqCst))
@@ -112,6 +114,7 @@ pub fn main_startup_over() -> bool {
                 )
             })
             .map(|r| format!("{} ({:?})", r.tid.load(Ordering::SeqCst), r.state()))
+            .chain((starting > 0).then(|| format!("{starting} still starting")))
             .collect();
         if busy.is_empty() {
             break;

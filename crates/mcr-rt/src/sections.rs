@@ -34,6 +34,8 @@ extern "C" {
 /// `struct mcr_global` of docs/ABI.md.
 #[repr(C)]
 pub struct GlobalDesc {
+    /// The variable; for a thread-local with `GLOBAL_TLS_ACCESSOR`, its
+    /// accessor function.
     pub addr: *mut u8,
     pub name: *const libc::c_char,
     pub type_name: *const libc::c_char,
@@ -43,6 +45,9 @@ pub struct GlobalDesc {
 
 pub const GLOBAL_THREAD_LOCAL: u64 = 1;
 pub const GLOBAL_CONSTANT: u64 = 2;
+/// `addr` is a function `void *(*)(void)` returning the thread-local's
+/// address in the calling thread.
+pub const GLOBAL_TLS_ACCESSOR: u64 = 4;
 
 fn bounds(i: usize) -> (usize, usize) {
     // SAFETY: a static array defined in the asm above; weak symbols that the

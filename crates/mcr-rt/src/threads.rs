@@ -33,6 +33,14 @@ pub struct ThreadRec {
     pub blocked_at: AtomicUsize,
     /// The call it is blocked in while a profile records.
     pub profile: crate::profile::InCall,
+    /// Its `pthread_t` (glibc: the thread descriptor, at a fixed distance
+    /// from the thread's static TLS block; see `thread_locals`).
+    pub pthread: usize,
+    /// Its start routine (0 for the main thread) and its rank among the
+    /// threads created with that routine, in `pthread_create` order: what
+    /// pairs it with its counterpart in another version.
+    pub start: usize,
+    pub ordinal: u32,
 }
 
 impl ThreadRec {
@@ -60,8 +68,9 @@ pub fn gettid() -> i32 {
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
-/// Registers the calling thread as a program thread.
-pub fn register_current(is_main: bool) -> &'static ThreadRec {
+/// Registers the calling thread as a program thread (the main thread, or
+/// one started by `__mcr_pthread_create` with `start` as its `ordinal`-th).
+pub fn register_current(is_main: bool, start: usize, ordinal: u32) -> &'static ThreadRec {
     if let Some(r) = current() {
         return r;
     }
@@ -73,6 +82,10 @@ pub fn register_current(is_main: bool) -> &'static ThreadRec {
         is_main,
         blocked_at: AtomicUsize::new(0),
         profile: Default::default(),
+        // SAFETY: pthread_self has no preconditions.
+        pthread: unsafe { libc::pthread_self() } as usize,
+        start,
+        ordinal,
     }));
     REGISTRY.lock().unwrap().push(rec);
     CURRENT.with(|c| c.set(Some(rec)));
@@ -126,6 +139,8 @@ pub fn after_fork_child() {
     let me = current();
     let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     reg.retain(|r| me.is_some_and(|m| std::ptr::eq(*r, m)));
+    // Threads the parent was starting do not exist here.
+    STARTING.store(0, Ordering::SeqCst);
     if let Some(m) = me {
         m.tid.store(gettid(), Ordering::SeqCst);
         m.set(BlockState::Running);
@@ -135,12 +150,41 @@ pub fn after_fork_child() {
 struct Start {
     f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
     arg: *mut libc::c_void,
+    ordinal: u32,
+}
+
+/// Threads created so far per start routine (exited ones included), so
+/// ranks follow `pthread_create` order, not the order threads get to run.
+static CREATED: Mutex<Vec<(usize, u32)>> = Mutex::new(Vec::new());
+
+/// Threads created by `__mcr_pthread_create` that have not registered yet.
+static STARTING: AtomicI32 = AtomicI32::new(0);
+
+/// How many program threads were created but are not in the registry yet:
+/// a new version's start-up is not over while one is on its way.
+pub fn starting() -> i32 {
+    STARTING.load(Ordering::SeqCst)
+}
+
+fn next_ordinal(start: usize) -> u32 {
+    let mut c = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    match c.iter_mut().find(|x| x.0 == start) {
+        Some(x) => {
+            x.1 += 1;
+            x.1 - 1
+        }
+        None => {
+            c.push((start, 1));
+            0
+        }
+    }
 }
 
 extern "C" fn trampoline(p: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `p` is the Box<Start> leaked by `__mcr_pthread_create`.
     let s = unsafe { Box::from_raw(p as *mut Start) };
-    register_current(false);
+    register_current(false, s.f as usize, s.ordinal);
+    STARTING.fetch_sub(1, Ordering::SeqCst);
     let r = (s.f)(s.arg);
     unregister_current();
     r
@@ -159,10 +203,13 @@ pub unsafe extern "C" fn __mcr_pthread_create(
     arg: *mut libc::c_void,
 ) -> libc::c_int {
     crate::init::ensure();
-    let start = Box::into_raw(Box::new(Start { f, arg }));
+    let ordinal = next_ordinal(f as usize);
+    let start = Box::into_raw(Box::new(Start { f, arg, ordinal }));
+    STARTING.fetch_add(1, Ordering::SeqCst);
     // SAFETY: forwarding the caller's arguments; the trampoline owns `start`.
     let r = unsafe { libc::pthread_create(thread, attr, trampoline, start as *mut libc::c_void) };
     if r != 0 {
+        STARTING.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: the thread was not created, so `start` is still ours.
         drop(unsafe { Box::from_raw(start) });
     }

@@ -7,6 +7,10 @@
 //!
 //! - The program's globals and function statics (the `mcr_globals`
 //!   descriptors), through the same per-type scan plans as heap objects.
+//! - The thread-local variables (`__thread`) of every program thread, the
+//!   same way (`thread_locals` finds them in each thread): precise, so a
+//!   pointer a conservative scan would miss (not 8-aligned, in a packed
+//!   struct) is followed. The TLS block is still scanned as a whole below.
 //! - The stack of every program thread (`threads::all`). A thread blocked
 //!   in a system call (`/proc/self/task/TID/syscall` gives its stack
 //!   pointer) is scanned from its stack pointer (less the 128-byte red
@@ -72,7 +76,7 @@
 //! `process_vm_readv`, so a thread exiting meanwhile cannot fault it.
 
 use crate::heap::{self, Object, Site};
-use crate::{globals, report, sections, threads};
+use crate::{globals, report, sections, thread_locals, threads};
 use mcr_types::protocol::{TraceReport, TraceRow};
 use mcr_types::{TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
@@ -680,6 +684,22 @@ pub fn trace() -> TraceReport {
         unsafe { w.scan_with(plan.as_ref(), g.addr as u64, g.size as u64) };
     }
     w.drain();
+    // Roots: every program thread's thread-local variables, typed. Copied
+    // first: a thread can exit (and its TLS vanish) during the walk.
+    let mut tls_roots = 0;
+    for (_, vars) in thread_locals::per_thread() {
+        for i in vars {
+            let plan = w.idx.get(i.var.type_name).and_then(|t| plan_of(&w.idx, t));
+            let mut copy = vec![0u64; i.var.size.div_ceil(8)];
+            if read_self(i.addr as u64, &mut copy) < i.var.size {
+                continue;
+            }
+            // SAFETY: our own copy of the variable's bytes.
+            unsafe { w.scan_with(plan.as_ref(), copy.as_ptr() as u64, i.var.size as u64) };
+            tls_roots += 1;
+        }
+    }
+    w.drain();
     // Program threads' stacks (and, inside their stack blocks, their TLS).
     let mut main_alive = false;
     let mut stacks = Vec::new();
@@ -807,6 +827,7 @@ pub fn trace() -> TraceReport {
     rep.sites = sites;
     rep.precise_edges = w.precise;
     rep.conservative_edges = w.conservative;
+    rep.thread_locals = tls_roots;
     rep.millis = t0.elapsed().as_secs_f64() * 1e3;
     rep
 }

@@ -11,7 +11,7 @@
 use crate::checkpoint::{from_hex, State};
 use crate::heap::{self, Site};
 use crate::snapshot::StartupObject;
-use crate::{globals, sections};
+use crate::{globals, sections, thread_locals};
 use mcr_types::plan::{pointer_slots, PlanError, Versions};
 use mcr_types::protocol::UpdateReport;
 use mcr_types::{TypeDef, TypeKind, TypeMap};
@@ -98,7 +98,14 @@ struct Ctx<'a> {
     v: Versions<'a>,
     moves: Vec<Move>,
     old_globals: Vec<(u64, u64, &'a str, &'a str)>,
-    new_globals: HashMap<&'static str, (u64, &'static str)>,
+    /// Every thread-local variable of every old thread, named by
+    /// `thread_locals::instance_label`, sorted by address. Only precise
+    /// pointers are translated through it: glibc's own TLS vectors (untyped
+    /// heap objects) point into the old threads' TLS blocks too.
+    old_tls: Vec<(u64, u64, &'a str, &'a str)>,
+    /// The new globals, and the thread-locals of the new threads paired
+    /// with old ones (under the same labels).
+    new_globals: HashMap<&'a str, (u64, &'a str)>,
     old_funcs: HashMap<u64, &'a str>,
     /// Old shared-library ranges and how far each library moved.
     libs: Vec<(u64, u64, i64)>,
@@ -188,6 +195,40 @@ impl<'a> Ctx<'a> {
         (p < m.old + m.old_size).then_some(m)
     }
 
+    /// A pointer into one of `vars` (old globals or thread-locals, sorted
+    /// by address), as a pointer into its new counterpart; `None` if `p`
+    /// is in none of them.
+    fn translate_static(
+        &self,
+        vars: &[(u64, u64, &str, &str)],
+        p: u64,
+        target: &str,
+    ) -> Option<Result<Option<u64>, TransferError>> {
+        let j = vars.partition_point(|g| g.0 <= p);
+        let (a, sz, name, ty) = *vars.get(j.checked_sub(1)?)?;
+        if p >= a + sz.max(1) {
+            return None;
+        }
+        let Some(&(na, nty)) = self.new_globals.get(name) else {
+            return Some(Err(TransferError::GlobalGone(name.into())));
+        };
+        let off = match (self.v.old_type(ty), self.v.new_type(nty)) {
+            (Some(_), Some(_))
+                if p == a
+                    && (target == ty
+                        || self
+                            .v
+                            .old_type(target)
+                            .is_none_or(|t| t.kind != TypeKind::Scalar)) =>
+            {
+                0
+            }
+            (Some(o), Some(n)) => self.map_offset(o, n, p - a).unwrap_or(p - a),
+            _ => p - a,
+        };
+        Some(Ok(Some(na + off)))
+    }
+
     fn translate(&self, p: u64, target: &str) -> Result<Option<u64>, TransferError> {
         if p == 0 {
             return Ok(None);
@@ -209,29 +250,12 @@ impl<'a> Ctx<'a> {
             };
             return Ok(Some(m.new + el * nt.size + noff));
         }
-        let j = self.old_globals.partition_point(|g| g.0 <= p);
-        if j > 0 {
-            let (a, sz, name, ty) = self.old_globals[j - 1];
-            if p < a + sz.max(1) {
-                let (na, nty) = *self
-                    .new_globals
-                    .get(name)
-                    .ok_or_else(|| TransferError::GlobalGone(name.into()))?;
-                let off = match (self.v.old_type(ty), self.v.new_type(nty)) {
-                    (Some(_), Some(_))
-                        if p == a
-                            && (target == ty
-                                || self
-                                    .v
-                                    .old_type(target)
-                                    .is_none_or(|t| t.kind != TypeKind::Scalar)) =>
-                    {
-                        0
-                    }
-                    (Some(o), Some(n)) => self.map_offset(o, n, p - a).unwrap_or(p - a),
-                    _ => p - a,
-                };
-                return Ok(Some(na + off));
+        if let Some(r) = self.translate_static(&self.old_globals, p, target) {
+            return r;
+        }
+        if !target.is_empty() {
+            if let Some(r) = self.translate_static(&self.old_tls, p, target) {
+                return r;
             }
         }
         if let Some(name) = self.old_funcs.get(&p) {
@@ -535,6 +559,34 @@ fn library_shifts(state: &State) -> Vec<(u64, u64, i64)> {
     v
 }
 
+/// Writes the old value of a global (or of one thread's thread-local) into
+/// its new-version counterpart at `na`, of new type `nty`, converted by
+/// the types' plan.
+///
+/// # Safety
+/// `na` must be a live variable as long as `nty` (or, with no known type,
+/// as the old value).
+unsafe fn pour(
+    ctx: &Ctx,
+    g: &crate::checkpoint::SavedGlobal,
+    na: u64,
+    nty: &str,
+) -> Result<(), TransferError> {
+    let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
+    let old = from_hex(&g.bytes);
+    let nsize = nt.map(|t| t.size).unwrap_or(old.len() as u64) as usize;
+    // SAFETY: per the caller.
+    let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
+    match (ot, nt) {
+        (Some(o), Some(n)) => ctx.v.convert(o, n, &old, dst, &g.name)?,
+        _ => {
+            let k = old.len().min(dst.len());
+            dst[..k].copy_from_slice(&old[..k]);
+        }
+    }
+    Ok(())
+}
+
 /// Transfers the old version's state into this process.
 pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport, TransferError> {
     let t0 = std::time::Instant::now();
@@ -556,19 +608,49 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         state.sites.iter().map(|s| (s.addr, s)).collect();
     let new_sites: HashMap<u64, &'static Site> =
         sections::sites().iter().map(|s| (s.key, s)).collect();
+    // Thread-local variables: each new thread receives its counterpart's.
+    // Every instance is a global of its own to pointers (a pointer to an
+    // old thread's variable becomes one to its counterpart's).
+    let tls = thread_locals::pair(&state.threads);
+    let old_tls_labels: Vec<(u64, u64, String, &str)> = state
+        .threads
+        .iter()
+        .flat_map(|t| {
+            t.vars.iter().map(|v| {
+                let label = thread_locals::instance_label(&v.name, &t.key);
+                (v.addr, v.size, label, v.type_name.as_str())
+            })
+        })
+        .collect();
+    let new_tls: Vec<(String, u64, &str)> = tls
+        .iter()
+        .flat_map(|p| {
+            p.new.iter().map(|i| {
+                let label = thread_locals::instance_label(i.var.name, &p.old.key);
+                (label, i.addr as u64, i.var.type_name)
+            })
+        })
+        .collect();
     let mut old_globals: Vec<_> = state
         .globals
         .iter()
         .map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str()))
         .collect();
     old_globals.sort_by_key(|g| g.0);
+    let mut old_tls: Vec<_> = old_tls_labels
+        .iter()
+        .map(|(a, n, l, t)| (*a, *n, l.as_str(), *t))
+        .collect();
+    old_tls.sort_by_key(|g| g.0);
     let new_globals = globals::all()
         .map(|g| (g.name, (g.addr as u64, g.type_name)))
+        .chain(new_tls.iter().map(|(l, a, t)| (l.as_str(), (*a, *t))))
         .collect();
     let mut ctx = Ctx {
         v,
         moves: vec![],
         old_globals,
+        old_tls,
         new_globals,
         old_funcs: state
             .functions
@@ -800,7 +882,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
             continue;
         };
-        let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
+        let ot = ctx.v.old_type(&g.type_name);
         let has_ptr = match ot {
             Some(t) => {
                 let look = |n: &str| ctx.v.old_type(n).cloned();
@@ -816,19 +898,25 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             }
             continue;
         }
-        let old = from_hex(&g.bytes);
-        let nsize = nt.map(|t| t.size).unwrap_or(old.len() as u64) as usize;
-        // SAFETY: the new global is `nsize` bytes long per its descriptor.
-        let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
-        match (ot, nt) {
-            (Some(o), Some(n)) => ctx.v.convert(o, n, &old, dst, &g.name)?,
-            _ => {
-                let k = old.len().min(dst.len());
-                dst[..k].copy_from_slice(&old[..k]);
-            }
-        }
+        // SAFETY: the new global is as long as its descriptor says.
+        unsafe { pour(&ctx, g, na, nty) }?;
         report.globals += 1;
-        fixed_globals.push((na, nty.to_string(), g.name.as_str()));
+        fixed_globals.push((na, nty.to_string(), g.name.clone()));
+    }
+    // Thread-locals: old state always wins (no start-up snapshot of them).
+    for p in &tls {
+        for g in &p.old.vars {
+            let Some(i) = p.new.iter().find(|i| i.var.name == g.name) else {
+                continue;
+            };
+            let (na, nty) = (i.addr as u64, i.var.type_name);
+            // SAFETY: the variable in a live, parked thread of this process,
+            // as long as its descriptor says.
+            unsafe { pour(&ctx, g, na, nty) }?;
+            report.thread_locals += 1;
+            let label = thread_locals::instance_label(&g.name, &p.old.key);
+            fixed_globals.push((na, nty.to_string(), label));
+        }
     }
     let debug = std::env::var_os("MCR_DEBUG").is_some();
     for (a, t, name) in fixed_globals {

@@ -178,9 +178,14 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
                 })
                 .collect();
             UpdateError(format!(
-                "rolled back: quiescence timed out after {} ms; threads not at a quiescent point: {}",
+                "rolled back: quiescence timed out after {} ms; threads not at a quiescent point: {}{}",
                 req.timeout_ms,
-                busy.join(", ")
+                busy.join(", "),
+                if e.starting > 0 {
+                    format!(", and {} created but not started yet", e.starting)
+                } else {
+                    String::new()
+                }
             ))
         })
         .and_then(|()| {

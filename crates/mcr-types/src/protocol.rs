@@ -132,6 +132,9 @@ pub struct TraceReport {
     pub unreachable: u64,
     pub precise_edges: u64,
     pub conservative_edges: u64,
+    /// Thread-local variables scanned as roots, counted once per thread.
+    #[serde(default)]
+    pub thread_locals: u64,
     pub millis: f64,
     pub rows: Vec<TraceRow>,
     /// The same objects per allocation site.
@@ -166,6 +169,9 @@ pub struct UpdateReport {
     /// Registrations the kernel held (epoll `data`) rewritten to moved objects.
     #[serde(default)]
     pub kernel_pointers: u64,
+    /// Thread-local variables carried over, counted once per thread.
+    #[serde(default)]
+    pub thread_locals: u64,
     pub fds_inherited: u64,
     pub fds_closed: u64,
     /// From quiescence to the new version serving.

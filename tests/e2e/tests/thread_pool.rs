@@ -45,18 +45,71 @@ fn v1_to_v1_o0() {
     across(1, Opt::O0);
 }
 
-/// Thread-local counters of the workers (`__thread`): each new worker
-/// should carry its counterpart's.
-#[test]
-#[ignore = "thread-local variables of program threads are not transferred, see KNOWN_FAILURES.md #13"]
-fn thread_locals_carried_v1_to_v1() {
+/// Every thread's `__thread` variables: each new worker (paired by start
+/// routine and creation order) and the new main thread carry their
+/// counterpart's, converted when their types change (v2: int -> long, a
+/// struct gaining a field), with the pointers they hold rewritten (to a
+/// heap object that moves in v2, to a global of the new binary).
+fn thread_locals(v_to: u32, opt: Opt) {
     let case = Case::new("thread_pool");
-    let b1 = case.bin(1, Opt::O2);
+    let (b1, b2) = (case.bin(1, opt), case.bin(v_to, opt));
     let mut s = case.start(&b1);
     let mut c = s.client();
-    c.cmd("JOB 2 1");
-    c.cmd("JOB 2 1");
-    assert_eq!(c.cmd("TLS 2"), "TLS 2 2");
-    s.update_ok(&b1);
-    assert_eq!(c.cmd("TLS 2"), "TLS 2 2");
+    assert_eq!(c.cmd("TLS 1"), "TLS 1 0 0 0 0 0 1");
+    assert_eq!(c.cmd("JOB 2 5"), "DONE 2 1 5");
+    assert_eq!(c.cmd("JOB 2 7"), "DONE 2 2 12");
+    assert_eq!(c.cmd("JOB 0 3"), "DONE 0 1 3");
+    assert_eq!(c.cmd("FANOUT 4"), "OK");
+    let want = [
+        "TLS 0 2 2 4 2 7 1",
+        "TLS 1 1 1 4 1 4 1",
+        "TLS 2 3 3 4 3 16 1",
+        "TLS 3 1 1 4 1 4 1",
+    ];
+    let ask = |c: &mut mcr_e2e::Client| -> Vec<String> {
+        (0..4).map(|w| c.cmd(&format!("TLS {w}"))).collect()
+    };
+    assert_eq!(ask(&mut c), want);
+    assert_eq!(c.cmd("MAINTLS"), "MAINTLS 3");
+    assert_eq!(c.cmd("STATOF 2"), "STATOF 2 4");
+    let r = s.update_ok(&b2);
+    // 5 thread-locals in each of 5 threads (main and 4 workers).
+    assert_eq!(r.thread_locals, 25, "{r:?}");
+    if v_to == 2 {
+        // The 4 workers' tl_hist objects change layout.
+        assert!(r.objects_moved >= 4, "{r:?}");
+    }
+    assert_eq!(s.version(), v_to.to_string());
+    assert_eq!(ask(&mut c), want, "thread-locals after the update");
+    assert_eq!(c.cmd("MAINTLS"), "MAINTLS 3");
+    // A global pointer to a worker's thread-local now points to its
+    // counterpart's.
+    assert_eq!(c.cmd("STATOF 2"), "STATOF 2 4");
+    assert_eq!(c.cmd("JOB 1 9"), "DONE 1 2 13");
+    assert_eq!(c.cmd("STATOF 1"), "STATOF 1 9");
+    // The new threads go on from there.
+    assert_eq!(c.cmd("JOB 2 10"), "DONE 2 4 26");
+    assert_eq!(c.cmd("TLS 2"), "TLS 2 4 4 10 4 26 1");
+    assert_eq!(c.cmd("MAINTLS"), "MAINTLS 5");
+    s.check();
+}
+
+#[test]
+fn thread_locals_carried_v1_to_v1() {
+    thread_locals(1, Opt::O2);
+}
+
+#[test]
+fn thread_locals_carried_v1_to_v1_o0() {
+    thread_locals(1, Opt::O0);
+}
+
+#[test]
+fn thread_locals_converted_v1_to_v2() {
+    thread_locals(2, Opt::O2);
+}
+
+#[test]
+fn thread_locals_converted_v1_to_v2_o0() {
+    thread_locals(2, Opt::O0);
 }
