@@ -7,6 +7,7 @@ pub mod blocking_calls;
 pub mod checkpoint;
 pub mod control;
 pub mod globals;
+pub mod hooks;
 pub mod init;
 pub mod mappings;
 pub mod quiesce;
