@@ -63,8 +63,23 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
                 covers,
             } => {
                 let mut d = format!("transform hook `{hook}` (old layout `{old_layout}`)");
-                if let Some(e) = covers {
-                    d.push_str(&format!(" provides what no rule converts: {e};"));
+                if covers.is_some() {
+                    let fields: Vec<String> = match (v.old_type(&t.name), v.new_type(&t.name)) {
+                        (Some(o), Some(n)) => v
+                            .fields_without_rule(o, n)
+                            .into_iter()
+                            .map(|(f, a, b)| format!("`{f}` ({a} -> {b})"))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    if fields.is_empty() {
+                        d.push_str(&format!(" converts what no rule does ({});", covers.unwrap()));
+                    } else {
+                        d.push_str(&format!(
+                            " converts what no rule does: {};",
+                            fields.join(", ")
+                        ));
+                    }
                 }
                 let rules = describe(&v, &t.name);
                 if !rules.is_empty() {

@@ -272,7 +272,7 @@ fn with_quiesced<W: Write>(
             Ok(report)
         }
         Err(UpdateError(mut e)) => {
-            if e.contains(DIED) {
+            if e.contains(DIED) || e.contains(DIED_IN_HOOK) {
                 // It died on its own: say how (a crash, an exit code).
                 if let Some(how) = exit_text(&mut child) {
                     e.push_str(": ");
@@ -286,8 +286,9 @@ fn with_quiesced<W: Write>(
     }
 }
 
-/// Marks the rollback messages of a new version that died by itself.
+/// Mark the rollback messages of a new version that died by itself.
 const DIED: &str = "the new version exited";
+const DIED_IN_HOOK: &str = "the new version died";
 
 /// How a child that died by itself ended (waits up to 1 s for it).
 fn exit_text(child: &mut std::process::Child) -> Option<String> {
@@ -357,7 +358,7 @@ fn follow_new_version<W: Write>(
         let mut line = String::new();
         if lines.read_line(&mut line).unwrap_or(0) == 0 {
             return err(match &in_hook {
-                Some(h) => format!("rolled back: {DIED} (crashed) in its {h}"),
+                Some(h) => format!("rolled back: {DIED_IN_HOOK} in its {h}"),
                 None => format!("rolled back: {DIED} during start-up or transfer"),
             });
         }

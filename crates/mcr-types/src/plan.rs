@@ -387,6 +387,24 @@ impl<'a> Versions<'a> {
         }
     }
 
+    /// The fields of struct `o` that no rule converts into `n` (what a
+    /// transform hook must do): (field, old type, new type).
+    pub fn fields_without_rule(&self, o: &TypeDef, n: &TypeDef) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for f in &o.fields {
+            let Some(nf) = self.new_field_for(n, &o.name, &f.name) else {
+                continue;
+            };
+            let (Some(ot), Some(nt)) = (self.old_type(&f.ty), self.new_type(&nf.ty)) else {
+                continue;
+            };
+            if !self.field_has_rule(ot, nt) || self.check(ot, nt, &f.name).is_err() {
+                out.push((f.name.clone(), f.ty.clone(), nf.ty.clone()));
+            }
+        }
+        out
+    }
+
     /// Checks that every part of `o` has a rule into `n`.
     fn check_rules(&self, o: &TypeDef, n: &TypeDef, path: &str) -> Result<(), PlanError> {
         let bad = |field: &str| PlanError::NeedsUserCode {
