@@ -63,7 +63,7 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
                 covers,
             } => {
                 let mut d = format!("transform hook `{hook}` (old layout `{old_layout}`)");
-                if covers.is_some() {
+                if let Some(e) = covers {
                     let fields: Vec<String> = match (v.old_type(&t.name), v.new_type(&t.name)) {
                         (Some(o), Some(n)) => v
                             .fields_without_rule(o, n)
@@ -73,7 +73,7 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
                         _ => Vec::new(),
                     };
                     if fields.is_empty() {
-                        d.push_str(&format!(" converts what no rule does ({});", covers.unwrap()));
+                        d.push_str(&format!(" converts what no rule does ({e});"));
                     } else {
                         d.push_str(&format!(
                             " converts what no rule does: {};",

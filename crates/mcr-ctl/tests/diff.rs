@@ -101,7 +101,10 @@ fn hook_provided_refused_without_and_wrong_layout() {
         ),
         "{detail}"
     );
-    assert!(detail.contains("-timeout_sec") && detail.contains("+timeout_ms"), "{detail}");
+    assert!(
+        detail.contains("-timeout_sec") && detail.contains("+timeout_ms"),
+        "{detail}"
+    );
     assert_eq!(
         row(&r.stdout, "after transfer: `index_users`").map(|x| x.0),
         Some("hook".to_string()),

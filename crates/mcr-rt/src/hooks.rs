@@ -58,7 +58,10 @@ pub fn defer_free(p: *mut u8) -> bool {
     if !DEFER_FREE.load(Ordering::Relaxed) || p.is_null() {
         return false;
     }
-    DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).push(p as usize);
+    DEFERRED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(p as usize);
     true
 }
 
@@ -224,7 +227,14 @@ impl Planner {
                     };
                     if let (Some(ft), Some(nft)) = (v.old_type(&f.ty), v.new_type(&nf.ty)) {
                         if ft.kind == nft.kind {
-                            self.collect_one(v, ft, nft, old + f.offset, new + nf.offset, depth + 1)?;
+                            self.collect_one(
+                                v,
+                                ft,
+                                nft,
+                                old + f.offset,
+                                new + nf.offset,
+                                depth + 1,
+                            )?;
                         }
                     }
                 }
@@ -287,7 +297,11 @@ fn field_at(v: &Versions, t: &TypeDef, off: u64, depth: u32) -> String {
             for f in &t.fields {
                 if let Some(ft) = v.new_type(&f.ty) {
                     if off >= f.offset && off < f.offset + ft.size.max(1) {
-                        return format!(".{}{}", f.name, field_at(v, ft, off - f.offset, depth + 1));
+                        return format!(
+                            ".{}{}",
+                            f.name,
+                            field_at(v, ft, off - f.offset, depth + 1)
+                        );
                     }
                 }
             }
@@ -326,11 +340,15 @@ fn invalid(
             return Some("into memory a hook freed");
         }
         if (ok.is_old_copy)(p) {
-            return Some("into the old copy of an object that moved (translate it with mcr_new_address)");
+            return Some(
+                "into the old copy of an object that moved (translate it with mcr_new_address)",
+            );
         }
         return None;
     }
-    let func = v.new_type(target).is_some_and(|t| t.kind == TypeKind::Function);
+    let func = v
+        .new_type(target)
+        .is_some_and(|t| t.kind == TypeKind::Function);
     match maps.iter().find(|m| p >= m.0 && p < m.1) {
         None => Some("to no mapped memory"),
         Some(m) if func && !m.2 => Some("to no code (a function pointer into data)"),
@@ -426,7 +444,10 @@ pub fn run_transforms(
 /// Runs every `MCR_AFTER_TRANSFER` hook, once each.
 pub fn run_after_transfer(hooks: &[Hook], status: &dyn Fn(&str)) -> u64 {
     let mut n = 0;
-    for h in hooks.iter().filter(|h| h.decl.kind == HookKind::AfterTransfer) {
+    for h in hooks
+        .iter()
+        .filter(|h| h.decl.kind == HookKind::AfterTransfer)
+    {
         status(&format!("hook after-transfer hook `{}`", h.decl.function));
         // SAFETY: MCR_AFTER_TRANSFER checked `void fn(void)` at compile time.
         unsafe {

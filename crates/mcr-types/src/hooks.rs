@@ -80,7 +80,7 @@ fn name_at(b: &[u8], i: usize) -> String {
 
 /// Decodes the whole section.
 pub fn decode(bytes: &[u8]) -> Result<Vec<HookDecl>, HookError> {
-    if bytes.len() % RECORD_SIZE != 0 {
+    if !bytes.len().is_multiple_of(RECORD_SIZE) {
         return Err(HookError::Size(bytes.len()));
     }
     let mut out = Vec::new();

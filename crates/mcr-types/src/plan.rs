@@ -380,8 +380,7 @@ impl<'a> Versions<'a> {
             (TypeKind::Struct, TypeKind::Struct) | (TypeKind::Union, TypeKind::Union) => {
                 // Anonymous types are named by their declaration's line,
                 // which moves with any edit above it.
-                (x.name.contains("<anon@") && y.name.contains("<anon@"))
-                    || self.identical(x, y, 0)
+                (x.name.contains("<anon@") && y.name.contains("<anon@")) || self.identical(x, y, 0)
             }
             _ => false,
         }
@@ -1018,7 +1017,10 @@ mod tests {
             ptr("struct bipbuf *", "struct bipbuf"),
             ptr("unsigned int *", "unsigned int"),
             strukt(
-                vec![field("buf", 0, "char *"), field("any", 8, "struct bipbuf *")],
+                vec![
+                    field("buf", 0, "char *"),
+                    field("any", 8, "struct bipbuf *"),
+                ],
                 16,
             ),
         ]);
@@ -1095,14 +1097,18 @@ mod tests {
         let v = Versions::new(&old, &new, Renames::new());
         assert!(matches!(v.change("struct s"), Change::NeedsUserCode(_)));
         assert!(matches!(v.change("struct outer"), Change::NeedsUserCode(_)));
-        let v = Versions::new(&old, &new, Renames::new()).with_hooks(&[hook("struct s", "struct s_v1")]);
+        let v = Versions::new(&old, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1")]);
         match v.change("struct s") {
             Change::Hooked {
                 hook,
                 old_layout,
                 covers: Some(PlanError::NeedsUserCode { field, .. }),
             } => {
-                assert_eq!((hook.as_str(), old_layout.as_str(), field.as_str()), ("s_from_v1", "struct s_v1", "a"));
+                assert_eq!(
+                    (hook.as_str(), old_layout.as_str(), field.as_str()),
+                    ("s_from_v1", "struct s_v1", "a")
+                );
             }
             c => panic!("{c:?}"),
         }
@@ -1110,7 +1116,8 @@ mod tests {
         // The user's copy of the old layout lacks field b.
         let mut wrong = new.clone();
         wrong.types.last_mut().unwrap().fields.pop();
-        let v = Versions::new(&old, &wrong, Renames::new()).with_hooks(&[hook("struct s", "struct s_v1")]);
+        let v = Versions::new(&old, &wrong, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1")]);
         match v.change("struct s") {
             Change::NeedsUserCode(e) => assert_eq!(
                 e.to_string(),
@@ -1119,10 +1126,12 @@ mod tests {
             c => panic!("{c:?}"),
         }
         // v2 -> v2: the type did not change, the hook does not apply.
-        let v = Versions::new(&new, &new, Renames::new()).with_hooks(&[hook("struct s", "struct s_v1")]);
+        let v = Versions::new(&new, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1")]);
         assert_eq!(v.change("struct s"), Change::Identical);
         // The declared old layout is not in the new map.
-        let v = Versions::new(&old, &new, Renames::new()).with_hooks(&[hook("struct s", "struct nope")]);
+        let v = Versions::new(&old, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct nope")]);
         assert!(matches!(
             v.change("struct s"),
             Change::NeedsUserCode(PlanError::HookTypeUnknown { .. })
