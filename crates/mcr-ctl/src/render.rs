@@ -238,5 +238,8 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         "  descriptors: {} inherited, {} start-up resources closed",
         r.fds_inherited, r.fds_closed
     );
+    if r.hook_calls > 0 {
+        println!("  user hooks: {} calls", r.hook_calls);
+    }
     println!("  downtime: {:.2} ms", r.downtime_ms);
 }

@@ -40,6 +40,12 @@ pub enum PlanError {
     },
     #[error("transform hook `{hook}`: type `{missing}` is not in the new version's type map (is the file declaring the hook compiled with mcr-cc?)")]
     HookTypeUnknown { hook: String, missing: String },
+    #[error("two transform hooks for `{ty}`: `{first}` and `{second}`")]
+    HookTwice {
+        ty: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// How a type changes between two versions.
@@ -75,6 +81,8 @@ pub struct Versions<'a> {
     pub renames: Renames,
     /// Transform hooks of the new version, by the new type's canonical name.
     pub hooks: HashMap<String, HookDecl>,
+    /// A second hook declared for one type (an error when that type is used).
+    hooks_twice: HashMap<String, String>,
     /// `identical` of whole types, by (old name, new name): objects of one
     /// type are many, and the answer is the same for all of them.
     same: std::cell::RefCell<HashMap<(usize, usize), bool>>,
@@ -100,6 +108,7 @@ impl<'a> Versions<'a> {
             new_idx: index(new),
             renames,
             hooks: HashMap::new(),
+            hooks_twice: HashMap::new(),
             same: Default::default(),
         }
     }
@@ -110,7 +119,11 @@ impl<'a> Versions<'a> {
             let name = self
                 .new_type(&h.new_type)
                 .map_or(h.new_type.clone(), |t| t.name.clone());
-            self.hooks.insert(name, h.clone());
+            if self.hooks.contains_key(&name) {
+                self.hooks_twice.insert(name, h.function.clone());
+            } else {
+                self.hooks.insert(name, h.clone());
+            }
         }
         self
     }
@@ -128,6 +141,13 @@ impl<'a> Versions<'a> {
         let Some(h) = self.hooks.get(&n.name) else {
             return Ok(None);
         };
+        if let Some(second) = self.hooks_twice.get(&n.name) {
+            return Err(PlanError::HookTwice {
+                ty: n.name.clone(),
+                first: h.function.clone(),
+                second: second.clone(),
+            });
+        }
         let Some(d) = self.new_type(&h.old_type) else {
             return Err(PlanError::HookTypeUnknown {
                 hook: h.function.clone(),
@@ -1129,6 +1149,18 @@ mod tests {
         let v = Versions::new(&new, &new, Renames::new())
             .with_hooks(&[hook("struct s", "struct s_v1")]);
         assert_eq!(v.change("struct s"), Change::Identical);
+        // Two hooks for one type.
+        let mut other = hook("struct s", "struct s_v1");
+        other.function = "s_again".into();
+        let v = Versions::new(&old, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1"), other]);
+        match v.change("struct s") {
+            Change::NeedsUserCode(e) => assert_eq!(
+                e.to_string(),
+                "two transform hooks for `struct s`: `s_from_v1` and `s_again`"
+            ),
+            c => panic!("{c:?}"),
+        }
         // The declared old layout is not in the new map.
         let v = Versions::new(&old, &new, Renames::new())
             .with_hooks(&[hook("struct s", "struct nope")]);
