@@ -21,16 +21,10 @@ use std::collections::HashMap;
 pub enum TransferError {
     Plan(PlanError),
     Alloc(u64),
-    MovedReferencedFromUntyped {
-        ty: String,
-        from_site: String,
-    },
+    MovedReferencedFromUntyped { ty: String, from_site: String },
     FunctionGone(String),
     GlobalGone(String),
-    StaticReferencedFromUntyped {
-        from_site: String,
-    },
-    /// A user hook failed (bad section, or a pointer it left invalid).
+    StaticReferencedFromUntyped { from_site: String },
     Hook(String),
 }
 
