@@ -7,9 +7,10 @@
 
 use mcr_e2e::{Case, Opt, Server};
 
-/// Users in all three places a value can be: the global admin (0), the
-/// start-up object root (1), users added after start-up (2..=5), with list
-/// items and friends pointing across them.
+/// Users in every place a value can be: the global admin (0), the
+/// start-up object root (1), users added after start-up (2..=5), elements
+/// of a global array (10, 11), with list items and friends pointing across
+/// them.
 fn populate(s: &Server) {
     let mut c = s.client();
     for cmd in [
@@ -31,6 +32,10 @@ fn populate(s: &Server) {
         "FRIEND 1 4",
         "TIMEOUT 0 45",
         "TIMEOUT 1 90",
+        "ITEM 11 5",
+        "FRIEND 11 2",
+        "FRIEND 2 11",
+        "TIMEOUT 10 3",
     ] {
         assert_eq!(c.cmd(cmd), "OK", "{cmd}");
     }
@@ -38,7 +43,8 @@ fn populate(s: &Server) {
 }
 
 const POPULATED: &str = "users 0:ad/min:45000:100:5 1:root/user:90000:7,8:4 \
-5:ken/thompson:0:: 4:grace/hopper:11000::0 3:alan/turing:7000:-1:1 2:ada/lovelace:5000:10,20,30:3";
+5:ken/thompson:0:: 4:grace/hopper:11000::0 3:alan/turing:7000:-1:1 2:ada/lovelace:5000:10,20,30:11 \
+10:guest/one:3000:: 11:guest/two:2000:5:2";
 
 fn v1_to_v2(opt: Opt) {
     let case = Case::new("transform_hook");
@@ -54,20 +60,22 @@ fn v1_to_v2(opt: Opt) {
     // friends now arrays pointing to the moved users.
     assert_eq!(s.dump(), before, "DUMP after the update ({rep:?})");
     s.check();
-    // 6 users converted (global, start-up object, 4 moved) + 1 after-transfer call.
-    assert_eq!(rep.hook_calls, 7, "{rep:?}");
+    // 8 users converted (global, 2 array elements, start-up object, 4
+    // moved) + 1 after-transfer call.
+    assert_eq!(rep.hook_calls, 9, "{rep:?}");
     // The after-transfer hook indexed every user; the index works.
-    assert_eq!(s.cmd("HOOKS"), "after=6");
+    assert_eq!(s.cmd("HOOKS"), "after=8");
     let mut c = s.client();
     assert_eq!(c.cmd("FIND 3"), "alan");
     assert_eq!(c.cmd("FIND 1"), "root");
     // The new layouts work: arrays grow, a second friend.
     assert_eq!(c.cmd("ITEM 2 40"), "OK");
     assert_eq!(c.cmd("FRIEND 2 0"), "OK");
+    assert_eq!(c.cmd("FIND 11"), "guest");
     assert_eq!(c.cmd("ADD 6 dennis ritchie 3"), "OK");
     assert_eq!(c.cmd("FIND 6"), "dennis");
     assert!(
-        s.dump().contains(" 2:ada/lovelace:5000:10,20,30,40:3,0"),
+        s.dump().contains(" 2:ada/lovelace:5000:10,20,30,40:11,0"),
         "{}",
         s.dump()
     );
@@ -98,11 +106,11 @@ fn same_version_updates() {
     assert_eq!(rep.hook_calls, 0);
     assert_eq!(s.dump(), before);
     let rep = s.update_ok(&b2);
-    assert_eq!(rep.hook_calls, 7);
+    assert_eq!(rep.hook_calls, 9);
     let rep = s.update_ok(&b2);
     assert_eq!(rep.hook_calls, 1, "only the after-transfer hook: {rep:?}");
     assert_eq!(s.dump(), before);
-    assert_eq!(s.cmd("HOOKS"), "after=6");
+    assert_eq!(s.cmd("HOOKS"), "after=8");
     s.check();
 }
 
