@@ -340,7 +340,12 @@ fn follow_new_version<W: Write>(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return err("rolled back: the new version did not become ready within 30 s");
+            return err(match &in_hook {
+                Some(h) => format!(
+                    "rolled back: the new version did not become ready within 30 s (still in its {h})"
+                ),
+                None => "rolled back: the new version did not become ready within 30 s".into(),
+            });
         }
         // Lines already buffered need no poll: they are no longer in the pipe.
         if lines.buffer().is_empty() {
