@@ -119,10 +119,13 @@ impl<'a> Versions<'a> {
             let name = self
                 .new_type(&h.new_type)
                 .map_or(h.new_type.clone(), |t| t.name.clone());
-            if self.hooks.contains_key(&name) {
-                self.hooks_twice.insert(name, h.function.clone());
-            } else {
-                self.hooks.insert(name, h.clone());
+            match self.hooks.entry(name) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    self.hooks_twice.insert(e.key().clone(), h.function.clone());
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(h.clone());
+                }
             }
         }
         self
