@@ -43,11 +43,17 @@ pub fn link_args() -> Result<Vec<String>> {
 }
 
 /// The directory holding `mcr.h` (embedded in mcr-cc, written once per
-/// version under the system's temporary directory), searched after the
+/// version of the header under the system's temporary directory), searched after the
 /// user's own include directories.
 pub fn include_dir() -> Option<PathBuf> {
     const HEADER: &str = include_str!("../../mcr-rt/include/mcr.h");
-    let dir = std::env::temp_dir().join(format!("mcr-include-{}", env!("CARGO_PKG_VERSION")));
+    // Named after the header's hash too: builds of different mcr-cc
+    // versions (worktrees, branches) on one machine never share the file.
+    let dir = std::env::temp_dir().join(format!(
+        "mcr-include-{}-{:016x}",
+        env!("CARGO_PKG_VERSION"),
+        mcr_types::fnv1a(HEADER.bytes())
+    ));
     let file = dir.join("mcr.h");
     if std::fs::read_to_string(&file).ok().as_deref() != Some(HEADER) {
         std::fs::create_dir_all(&dir).ok()?;

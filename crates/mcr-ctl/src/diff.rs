@@ -2,14 +2,18 @@
 //! anything runs.
 
 use anyhow::{Context, Result};
+use mcr_types::hooks::{HookDecl, HookKind};
 use mcr_types::plan::{Change, Versions};
 use mcr_types::TypeMap;
 use serde::Serialize;
 
-fn load(path: &str) -> Result<TypeMap> {
+/// A type map and the user hooks (`mcr.h`) of a binary; a `.toml` type map
+/// has no hooks.
+fn load(path: &str) -> Result<(TypeMap, Vec<HookDecl>)> {
     if path.ends_with(".toml") {
         let s = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-        return TypeMap::from_toml(&s).with_context(|| format!("{path} is not a type map"));
+        let m = TypeMap::from_toml(&s).with_context(|| format!("{path} is not a type map"))?;
+        return Ok((m, Vec::new()));
     }
     use object::{Object, ObjectSection};
     let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
@@ -17,7 +21,12 @@ fn load(path: &str) -> Result<TypeMap> {
     let sec = f
         .section_by_name(mcr_types::section::SECTION_NAME)
         .with_context(|| format!("{path} was not built with mcr-cc (no type map)"))?;
-    Ok(mcr_types::decode_section(sec.data()?)?)
+    let map = mcr_types::decode_section(sec.data()?)?;
+    let hooks = match f.section_by_name(mcr_types::hooks::SECTION_NAME) {
+        Some(sec) => mcr_types::hooks::decode(sec.data()?).with_context(|| path.to_string())?,
+        None => Vec::new(),
+    };
+    Ok((map, hooks))
 }
 
 #[derive(Serialize)]
@@ -29,8 +38,8 @@ struct Row {
 
 /// Prints the report; returns whether an update would be refused.
 pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
-    let (o, n) = (load(old)?, load(new)?);
-    let v = Versions::new(&o, &n, n.renames.clone().into_iter().collect());
+    let ((o, _), (n, hooks)) = (load(old)?, load(new)?);
+    let v = Versions::new(&o, &n, n.renames.clone().into_iter().collect()).with_hooks(&hooks);
     let mut rows = Vec::new();
     let mut refused = false;
     for t in &o.types {
@@ -47,6 +56,36 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
             Change::NeedsUserCode(e) => {
                 refused = true;
                 ("needs user code".to_string(), e.to_string())
+            }
+            Change::Hooked {
+                hook,
+                old_layout,
+                covers,
+            } => {
+                let mut d = format!("transform hook `{hook}` (old layout `{old_layout}`)");
+                if let Some(e) = covers {
+                    let fields: Vec<String> = match (v.old_type(&t.name), v.new_type(&t.name)) {
+                        (Some(o), Some(n)) => v
+                            .fields_without_rule(o, n)
+                            .into_iter()
+                            .map(|(f, a, b)| format!("`{f}` ({a} -> {b})"))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    if fields.is_empty() {
+                        d.push_str(&format!(" converts what no rule does ({e});"));
+                    } else {
+                        d.push_str(&format!(
+                            " converts what no rule does: {};",
+                            fields.join(", ")
+                        ));
+                    }
+                }
+                let rules = describe(&v, &t.name);
+                if !rules.is_empty() {
+                    d.push_str(&format!(" rules: {rules}"));
+                }
+                ("hook".to_string(), d)
             }
         };
         rows.push(Row {
@@ -67,6 +106,34 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
                 detail: String::new(),
             });
         }
+    }
+    for h in &hooks {
+        let (name, detail) = match h.kind {
+            HookKind::AfterTransfer => (
+                format!("after transfer: `{}`", h.function),
+                "runs once after the transfer, before the new version resumes".to_string(),
+            ),
+            HookKind::Transform if v.old_type(&h.new_type).is_none() => (
+                h.new_type.clone(),
+                format!(
+                    "transform hook `{}` is never called: the old version has no such type",
+                    h.function
+                ),
+            ),
+            HookKind::Transform if matches!(v.change(&h.new_type), Change::Identical) => (
+                h.new_type.clone(),
+                format!(
+                    "transform hook `{}` is not called: the old version already has the new layout",
+                    h.function
+                ),
+            ),
+            HookKind::Transform => continue,
+        };
+        rows.push(Row {
+            name,
+            change: "hook".into(),
+            detail,
+        });
     }
     let gone: Vec<_> = o
         .globals

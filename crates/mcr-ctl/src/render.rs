@@ -252,6 +252,9 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         "  descriptors: {} inherited, {} start-up resources closed",
         r.fds_inherited, r.fds_closed
     );
+    if r.hook_calls > 0 {
+        println!("  user hooks: {} calls", r.hook_calls);
+    }
     match r.profile_points {
         Some(n) => println!("  quiescent points: {n} from the build's profile"),
         None => println!("  quiescent points: every blocking call (no profile)"),

@@ -39,6 +39,15 @@ pub fn collect(ir: &Ir, di: &mut DiTypes, unit_file: &str) -> Vec<GlobalInfo> {
     let mut out = Vec::new();
     for g in ir.globals() {
         let sym = g.name();
+        if sym.starts_with("__mcr_hook_type_") {
+            // mcr.h's MCR_TRANSFORM: not state, but its type names the
+            // hook's old-layout struct, which the update check compares
+            // with the old version's (so it must be in the type map).
+            if let Some(var) = ir.global_di_vars(g).first() {
+                di.name(var.node_op(ir, ops::VAR_TYPE));
+            }
+            continue;
+        }
         if g.is_declaration() || sym.starts_with("llvm.") || sym.starts_with("__mcr") {
             continue;
         }

@@ -8,6 +8,7 @@ pub mod call_site;
 pub mod checkpoint;
 pub mod control;
 pub mod globals;
+pub mod hooks;
 pub mod init;
 pub mod mappings;
 pub mod profile;

@@ -137,10 +137,14 @@ pub fn main_startup_over() -> bool {
         fail("MCR_FAULT=transfer");
     }
     let new_startup = crate::snapshot::live_objects(true);
-    let mut report = match transfer::run(&state, &new_startup) {
+    let mut report = match transfer::run(&state, &new_startup, &status) {
         Ok(r) => r,
         Err(e) => fail(&e.to_string()),
     };
+    // The program's own hooks, once the state is in place; still before
+    // the old version commits, so a crash here rolls back too.
+    let hooks = crate::hooks::all().unwrap_or_default();
+    report.hook_calls += crate::hooks::run_after_transfer(&hooks, &status);
     status(&format!(
         "phase transfer {:.3}",
         t.elapsed().as_secs_f64() * 1e3

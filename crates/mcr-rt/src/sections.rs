@@ -1,4 +1,4 @@
-//! The three sections `mcr-pass` emits (docs/ABI.md), found through the
+//! The three sections `mcr-pass` emits and the hooks `mcr.h` declares (docs/ABI.md), found through the
 //! linker's `__start_`/`__stop_` symbols. They are referenced weakly so a
 //! program with no instrumented unit (or a test binary) still links: then
 //! every section is empty.
@@ -15,6 +15,8 @@ core::arch::global_asm!(
     ".weak __stop_mcr_globals",
     ".weak __start_mcr_typemap",
     ".weak __stop_mcr_typemap",
+    ".weak __start_mcr_hooks",
+    ".weak __stop_mcr_hooks",
     ".globl mcr_rt_section_bounds",
     ".hidden mcr_rt_section_bounds",
     "mcr_rt_section_bounds:",
@@ -24,11 +26,13 @@ core::arch::global_asm!(
     ".quad __stop_mcr_globals",
     ".quad __start_mcr_typemap",
     ".quad __stop_mcr_typemap",
+    ".quad __start_mcr_hooks",
+    ".quad __stop_mcr_hooks",
     ".popsection",
 );
 
 extern "C" {
-    static mcr_rt_section_bounds: [usize; 6];
+    static mcr_rt_section_bounds: [usize; 8];
 }
 
 /// `struct mcr_global` of docs/ABI.md.
@@ -84,6 +88,12 @@ pub fn globals() -> &'static [GlobalDesc] {
 /// The raw `mcr_typemap` section (decode with `mcr_types::decode_section`).
 pub fn typemap_bytes() -> &'static [u8] {
     slice_of::<u8>(2)
+}
+
+/// The raw `mcr_hooks` section: `struct mcr_hook` records of mcr.h
+/// (decode with `mcr_types::hooks::decode`; offsets index into it).
+pub fn hook_bytes() -> &'static [u8] {
+    slice_of::<u8>(3)
 }
 
 /// Reads a C string from a descriptor; empty for NULL.

@@ -25,6 +25,7 @@ pub enum TransferError {
     FunctionGone(String),
     GlobalGone(String),
     StaticReferencedFromUntyped { from_site: String },
+    Hook(String),
 }
 
 impl std::fmt::Display for TransferError {
@@ -42,6 +43,7 @@ impl std::fmt::Display for TransferError {
                 "untyped memory allocated at {from_site} points into the old binary (MCR_STRICT_CONSERVATIVE)"
             ),
             TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
+            TransferError::Hook(m) => f.write_str(m),
         }
     }
 }
@@ -561,13 +563,14 @@ fn library_shifts(state: &State) -> Vec<(u64, u64, i64)> {
 
 /// Writes the old value of a global (or of one thread's thread-local) into
 /// its new-version counterpart at `na`, of new type `nty`, converted by
-/// the types' plan.
+/// the types' plan; values of hooked types are queued for their hook.
 ///
 /// # Safety
 /// `na` must be a live variable as long as `nty` (or, with no known type,
 /// as the old value).
 unsafe fn pour(
     ctx: &Ctx,
+    planner: &mut crate::hooks::Planner,
     g: &crate::checkpoint::SavedGlobal,
     na: u64,
     nty: &str,
@@ -578,7 +581,10 @@ unsafe fn pour(
     // SAFETY: per the caller.
     let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
     match (ot, nt) {
-        (Some(o), Some(n)) => ctx.v.convert(o, n, &old, dst, &g.name)?,
+        (Some(o), Some(n)) => {
+            ctx.v.convert(o, n, &old, dst, &g.name)?;
+            planner.collect_copy(&ctx.v, o, n, &old, na, 1)?;
+        }
         _ => {
             let k = old.len().min(dst.len());
             dst[..k].copy_from_slice(&old[..k]);
@@ -587,8 +593,13 @@ unsafe fn pour(
     Ok(())
 }
 
-/// Transfers the old version's state into this process.
-pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport, TransferError> {
+/// Transfers the old version's state into this process. `status` tells the
+/// old version which user hook runs (a crash in it is then named).
+pub fn run(
+    state: &State,
+    new_startup: &[StartupObject],
+    status: &dyn Fn(&str),
+) -> Result<UpdateReport, TransferError> {
     let t0 = std::time::Instant::now();
     let lap = |what: &str| {
         if std::env::var_os("MCR_DEBUG").is_some() {
@@ -599,11 +610,15 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         }
     };
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
+    let hooks = crate::hooks::all().map_err(TransferError::Hook)?;
+    let decls: Vec<_> = hooks.iter().map(|h| h.decl.clone()).collect();
     let v = Versions::new(
         &state.typemap,
         &new_map,
         new_map.renames.clone().into_iter().collect(),
-    );
+    )
+    .with_hooks(&decls);
+    let mut planner = crate::hooks::Planner::new(&v, hooks);
     let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
         state.sites.iter().map(|s| (s.addr, s)).collect();
     let new_sites: HashMap<u64, &'static Site> =
@@ -752,6 +767,9 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
                             tn,
                         )?;
                     }
+                    if !keep_new {
+                        planner.collect(&ctx.v, ot, nt, o.addr as u64, n, count)?;
+                    }
                     let same = ctx.v.identical(ot, nt, 0);
                     ctx.moves.push(Move {
                         old: o.addr as u64,
@@ -792,6 +810,11 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         report.objects_precise += 1;
         if ctx.v.identical(ot, nt, 0) {
             heap::set_site(o.addr, site_ptr);
+            if planner.contains_hooked(&ctx.v, nt) {
+                // SAFETY: a live object of `o.size` bytes.
+                let old = unsafe { std::slice::from_raw_parts(o.addr as *const u8, o.size) };
+                planner.collect_copy(&ctx.v, ot, nt, old, o.addr as u64, count)?;
+            }
             typed.push((o.addr as u64, tn, count));
             continue;
         }
@@ -821,6 +844,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             )?;
         }
         dst[(count * nt.size) as usize..].copy_from_slice(&src[(count * ot.size) as usize..]);
+        planner.collect(&ctx.v, ot, nt, o.addr as u64, p as u64, count)?;
         ctx.moves.push(Move {
             old: o.addr as u64,
             old_size: o.size as u64,
@@ -899,7 +923,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             continue;
         }
         // SAFETY: the new global is as long as its descriptor says.
-        unsafe { pour(&ctx, g, na, nty) }?;
+        unsafe { pour(&ctx, &mut planner, g, na, nty) }?;
         report.globals += 1;
         fixed_globals.push((na, nty.to_string(), g.name.clone()));
     }
@@ -912,7 +936,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             let (na, nty) = (i.addr as u64, i.var.type_name);
             // SAFETY: the variable in a live, parked thread of this process,
             // as long as its descriptor says.
-            unsafe { pour(&ctx, g, na, nty) }?;
+            unsafe { pour(&ctx, &mut planner, g, na, nty) }?;
             report.thread_locals += 1;
             let label = thread_locals::instance_label(&g.name, &p.old.key);
             fixed_globals.push((na, nty.to_string(), label));
@@ -937,11 +961,32 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             ctx.moves.len()
         );
     }
+    lap("pointers rewritten");
+    // User hooks: the new state is complete, the old copies still readable.
+    let translate = |p: u64| ctx.translate(p, "").ok().flatten().unwrap_or(p);
+    let is_old_copy = |p: u64| ctx.move_containing(p).is_some();
+    report.hook_calls = crate::hooks::run_transforms(
+        &mut planner,
+        &ctx.v,
+        &translate,
+        &crate::hooks::Validity {
+            is_old_copy: &is_old_copy,
+        },
+        status,
+    )
+    .map_err(TransferError::Hook)?;
     for m in &ctx.moves {
         // SAFETY: the old copy of a moved object; nothing points to it now.
         unsafe { free(m.old as *mut u8) };
     }
-    lap("pointers rewritten");
+    for p in crate::hooks::take_deferred() {
+        // The old copies of moved objects were freed just above.
+        if ctx.move_containing(p as u64).is_none() {
+            // SAFETY: a pointer a hook passed to free(), deferred until now.
+            unsafe { free(p as *mut u8) };
+        }
+    }
+    lap("hooks run, old copies freed");
     report.kernel_pointers = rewrite_epoll_registrations(&ctx)?;
     heap::clear_inherited();
     lap("done");

@@ -10,6 +10,7 @@
 
 use crate::control::send;
 use crate::{checkpoint, quiesce, startup_log};
+use mcr_types::hooks::HookDecl;
 use mcr_types::plan::{Change, Versions};
 use mcr_types::protocol::{PhaseTime, Reply, UpdateReport, UpdateRequest};
 use std::io::{BufRead, BufReader, Write};
@@ -38,8 +39,8 @@ pub fn fault(phase: &str) -> bool {
     std::env::var("MCR_FAULT").is_ok_and(|v| v.split(',').any(|p| p == phase))
 }
 
-/// The type map embedded in a binary built by mcr-cc.
-pub fn typemap_of(path: &str) -> Result<mcr_types::TypeMap, UpdateError> {
+/// The type map and the user hooks embedded in a binary built by mcr-cc.
+pub fn typemap_of(path: &str) -> Result<(mcr_types::TypeMap, Vec<HookDecl>), UpdateError> {
     use object::{Object, ObjectSection};
     let data = std::fs::read(path).map_err(|e| UpdateError(format!("cannot read {path}: {e}")))?;
     let f = object::File::parse(&*data)
@@ -48,15 +49,26 @@ pub fn typemap_of(path: &str) -> Result<mcr_types::TypeMap, UpdateError> {
         .section_by_name(mcr_types::section::SECTION_NAME)
         .ok_or_else(|| UpdateError(format!("{path} was not built with mcr-cc (no type map)")))?;
     let bytes = sec.data().map_err(|e| UpdateError(e.to_string()))?;
-    mcr_types::decode_section(bytes).map_err(|e| UpdateError(format!("{path}: {e}")))
+    let map = mcr_types::decode_section(bytes).map_err(|e| UpdateError(format!("{path}: {e}")))?;
+    let hooks = match f.section_by_name(mcr_types::hooks::SECTION_NAME) {
+        Some(sec) => {
+            let bytes = sec.data().map_err(|e| UpdateError(e.to_string()))?;
+            mcr_types::hooks::decode(bytes).map_err(|e| UpdateError(format!("{path}: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok((map, hooks))
 }
 
-/// Refuses an update whose types no rule converts (names type and field).
+/// Refuses an update whose types no rule and no hook of the new version
+/// converts (names type and field), or whose hooks declare an old layout
+/// that is not the old version's.
 pub fn check_compatible(
     old: &mcr_types::TypeMap,
     new: &mcr_types::TypeMap,
+    hooks: &[HookDecl],
 ) -> Result<(), UpdateError> {
-    let v = Versions::new(old, new, new.renames.clone().into_iter().collect());
+    let v = Versions::new(old, new, new.renames.clone().into_iter().collect()).with_hooks(hooks);
     let mut used: Vec<&str> = old.globals.iter().map(|g| g.ty.as_str()).collect();
     used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
     used.sort();
@@ -152,9 +164,9 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
     if !startup_log::is_startup_over() {
         return err("refused: the program has not reached its first quiescent point yet (start-up still running)");
     }
-    let new_map = typemap_of(&req.binary)?;
+    let (new_map, hooks) = typemap_of(&req.binary)?;
     let old_map = mcr_types::decode_section(crate::sections::typemap_bytes()).unwrap_or_default();
-    check_compatible(&old_map, &new_map)?;
+    check_compatible(&old_map, &new_map, &hooks)?;
     // Needed by the checkpoint; read before the program stops.
     let _ = crate::checkpoint::functions();
     ph.done("check");
@@ -285,11 +297,54 @@ fn with_quiesced<W: Write>(
             report.profile_points = req.quiescent_sites.as_ref().map(Vec::len);
             Ok(report)
         }
-        Err(e) => {
+        Err(UpdateError(mut e)) => {
+            if e.contains(DIED) || e.contains(DIED_IN_HOOK) {
+                // It died on its own: say how (a crash, an exit code).
+                if let Some(how) = exit_text(&mut child) {
+                    e.push_str(": ");
+                    e.push_str(&how);
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
-            Err(e)
+            Err(UpdateError(e))
         }
+    }
+}
+
+/// Mark the rollback messages of a new version that died by itself.
+const DIED: &str = "the new version exited";
+const DIED_IN_HOOK: &str = "the new version died";
+
+/// How a child that died by itself ended (waits up to 1 s for it).
+fn exit_text(child: &mut std::process::Child) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                return Some(match (st.code(), st.signal()) {
+                    (Some(c), _) => format!("exit status {c}"),
+                    (_, Some(sig)) => format!("killed by signal {sig} ({})", signal_name(sig)),
+                    _ => format!("{st}"),
+                })
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => return None,
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
     }
 }
 
@@ -306,10 +361,17 @@ fn follow_new_version<W: Write>(
     };
     let mut lines = BufReader::new(f);
     let mut report = UpdateReport::default();
+    // The user hook running now, if any (named if the new version dies).
+    let mut in_hook: Option<String> = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return err("rolled back: the new version did not become ready within 30 s");
+            return err(match &in_hook {
+                Some(h) => format!(
+                    "rolled back: the new version did not become ready within 30 s (still in its {h})"
+                ),
+                None => "rolled back: the new version did not become ready within 30 s".into(),
+            });
         }
         // Lines already buffered need no poll: they are no longer in the pipe.
         if lines.buffer().is_empty() {
@@ -326,7 +388,10 @@ fn follow_new_version<W: Write>(
         }
         let mut line = String::new();
         if lines.read_line(&mut line).unwrap_or(0) == 0 {
-            return err("rolled back: the new version exited during start-up or transfer");
+            return err(match &in_hook {
+                Some(h) => format!("rolled back: {DIED_IN_HOOK} in its {h}"),
+                None => format!("rolled back: {DIED} during start-up or transfer"),
+            });
         }
         let line = line.trim_end();
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -337,6 +402,8 @@ fn follow_new_version<W: Write>(
                 ph.t = Instant::now();
             }
             "error" => return err(format!("rolled back: new version: {rest}")),
+            "hook" => in_hook = Some(rest.to_string()),
+            "hook-done" => in_hook = None,
             "ready" => {
                 if let Ok(r) = serde_json::from_str::<UpdateReport>(rest) {
                     report = r;

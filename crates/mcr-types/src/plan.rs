@@ -5,6 +5,7 @@
 //! enums by constant name; integers are converted by value and a narrowing
 //! that loses a value is an error naming the field.
 
+use crate::hooks::{HookDecl, HookKind};
 use crate::model::{Encoding, TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -30,6 +31,21 @@ pub enum PlanError {
     EnumConstantGone { path: String, name: String },
     #[error("unknown type `{0}` in the type map")]
     UnknownType(String),
+    #[error("transform hook `{hook}` for `{ty}` declares the old layout as `{old_layout}`, which differs from the old version's `{ty}` at field `{field}`: copy the old version's definition exactly")]
+    HookOldLayout {
+        hook: String,
+        ty: String,
+        old_layout: String,
+        field: String,
+    },
+    #[error("transform hook `{hook}`: type `{missing}` is not in the new version's type map (is the file declaring the hook compiled with mcr-cc?)")]
+    HookTypeUnknown { hook: String, missing: String },
+    #[error("two transform hooks for `{ty}`: `{first}` and `{second}`")]
+    HookTwice {
+        ty: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// How a type changes between two versions.
@@ -41,6 +57,14 @@ pub enum Change {
     Transform,
     /// No rule covers it.
     NeedsUserCode(PlanError),
+    /// A user transform hook of the new version converts it (after the
+    /// automatic rules did what they can); `covers` is what no rule would
+    /// have converted, if anything.
+    Hooked {
+        hook: String,
+        old_layout: String,
+        covers: Option<PlanError>,
+    },
     /// The type is gone from the new version.
     Removed,
 }
@@ -55,6 +79,10 @@ pub struct Versions<'a> {
     old_idx: HashMap<&'a str, &'a TypeDef>,
     new_idx: HashMap<&'a str, &'a TypeDef>,
     pub renames: Renames,
+    /// Transform hooks of the new version, by the new type's canonical name.
+    pub hooks: HashMap<String, HookDecl>,
+    /// A second hook declared for one type (an error when that type is used).
+    hooks_twice: HashMap<String, String>,
     /// `identical` of whole types, by (old name, new name): objects of one
     /// type are many, and the answer is the same for all of them.
     same: std::cell::RefCell<HashMap<(usize, usize), bool>>,
@@ -79,7 +107,90 @@ impl<'a> Versions<'a> {
             old_idx: index(old),
             new_idx: index(new),
             renames,
+            hooks: HashMap::new(),
+            hooks_twice: HashMap::new(),
             same: Default::default(),
+        }
+    }
+
+    /// Declares the new version's hooks (`mcr_hooks` section).
+    pub fn with_hooks(mut self, hooks: &[HookDecl]) -> Self {
+        for h in hooks.iter().filter(|h| h.kind == HookKind::Transform) {
+            let name = self
+                .new_type(&h.new_type)
+                .map_or(h.new_type.clone(), |t| t.name.clone());
+            match self.hooks.entry(name) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    self.hooks_twice.insert(e.key().clone(), h.function.clone());
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(h.clone());
+                }
+            }
+        }
+        self
+    }
+
+    /// The transform hook that converts old values of the type named `name`,
+    /// if one applies: the hook's declared old layout must be exactly the
+    /// old version's layout of the type. A hook whose declared layout does
+    /// not match is an error, unless the type did not change at all (an
+    /// update from a version that already has the new layout, v2 -> v2):
+    /// then there is nothing to transform and the hook does not run.
+    pub fn hook_for(&self, name: &str) -> Result<Option<&HookDecl>, PlanError> {
+        let (Some(o), Some(n)) = (self.old_type(name), self.new_type(name)) else {
+            return Ok(None);
+        };
+        let Some(h) = self.hooks.get(&n.name) else {
+            return Ok(None);
+        };
+        if let Some(second) = self.hooks_twice.get(&n.name) {
+            return Err(PlanError::HookTwice {
+                ty: n.name.clone(),
+                first: h.function.clone(),
+                second: second.clone(),
+            });
+        }
+        let Some(d) = self.new_type(&h.old_type) else {
+            return Err(PlanError::HookTypeUnknown {
+                hook: h.function.clone(),
+                missing: h.old_type.clone(),
+            });
+        };
+        if self.identical(o, d, 0) {
+            return Ok(Some(h));
+        }
+        if self.identical(o, n, 0) {
+            return Ok(None);
+        }
+        Err(PlanError::HookOldLayout {
+            hook: h.function.clone(),
+            ty: o.name.clone(),
+            old_layout: h.old_type.clone(),
+            field: self.first_difference(o, d),
+        })
+    }
+
+    /// The first field where old type `o` and new-map type `d` differ.
+    fn first_difference(&self, o: &TypeDef, d: &TypeDef) -> String {
+        for (i, f) in o.fields.iter().enumerate() {
+            match d.fields.get(i) {
+                None => return f.name.clone(),
+                Some(g)
+                    if g.name != f.name
+                        || g.offset != f.offset
+                        || g.bit_offset != f.bit_offset
+                        || g.bit_size != f.bit_size
+                        || !self.same_named(&f.ty, &g.ty, 0) =>
+                {
+                    return f.name.clone()
+                }
+                _ => {}
+            }
+        }
+        match d.fields.get(o.fields.len()) {
+            Some(g) => g.name.clone(),
+            None => format!("(size {} vs {})", o.size, d.size),
         }
     }
 
@@ -99,10 +210,21 @@ impl<'a> Versions<'a> {
         let Some(n) = self.new_type(name) else {
             return Change::Removed;
         };
+        match self.hook_for(name) {
+            Err(e) => return Change::NeedsUserCode(e),
+            Ok(Some(h)) => {
+                return Change::Hooked {
+                    hook: h.function.clone(),
+                    old_layout: h.old_type.clone(),
+                    covers: self.check_rules(o, n, &o.name).err(),
+                }
+            }
+            Ok(None) => {}
+        }
         if self.identical(o, n, 0) {
             return Change::Identical;
         }
-        match self.check(o, n, &o.name) {
+        match self.check_rules(o, n, &o.name) {
             Ok(()) => Change::Transform,
             Err(e) => Change::NeedsUserCode(e),
         }
@@ -159,6 +281,9 @@ impl<'a> Versions<'a> {
         if let Some(&b) = self.same.borrow().get(&key) {
             return b;
         }
+        // Assumed while it is being computed: types that point to each
+        // other (through `related`) end the recursion here.
+        self.same.borrow_mut().insert(key, true);
         let b = self.identical_uncached(o, n, depth);
         self.same.borrow_mut().insert(key, b);
         b
@@ -190,7 +315,8 @@ impl<'a> Versions<'a> {
                 depth,
             ),
             TypeKind::Enum => o.enumerators == n.enumerators,
-            // Pointers are rewritten anyway; their pointee is checked on its own.
+            // Pointers are rewritten anyway; their pointee is checked on its
+            // own (a retarget to an unrelated type is caught in `same_named`).
             _ => true,
         }
     }
@@ -198,8 +324,11 @@ impl<'a> Versions<'a> {
     fn same_named(&self, a: &str, b: &str, depth: u32) -> bool {
         match (self.old_type(a), self.new_type(b)) {
             (Some(x), Some(y)) => {
-                x.kind == TypeKind::Pointer && y.kind == TypeKind::Pointer
-                    || self.identical(x, y, depth + 1)
+                if x.kind == TypeKind::Pointer && y.kind == TypeKind::Pointer {
+                    self.field_has_rule(x, y)
+                } else {
+                    self.identical(x, y, depth + 1)
+                }
             }
             _ => a == b,
         }
@@ -217,8 +346,89 @@ impl<'a> Versions<'a> {
         n.fields.iter().find(|f| f.name == want)
     }
 
-    /// Checks that every part of `o` has a rule into `n`.
+    /// Checks a value nested in another: a hook of its type covers it.
     fn check(&self, o: &TypeDef, n: &TypeDef, path: &str) -> Result<(), PlanError> {
+        if self.hook_for(&o.name)?.is_some() {
+            return Ok(());
+        }
+        self.check_rules(o, n, path)
+    }
+
+    /// Does a field of old type `ot` have a rule into new type `nt`? A
+    /// pointer converts to a pointer to a related type only (same type,
+    /// `void`, same-sized scalars): a pointer retargeted to an unrelated
+    /// type (`bipbuf_t *` -> `char *`) points to data that changed meaning.
+    pub fn field_has_rule(&self, ot: &TypeDef, nt: &TypeDef) -> bool {
+        if ot.kind != nt.kind && !(is_scalarish(ot) && is_scalarish(nt)) {
+            return false;
+        }
+        if ot.kind == TypeKind::Pointer {
+            return self.related(
+                ot.target.as_deref().unwrap_or(""),
+                nt.target.as_deref().unwrap_or(""),
+                0,
+            );
+        }
+        true
+    }
+
+    /// Are old type `a` and new type `b` the same data for a pointer to
+    /// them? Unknown (opaque) types are related only by name.
+    fn related(&self, a: &str, b: &str, depth: u32) -> bool {
+        if a == b || depth > 8 {
+            return true;
+        }
+        let (Some(x), Some(y)) = (self.old_type(a), self.new_type(b)) else {
+            return false;
+        };
+        if x.name == y.name || x.aliases.contains(&y.name) || y.aliases.contains(&x.name) {
+            return true;
+        }
+        let void = |t: &TypeDef| t.name == "void" || (t.kind == TypeKind::Scalar && t.size == 0);
+        if void(x) || void(y) {
+            return true;
+        }
+        let float = |t: &TypeDef| t.encoding == Some(Encoding::Float);
+        match (x.kind, y.kind) {
+            (TypeKind::Pointer, TypeKind::Pointer) | (TypeKind::Array, TypeKind::Array) => self
+                .related(
+                    x.target.as_deref().unwrap_or(""),
+                    y.target.as_deref().unwrap_or(""),
+                    depth + 1,
+                ),
+            (a, b) if is_scalar_kind(a) && is_scalar_kind(b) => {
+                x.size == y.size && float(x) == float(y)
+            }
+            (TypeKind::Function, TypeKind::Function) => true,
+            (TypeKind::Struct, TypeKind::Struct) | (TypeKind::Union, TypeKind::Union) => {
+                // Anonymous types are named by their declaration's line,
+                // which moves with any edit above it.
+                (x.name.contains("<anon@") && y.name.contains("<anon@")) || self.identical(x, y, 0)
+            }
+            _ => false,
+        }
+    }
+
+    /// The fields of struct `o` that no rule converts into `n` (what a
+    /// transform hook must do): (field, old type, new type).
+    pub fn fields_without_rule(&self, o: &TypeDef, n: &TypeDef) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for f in &o.fields {
+            let Some(nf) = self.new_field_for(n, &o.name, &f.name) else {
+                continue;
+            };
+            let (Some(ot), Some(nt)) = (self.old_type(&f.ty), self.new_type(&nf.ty)) else {
+                continue;
+            };
+            if !self.field_has_rule(ot, nt) || self.check(ot, nt, &f.name).is_err() {
+                out.push((f.name.clone(), f.ty.clone(), nf.ty.clone()));
+            }
+        }
+        out
+    }
+
+    /// Checks that every part of `o` has a rule into `n`.
+    fn check_rules(&self, o: &TypeDef, n: &TypeDef, path: &str) -> Result<(), PlanError> {
         let bad = |field: &str| PlanError::NeedsUserCode {
             ty: path.to_string(),
             field: field.to_string(),
@@ -227,7 +437,13 @@ impl<'a> Versions<'a> {
         };
         match (o.kind, n.kind) {
             (TypeKind::Scalar | TypeKind::Enum, TypeKind::Scalar | TypeKind::Enum) => Ok(()),
-            (TypeKind::Pointer, TypeKind::Pointer) => Ok(()),
+            (TypeKind::Pointer, TypeKind::Pointer) => {
+                if self.field_has_rule(o, n) {
+                    Ok(())
+                } else {
+                    Err(bad(""))
+                }
+            }
             (TypeKind::Array, TypeKind::Array) => {
                 let (ot, nt) = self.elems(o, n)?;
                 self.check(ot, nt, &format!("{path}[]"))
@@ -243,7 +459,10 @@ impl<'a> Versions<'a> {
                     let nt = self
                         .new_type(&nf.ty)
                         .ok_or_else(|| PlanError::UnknownType(nf.ty.clone()))?;
-                    if ot.kind != nt.kind && !(is_scalarish(ot) && is_scalarish(nt)) {
+                    if self.hook_for(&ot.name)?.is_some() {
+                        continue;
+                    }
+                    if !self.field_has_rule(ot, nt) {
                         return Err(PlanError::NeedsUserCode {
                             ty: o.name.clone(),
                             field: f.name.clone(),
@@ -301,6 +520,12 @@ impl<'a> Versions<'a> {
                     let nt = self
                         .new_type(&nf.ty)
                         .ok_or_else(|| PlanError::UnknownType(nf.ty.clone()))?;
+                    if !self.field_has_rule(ot, nt) {
+                        // Only reached when a transform hook covers the
+                        // type: the field keeps the new version's value
+                        // (zero, or what its start-up set) for the hook.
+                        continue;
+                    }
                     let p = format!("{path}.{}", f.name);
                     if f.bit_size.is_some() || nf.bit_size.is_some() {
                         let v = read_bits(
@@ -774,5 +999,177 @@ mod tests {
         let new = map(vec![inner, strukt(vec![field("a", 0, "struct in")], 4)]);
         let v = Versions::new(&old, &new, Renames::new());
         assert!(matches!(v.change("struct s"), Change::NeedsUserCode(_)));
+    }
+    fn ptr(name: &str, target: &str) -> TypeDef {
+        TypeDef {
+            name: name.into(),
+            kind: TypeKind::Pointer,
+            size: 8,
+            target: Some(target.into()),
+            ..scalar(name, 8, Encoding::Unsigned)
+        }
+    }
+    fn named(mut t: TypeDef, name: &str) -> TypeDef {
+        t.name = name.into();
+        t
+    }
+
+    /// memcached 1.6.18 -> 1.6.38: `crawler_client_t.buf` went from
+    /// `bipbuf_t *` to `char *`: the data it points to changed meaning.
+    #[test]
+    fn pointer_retargeted_to_unrelated_type_needs_user_code() {
+        let mut bipbuf = named(strukt(vec![field("size", 0, "int")], 4), "struct bipbuf");
+        bipbuf.aliases = vec!["bipbuf_t".into()];
+        let old = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            bipbuf.clone(),
+            ptr("bipbuf_t *", "bipbuf_t"),
+            ptr("void *", "void"),
+            scalar("void", 0, Encoding::Unsigned),
+            strukt(
+                vec![field("buf", 0, "bipbuf_t *"), field("any", 8, "void *")],
+                16,
+            ),
+        ]);
+        let new = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            scalar("char", 1, Encoding::Char),
+            scalar("unsigned int", 4, Encoding::Unsigned),
+            bipbuf,
+            ptr("char *", "char"),
+            ptr("struct bipbuf *", "struct bipbuf"),
+            ptr("unsigned int *", "unsigned int"),
+            strukt(
+                vec![
+                    field("buf", 0, "char *"),
+                    field("any", 8, "struct bipbuf *"),
+                ],
+                16,
+            ),
+        ]);
+        let v = Versions::new(&old, &new, Renames::new());
+        match v.change("struct s") {
+            Change::NeedsUserCode(e) => assert_eq!(
+                e.to_string(),
+                "type `struct s`: field `buf` changed from `bipbuf_t *` to `char *`, which no rule converts: add a transform hook"
+            ),
+            c => panic!("{c:?}"),
+        }
+        // Through a typedef, from void, and to a same-sized scalar: related
+        // (the layout is then the same: nothing to convert).
+        let mut new2 = new.clone();
+        new2.types.last_mut().unwrap().fields[0].ty = "struct bipbuf *".into();
+        let v = Versions::new(&old, &new2, Renames::new());
+        assert_eq!(v.change("struct s"), Change::Identical);
+        let old3 = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            ptr("int *", "int"),
+            strukt(vec![field("p", 0, "int *")], 8),
+        ]);
+        let new3 = map(vec![
+            scalar("unsigned int", 4, Encoding::Unsigned),
+            scalar("long", 8, Encoding::Signed),
+            ptr("unsigned int *", "unsigned int"),
+            ptr("long *", "long"),
+            strukt(vec![field("p", 0, "unsigned int *")], 8),
+        ]);
+        let v = Versions::new(&old3, &new3, Renames::new());
+        assert_eq!(v.change("struct s"), Change::Identical);
+        let mut new4 = new3.clone();
+        new4.types.last_mut().unwrap().fields[0].ty = "long *".into();
+        let v = Versions::new(&old3, &new4, Renames::new());
+        assert!(matches!(v.change("struct s"), Change::NeedsUserCode(_)));
+    }
+
+    fn hook(new_type: &str, old_type: &str) -> HookDecl {
+        HookDecl {
+            kind: HookKind::Transform,
+            new_type: new_type.into(),
+            old_type: old_type.into(),
+            function: "s_from_v1".into(),
+            line: 1,
+            new_size: 0,
+            old_size: 0,
+            offset: 0,
+        }
+    }
+
+    /// An int that becomes a struct needs user code; a hook whose declared
+    /// old layout matches covers it (also when the type is nested in
+    /// another); a wrong old layout is refused naming the field; an update
+    /// from a version with the new layout already does not run the hook.
+    #[test]
+    fn transform_hook_covers_what_no_rule_converts() {
+        let inner = named(strukt(vec![field("x", 0, "int")], 4), "struct in");
+        let old = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            strukt(vec![field("a", 0, "int"), field("b", 4, "int")], 8),
+            named(strukt(vec![field("s", 0, "struct s")], 8), "struct outer"),
+        ]);
+        let v1_copy = named(
+            strukt(vec![field("a", 0, "int"), field("b", 4, "int")], 8),
+            "struct s_v1",
+        );
+        let new = map(vec![
+            scalar("int", 4, Encoding::Signed),
+            inner,
+            strukt(vec![field("a", 0, "struct in"), field("b", 4, "int")], 8),
+            named(strukt(vec![field("s", 0, "struct s")], 8), "struct outer"),
+            v1_copy.clone(),
+        ]);
+        let v = Versions::new(&old, &new, Renames::new());
+        assert!(matches!(v.change("struct s"), Change::NeedsUserCode(_)));
+        assert!(matches!(v.change("struct outer"), Change::NeedsUserCode(_)));
+        let v = Versions::new(&old, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1")]);
+        match v.change("struct s") {
+            Change::Hooked {
+                hook,
+                old_layout,
+                covers: Some(PlanError::NeedsUserCode { field, .. }),
+            } => {
+                assert_eq!(
+                    (hook.as_str(), old_layout.as_str(), field.as_str()),
+                    ("s_from_v1", "struct s_v1", "a")
+                );
+            }
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(v.change("struct outer"), Change::Transform);
+        // The user's copy of the old layout lacks field b.
+        let mut wrong = new.clone();
+        wrong.types.last_mut().unwrap().fields.pop();
+        let v = Versions::new(&old, &wrong, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1")]);
+        match v.change("struct s") {
+            Change::NeedsUserCode(e) => assert_eq!(
+                e.to_string(),
+                "transform hook `s_from_v1` for `struct s` declares the old layout as `struct s_v1`, which differs from the old version's `struct s` at field `b`: copy the old version's definition exactly"
+            ),
+            c => panic!("{c:?}"),
+        }
+        // v2 -> v2: the type did not change, the hook does not apply.
+        let v = Versions::new(&new, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1")]);
+        assert_eq!(v.change("struct s"), Change::Identical);
+        // Two hooks for one type.
+        let mut other = hook("struct s", "struct s_v1");
+        other.function = "s_again".into();
+        let v = Versions::new(&old, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct s_v1"), other]);
+        match v.change("struct s") {
+            Change::NeedsUserCode(e) => assert_eq!(
+                e.to_string(),
+                "two transform hooks for `struct s`: `s_from_v1` and `s_again`"
+            ),
+            c => panic!("{c:?}"),
+        }
+        // The declared old layout is not in the new map.
+        let v = Versions::new(&old, &new, Renames::new())
+            .with_hooks(&[hook("struct s", "struct nope")]);
+        assert!(matches!(
+            v.change("struct s"),
+            Change::NeedsUserCode(PlanError::HookTypeUnknown { .. })
+        ));
     }
 }

@@ -174,6 +174,9 @@ pub struct UpdateReport {
     pub thread_locals: u64,
     pub fds_inherited: u64,
     pub fds_closed: u64,
+    /// Calls of the new version's transform and after-transfer hooks.
+    #[serde(default)]
+    pub hook_calls: u64,
     /// From quiescence to the new version serving.
     pub downtime_ms: f64,
     /// Quiescent points the update used from a profile; `None`: every

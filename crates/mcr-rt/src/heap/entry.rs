@@ -89,6 +89,9 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `p` is null or a live allocation.
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
+    if crate::hooks::defer_free(p as *mut u8) {
+        return;
+    }
     alloc::free(p as *mut u8)
 }
 
