@@ -57,11 +57,7 @@ pub fn check_compatible(
     new: &mcr_types::TypeMap,
 ) -> Result<(), UpdateError> {
     let v = Versions::new(old, new, new.renames.clone().into_iter().collect());
-    let mut used: Vec<&str> = old.globals.iter().map(|g| g.ty.as_str()).collect();
-    used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
-    used.sort();
-    used.dedup();
-    for t in used {
+    for t in mcr_types::plan::types_in_use(old) {
         if let Change::NeedsUserCode(e) = v.change(t) {
             return err(format!("refused: {e}"));
         }

@@ -93,10 +93,17 @@ impl<'a> Versions<'a> {
 
     /// The change of the type named `name` in the old version.
     pub fn change(&self, name: &str) -> Change {
-        let Some(o) = self.old_type(name) else {
+        self.change_between(name, name)
+    }
+
+    /// The change from old type `old_name` to new type `new_name`: a
+    /// global keeps its name while its type may not (`struct e[15]` ->
+    /// `struct e[18]`, `int` -> `long`).
+    pub fn change_between(&self, old_name: &str, new_name: &str) -> Change {
+        let Some(o) = self.old_type(old_name) else {
             return Change::Removed;
         };
-        let Some(n) = self.new_type(name) else {
+        let Some(n) = self.new_type(new_name) else {
             return Change::Removed;
         };
         if self.identical(o, n, 0) {
@@ -381,6 +388,19 @@ impl<'a> Versions<'a> {
             }
         }
     }
+}
+
+/// The old version's types whose values an update converts: those of its
+/// globals and of its typed allocation sites (each one checked through its
+/// fields and array elements by [`Versions::change`]). An update is refused
+/// when one of them needs user code; a type only reachable through pointers
+/// is converted only where a global or site names it.
+pub fn types_in_use(old: &TypeMap) -> Vec<&str> {
+    let mut used: Vec<&str> = old.globals.iter().map(|g| g.ty.as_str()).collect();
+    used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
+    used.sort();
+    used.dedup();
+    used
 }
 
 /// Threads' synchronisation objects (mutexes, condition variables, ...) are
