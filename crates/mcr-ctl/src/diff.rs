@@ -2,9 +2,10 @@
 //! anything runs.
 
 use anyhow::{Context, Result};
-use mcr_types::plan::{Change, Versions};
-use mcr_types::TypeMap;
+use mcr_types::plan::{types_in_use, Change, Versions};
+use mcr_types::{TypeKind, TypeMap};
 use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
 
 fn load(path: &str) -> Result<TypeMap> {
     if path.ends_with(".toml") {
@@ -20,82 +21,228 @@ fn load(path: &str) -> Result<TypeMap> {
     Ok(mcr_types::decode_section(sec.data()?)?)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Debug, PartialEq)]
 struct Row {
     name: String,
     change: String,
     detail: String,
 }
 
-/// Prints the report; returns whether an update would be refused.
-pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
-    let (o, n) = (load(old)?, load(new)?);
-    let v = Versions::new(&o, &n, n.renames.clone().into_iter().collect());
-    let mut rows = Vec::new();
-    let mut refused = false;
-    for t in &o.types {
-        if !matches!(
-            t.kind,
-            mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union | mcr_types::TypeKind::Enum
-        ) {
-            continue;
-        }
+/// A global present in both versions whose type changed (its name, or the
+/// layout behind the same name).
+#[derive(Serialize, Debug, PartialEq)]
+struct GlobalRow {
+    name: String,
+    old_type: String,
+    new_type: String,
+    change: String,
+    detail: String,
+}
+
+/// An allocation site (same file, function and ordinal) that allocates a
+/// different type in the new version.
+#[derive(Serialize, Debug, PartialEq)]
+struct Retyped {
+    site: String,
+    old_type: Option<String>,
+    new_type: Option<String>,
+}
+
+#[derive(Serialize, Debug, Default, PartialEq)]
+struct Sites {
+    old: usize,
+    new: usize,
+    added: usize,
+    removed: usize,
+    retyped: Vec<Retyped>,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    types: Vec<Row>,
+    globals_changed: Vec<GlobalRow>,
+    globals_added: Vec<String>,
+    globals_removed: Vec<String>,
+    alloc_sites: Sites,
+    /// Types that need user code and hold values the update converts: the
+    /// update is refused because of them (the runtime's own check).
+    refused_by: Vec<String>,
+    refused: bool,
+}
+
+fn is_aggregate(k: TypeKind) -> bool {
+    matches!(k, TypeKind::Struct | TypeKind::Union | TypeKind::Enum)
+}
+
+fn report(o: &TypeMap, n: &TypeMap) -> Report {
+    let v = Versions::new(o, n, n.renames.clone().into_iter().collect());
+    let mut types = Vec::new();
+    for t in o.types.iter().filter(|t| is_aggregate(t.kind)) {
         let (change, detail) = match v.change(&t.name) {
             Change::Identical => continue,
             Change::Transform => ("transform".to_string(), describe(&v, &t.name)),
             Change::Removed => ("removed".to_string(), String::new()),
-            Change::NeedsUserCode(e) => {
-                refused = true;
-                ("needs user code".to_string(), e.to_string())
-            }
+            Change::NeedsUserCode(e) => ("needs user code".to_string(), e.to_string()),
         };
-        rows.push(Row {
+        types.push(Row {
             name: t.name.clone(),
             change,
             detail,
         });
     }
+    // An enum is a struct's field type, so a new one is only "added" with
+    // the struct that uses it; count new structs and unions.
     for t in &n.types {
-        if matches!(
-            t.kind,
-            mcr_types::TypeKind::Struct | mcr_types::TypeKind::Union
-        ) && v.old_type(&t.name).is_none()
-        {
-            rows.push(Row {
+        if matches!(t.kind, TypeKind::Struct | TypeKind::Union) && v.old_type(&t.name).is_none() {
+            types.push(Row {
                 name: t.name.clone(),
                 change: "added".into(),
                 detail: String::new(),
             });
         }
     }
-    let gone: Vec<_> = o
+
+    let new_globals: HashMap<&str, &mcr_types::model::Global> =
+        n.globals.iter().map(|g| (g.name.as_str(), g)).collect();
+    let old_names: BTreeSet<&str> = o.globals.iter().map(|g| g.name.as_str()).collect();
+    let mut globals_changed = Vec::new();
+    let mut globals_removed = Vec::new();
+    for g in &o.globals {
+        let Some(ng) = new_globals.get(g.name.as_str()) else {
+            globals_removed.push(g.name.clone());
+            continue;
+        };
+        let (change, detail) = match v.change_between(&g.ty, &ng.ty) {
+            Change::Identical => continue,
+            Change::Transform => ("transform", String::new()),
+            // A type the new map does not describe (a declared-only struct
+            // seen through a pointer): bytes are copied as they are.
+            Change::Removed => ("copied", "type not described in both maps".to_string()),
+            Change::NeedsUserCode(e) => ("needs user code", e.to_string()),
+        };
+        globals_changed.push(GlobalRow {
+            name: g.name.clone(),
+            old_type: g.ty.clone(),
+            new_type: ng.ty.clone(),
+            change: change.into(),
+            detail,
+        });
+    }
+    let globals_added = n
         .globals
         .iter()
-        .filter(|g| !n.globals.iter().any(|x| x.name == g.name))
+        .filter(|g| !old_names.contains(g.name.as_str()))
         .map(|g| g.name.clone())
         .collect();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"types": rows, "globals_removed": gone, "refused": refused})
-            )?
-        );
-    } else {
-        if rows.is_empty() {
-            println!("no type changes");
-        }
-        for r in &rows {
-            println!("{:<32} {:<16} {}", r.name, r.change, r.detail);
-        }
-        for g in &gone {
-            println!("global {g}: removed (its value is dropped)");
-        }
-        if refused {
-            println!("update would be REFUSED");
+
+    let new_sites: HashMap<&str, &mcr_types::model::AllocSite> =
+        n.alloc_sites.iter().map(|s| (s.id.as_str(), s)).collect();
+    let old_ids: BTreeSet<&str> = o.alloc_sites.iter().map(|s| s.id.as_str()).collect();
+    let mut sites = Sites {
+        old: o.alloc_sites.len(),
+        new: n.alloc_sites.len(),
+        ..Default::default()
+    };
+    for s in &o.alloc_sites {
+        match new_sites.get(s.id.as_str()) {
+            None => sites.removed += 1,
+            Some(ns) if ns.ty != s.ty => sites.retyped.push(Retyped {
+                site: format!("{}:{}#{}", s.file, s.function, s.ordinal),
+                old_type: s.ty.clone(),
+                new_type: ns.ty.clone(),
+            }),
+            Some(_) => {}
         }
     }
-    Ok(refused)
+    sites.added = n
+        .alloc_sites
+        .iter()
+        .filter(|s| !old_ids.contains(s.id.as_str()))
+        .count();
+
+    // The verdict is the runtime's (mcr-rt update::check_compatible): only
+    // types whose values are converted can refuse an update.
+    let refused_by: Vec<String> = types_in_use(o)
+        .into_iter()
+        .filter_map(|t| match v.change(t) {
+            Change::NeedsUserCode(e) => Some(format!("{t}: {e}")),
+            _ => None,
+        })
+        .collect();
+    Report {
+        types,
+        globals_changed,
+        globals_added,
+        globals_removed,
+        alloc_sites: sites,
+        refused: !refused_by.is_empty(),
+        refused_by,
+    }
+}
+
+/// Prints the report; returns whether an update would be refused.
+pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
+    let (o, n) = (load(old)?, load(new)?);
+    let r = report(&o, &n);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(r.refused);
+    }
+    if r.types.is_empty() {
+        println!("no type changes");
+    }
+    for t in &r.types {
+        println!("{:<32} {:<16} {}", t.name, t.change, t.detail);
+    }
+    for g in &r.globals_changed {
+        println!(
+            "global {}: {} -> {}: {}{}{}",
+            g.name,
+            g.old_type,
+            g.new_type,
+            g.change,
+            if g.detail.is_empty() { "" } else { ": " },
+            g.detail
+        );
+    }
+    for g in &r.globals_removed {
+        println!("global {g}: removed (its value is dropped)");
+    }
+    if !r.globals_added.is_empty() {
+        println!(
+            "globals added: {} (the new version's start-up sets them)",
+            r.globals_added.join(", ")
+        );
+    }
+    let s = &r.alloc_sites;
+    println!(
+        "allocation sites: {} -> {}: {} added, {} removed, {} allocate another type",
+        s.old,
+        s.new,
+        s.added,
+        s.removed,
+        s.retyped.len()
+    );
+    for x in &s.retyped {
+        println!(
+            "  site {}: {} -> {}",
+            x.site,
+            x.old_type.as_deref().unwrap_or("(untyped)"),
+            x.new_type.as_deref().unwrap_or("(untyped)")
+        );
+    }
+    if r.refused {
+        println!("update would be REFUSED:");
+        for why in &r.refused_by {
+            println!("  {why}");
+        }
+    } else if r.types.iter().any(|t| t.change == "needs user code") {
+        println!(
+            "update would proceed: the types that need user code hold no value it converts \
+             (no global or typed allocation site of theirs)"
+        );
+    }
+    Ok(r.refused)
 }
 
 fn describe(v: &Versions, name: &str) -> String {
@@ -129,4 +276,214 @@ fn describe(v: &Versions, name: &str) -> String {
         parts.push(format!("size {}->{}", o.size, n.size));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Old version: `struct a { int x; }` (only reachable through a
+    /// pointer unless `site_a` types a site with it), `struct e`, a global
+    /// table of two `struct e`, two allocation sites.
+    fn old(site_a: bool) -> TypeMap {
+        let a_site = if site_a { "type = \"struct a\"\n" } else { "" };
+        TypeMap::from_toml(&format!(
+            r#"
+schema = 1
+[[types]]
+name = "int"
+kind = "scalar"
+size = 4
+encoding = "signed"
+[[types]]
+name = "struct a"
+kind = "struct"
+size = 4
+[[types.fields]]
+name = "x"
+offset = 0
+type = "int"
+[[types]]
+name = "struct e"
+kind = "struct"
+size = 4
+[[types.fields]]
+name = "v"
+offset = 0
+type = "int"
+[[types]]
+name = "struct e[2]"
+kind = "array"
+size = 8
+target = "struct e"
+count = 2
+[[globals]]
+name = "table"
+symbol = "table"
+type = "struct e[2]"
+size = 8
+file = "t.c"
+[[globals]]
+name = "t.c:gone"
+symbol = "gone"
+type = "int"
+size = 4
+file = "t.c"
+is_static = true
+[[alloc_sites]]
+id = "1"
+file = "t.c"
+line = 3
+function = "f"
+ordinal = 0
+allocator = "malloc"
+{a_site}rule = "alloc-token"
+[[alloc_sites]]
+id = "2"
+file = "t.c"
+line = 9
+function = "g"
+ordinal = 0
+allocator = "malloc"
+type = "struct e"
+rule = "alloc-token"
+"#
+        ))
+        .unwrap()
+    }
+
+    /// New version: `a.x` became a struct, the table grew to three, `gone`
+    /// is gone, site 2 now allocates an `int`, site 3 is new.
+    fn new() -> TypeMap {
+        TypeMap::from_toml(
+            r#"
+schema = 1
+[[types]]
+name = "int"
+kind = "scalar"
+size = 4
+encoding = "signed"
+[[types]]
+name = "struct in"
+kind = "struct"
+size = 4
+[[types.fields]]
+name = "i"
+offset = 0
+type = "int"
+[[types]]
+name = "struct a"
+kind = "struct"
+size = 4
+[[types.fields]]
+name = "x"
+offset = 0
+type = "struct in"
+[[types]]
+name = "struct e"
+kind = "struct"
+size = 4
+[[types.fields]]
+name = "v"
+offset = 0
+type = "int"
+[[types]]
+name = "struct e[3]"
+kind = "array"
+size = 12
+target = "struct e"
+count = 3
+[[globals]]
+name = "table"
+symbol = "table"
+type = "struct e[3]"
+size = 12
+file = "t.c"
+[[globals]]
+name = "fresh"
+symbol = "fresh"
+type = "int"
+size = 4
+file = "t.c"
+[[alloc_sites]]
+id = "1"
+file = "t.c"
+line = 3
+function = "f"
+ordinal = 0
+allocator = "malloc"
+rule = "no-evidence"
+[[alloc_sites]]
+id = "2"
+file = "t.c"
+line = 9
+function = "g"
+ordinal = 0
+allocator = "malloc"
+type = "int"
+rule = "alloc-token"
+[[alloc_sites]]
+id = "3"
+file = "t.c"
+line = 12
+function = "h"
+ordinal = 0
+allocator = "calloc"
+type = "struct in"
+rule = "alloc-token"
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn globals_whose_type_changed_name_are_reported() {
+        let r = report(&old(false), &new());
+        assert_eq!(
+            r.globals_changed,
+            vec![GlobalRow {
+                name: "table".into(),
+                old_type: "struct e[2]".into(),
+                new_type: "struct e[3]".into(),
+                change: "transform".into(),
+                detail: String::new(),
+            }]
+        );
+        assert_eq!(r.globals_removed, vec!["t.c:gone".to_string()]);
+        assert_eq!(r.globals_added, vec!["fresh".to_string()]);
+    }
+
+    #[test]
+    fn allocation_sites_matched_by_id() {
+        let r = report(&old(false), &new());
+        let s = &r.alloc_sites;
+        assert_eq!((s.old, s.new, s.added, s.removed), (2, 3, 1, 0));
+        assert_eq!(
+            s.retyped,
+            vec![Retyped {
+                site: "t.c:g#0".into(),
+                old_type: Some("struct e".into()),
+                new_type: Some("int".into()),
+            }]
+        );
+    }
+
+    /// The verdict is the runtime's: a type that needs user code refuses
+    /// the update only when a global or a typed site holds values of it.
+    #[test]
+    fn refused_only_when_a_converted_value_needs_user_code() {
+        let r = report(&old(false), &new());
+        let a = r.types.iter().find(|t| t.name == "struct a").unwrap();
+        assert_eq!(a.change, "needs user code");
+        assert!(!r.refused, "{:?}", r.refused_by);
+
+        let r = report(&old(true), &new());
+        assert!(r.refused);
+        assert_eq!(r.refused_by.len(), 1);
+        assert!(
+            r.refused_by[0].starts_with("struct a: "),
+            "{:?}",
+            r.refused_by
+        );
+    }
 }
