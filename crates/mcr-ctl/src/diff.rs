@@ -74,26 +74,137 @@ fn is_aggregate(k: TypeKind) -> bool {
     matches!(k, TypeKind::Struct | TypeKind::Union | TypeKind::Enum)
 }
 
+/// `struct <anon@file.h:856>[4]` -> `struct <anon@file.h:856>`: the named
+/// aggregate behind arrays and pointers of it.
+fn base(ty: &str) -> &str {
+    let mut t = ty.trim_end();
+    loop {
+        if let Some(x) = t.strip_suffix('*') {
+            t = x.trim_end();
+        } else if t.ends_with(']') {
+            match t.rfind('[') {
+                Some(i) => t = t[..i].trim_end(),
+                None => return t,
+            }
+        } else {
+            return t;
+        }
+    }
+}
+
+fn decl_file(t: &mcr_types::model::TypeDef) -> &str {
+    t.decl
+        .as_deref()
+        .and_then(|d| d.rsplit_once(':'))
+        .map_or("", |(f, _)| f)
+}
+
+/// Anonymous structs, unions and enums are named after the line that
+/// declares them (`struct <anon@memcached.h:856>`), so a line added above
+/// one renames it. Pairs each old anonymous type gone from the new map
+/// with the new one that takes its place: the type of the same field of the
+/// same (or paired) struct, of the same global, else the only new
+/// anonymous type of that kind, declared in the same file, with the same
+/// layout. Without this a moved declaration shows as "removed" + "added".
+fn pair_anonymous(v: &Versions, o: &TypeMap, n: &TypeMap) -> HashMap<String, String> {
+    let gone = |x: &str| x.contains("<anon@") && v.old_type(x).is_some() && v.new_type(x).is_none();
+    let fresh =
+        |x: &str| x.contains("<anon@") && v.new_type(x).is_some() && v.old_type(x).is_none();
+    let mut pairs: HashMap<String, String> = HashMap::new();
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut link = |a: &str, b: &str, pairs: &mut HashMap<String, String>| -> bool {
+        let (a, b) = (base(a), base(b));
+        // The same decoration around both, and each side still unpaired.
+        if a == b || !gone(a) || !fresh(b) || pairs.contains_key(a) || taken.contains(b) {
+            return false;
+        }
+        pairs.insert(a.to_string(), b.to_string());
+        taken.insert(b.to_string());
+        true
+    };
+    let new_globals: HashMap<&str, &str> = n
+        .globals
+        .iter()
+        .map(|g| (g.name.as_str(), g.ty.as_str()))
+        .collect();
+    for g in &o.globals {
+        if let Some(nt) = new_globals.get(g.name.as_str()) {
+            link(&g.ty, nt, &mut pairs);
+        }
+    }
+    // Fields, to a fixed point: an anonymous struct inside a paired one.
+    loop {
+        let mut more = false;
+        for t in o.types.iter().filter(|t| is_aggregate(t.kind)) {
+            let counterpart = pairs.get(&t.name).cloned().unwrap_or(t.name.clone());
+            let Some(nt) = v.new_type(&counterpart) else {
+                continue;
+            };
+            for f in &t.fields {
+                if let Some(nf) = v.new_field_for(nt, &t.name, &f.name) {
+                    more |= link(&f.ty, &nf.ty, &mut pairs);
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    // Left over (a function's local type): a unique twin in the same file.
+    let left: Vec<_> = o
+        .types
+        .iter()
+        .filter(|t| gone(&t.name) && !pairs.contains_key(&t.name))
+        .collect();
+    for t in left {
+        let twins: Vec<_> = n
+            .types
+            .iter()
+            .filter(|x| {
+                fresh(&x.name)
+                    && !taken.contains(&x.name)
+                    && x.kind == t.kind
+                    && decl_file(x) == decl_file(t)
+                    && v.identical(t, x, 0)
+            })
+            .collect();
+        if let [x] = twins[..] {
+            pairs.insert(t.name.clone(), x.name.clone());
+            taken.insert(x.name.clone());
+        }
+    }
+    pairs
+}
+
 fn report(o: &TypeMap, n: &TypeMap) -> Report {
     let v = Versions::new(o, n, n.renames.clone().into_iter().collect());
+    let anon = pair_anonymous(&v, o, n);
     let mut types = Vec::new();
     for t in o.types.iter().filter(|t| is_aggregate(t.kind)) {
-        let (change, detail) = match v.change(&t.name) {
+        let (name, now) = match anon.get(&t.name) {
+            Some(x) => (format!("{} (now {})", t.name, x), x.as_str()),
+            None => (t.name.clone(), t.name.as_str()),
+        };
+        let (change, detail) = match v.change_between(&t.name, now) {
             Change::Identical => continue,
-            Change::Transform => ("transform".to_string(), describe(&v, &t.name)),
+            Change::Transform => ("transform".to_string(), describe(&v, &t.name, now)),
             Change::Removed => ("removed".to_string(), String::new()),
             Change::NeedsUserCode(e) => ("needs user code".to_string(), e.to_string()),
         };
         types.push(Row {
-            name: t.name.clone(),
+            name,
             change,
             detail,
         });
     }
+    let paired: BTreeSet<&str> = anon.values().map(String::as_str).collect();
     // An enum is a struct's field type, so a new one is only "added" with
     // the struct that uses it; count new structs and unions.
     for t in &n.types {
-        if matches!(t.kind, TypeKind::Struct | TypeKind::Union) && v.old_type(&t.name).is_none() {
+        if matches!(t.kind, TypeKind::Struct | TypeKind::Union)
+            && v.old_type(&t.name).is_none()
+            && !paired.contains(t.name.as_str())
+        {
             types.push(Row {
                 name: t.name.clone(),
                 change: "added".into(),
@@ -245,8 +356,8 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
     Ok(r.refused)
 }
 
-fn describe(v: &Versions, name: &str) -> String {
-    let (Some(o), Some(n)) = (v.old_type(name), v.new_type(name)) else {
+fn describe(v: &Versions, old: &str, new: &str) -> String {
+    let (Some(o), Some(n)) = (v.old_type(old), v.new_type(new)) else {
         return String::new();
     };
     let mut parts = Vec::new();
@@ -465,6 +576,73 @@ rule = "alloc-token"
                 old_type: Some("struct e".into()),
                 new_type: Some("int".into()),
             }]
+        );
+    }
+
+    /// A map with `struct s { struct <anon@a.h:LINE> in; }`, the anonymous
+    /// struct holding an int, and a function's local anonymous union.
+    fn anon_map(line: u32, local: u32, member: &str) -> TypeMap {
+        TypeMap::from_toml(&format!(
+            r#"
+schema = 1
+[[types]]
+name = "int"
+kind = "scalar"
+size = 4
+encoding = "signed"
+[[types]]
+name = "struct <anon@a.h:{line}>"
+kind = "struct"
+size = 4
+decl = "a.h:{line}"
+[[types.fields]]
+name = "{member}"
+offset = 0
+type = "int"
+[[types]]
+name = "struct s"
+kind = "struct"
+size = 4
+[[types.fields]]
+name = "in"
+offset = 0
+type = "struct <anon@a.h:{line}>"
+[[types]]
+name = "union <anon@a.c:{local}>"
+kind = "union"
+size = 4
+decl = "a.c:{local}"
+[[types.fields]]
+name = "u"
+offset = 0
+type = "int"
+"#
+        ))
+        .unwrap()
+    }
+
+    /// Lines added above anonymous types rename them; they are the same
+    /// types, not one removed and another added.
+    #[test]
+    fn anonymous_types_moved_by_lines_are_paired() {
+        let r = report(&anon_map(3, 10, "x"), &anon_map(5, 12, "x"));
+        assert_eq!(r.types, vec![], "{:#?}", r.types);
+        // Paired through `struct s.in` also when its layout changes.
+        let r = report(&anon_map(3, 10, "x"), &anon_map(5, 12, "y"));
+        assert_eq!(
+            r.types,
+            vec![
+                Row {
+                    name: "struct <anon@a.h:3> (now struct <anon@a.h:5>)".into(),
+                    change: "transform".into(),
+                    detail: "-x, +y".into(),
+                },
+                Row {
+                    name: "struct s".into(),
+                    change: "transform".into(),
+                    detail: "in: struct <anon@a.h:3> -> struct <anon@a.h:5>".into(),
+                },
+            ]
         );
     }
 
