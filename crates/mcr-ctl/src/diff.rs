@@ -51,6 +51,8 @@ struct Retyped {
 #[derive(Serialize, Debug, Default, PartialEq)]
 struct Sites {
     old: usize,
+    /// Old sites without a type: their objects are carried as bytes.
+    old_untyped: usize,
     new: usize,
     added: usize,
     removed: usize,
@@ -251,6 +253,7 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
     let old_ids: BTreeSet<&str> = o.alloc_sites.iter().map(|s| s.id.as_str()).collect();
     let mut sites = Sites {
         old: o.alloc_sites.len(),
+        old_untyped: o.alloc_sites.iter().filter(|s| s.ty.is_none()).count(),
         new: n.alloc_sites.len(),
         ..Default::default()
     };
@@ -327,8 +330,9 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
     }
     let s = &r.alloc_sites;
     println!(
-        "allocation sites: {} -> {}: {} added, {} removed, {} allocate another type",
+        "allocation sites: {} ({} untyped) -> {}: {} added, {} removed, {} allocate another type",
         s.old,
+        s.old_untyped,
         s.new,
         s.added,
         s.removed,
@@ -349,8 +353,10 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
         }
     } else if r.types.iter().any(|t| t.change == "needs user code") {
         println!(
-            "update would proceed: the types that need user code hold no value it converts \
-             (no global or typed allocation site of theirs)"
+            "update would proceed, but unsafely: no global or typed allocation site holds the \
+             types that need user code, so the update never converts them; objects of theirs in \
+             untyped memory ({} of {} allocation sites are untyped) keep the old layout's bytes",
+            s.old_untyped, s.old
         );
     }
     Ok(r.refused)
@@ -568,7 +574,10 @@ rule = "alloc-token"
     fn allocation_sites_matched_by_id() {
         let r = report(&old(false), &new());
         let s = &r.alloc_sites;
-        assert_eq!((s.old, s.new, s.added, s.removed), (2, 3, 1, 0));
+        assert_eq!(
+            (s.old, s.old_untyped, s.new, s.added, s.removed),
+            (2, 1, 3, 1, 0)
+        );
         assert_eq!(
             s.retyped,
             vec![Retyped {
