@@ -183,9 +183,17 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
     let anon = pair_anonymous(&v, o, n);
     let mut types = Vec::new();
     for t in o.types.iter().filter(|t| is_aggregate(t.kind)) {
-        let (name, now) = match anon.get(&t.name) {
-            Some(x) => (format!("{} (now {})", t.name, x), x.as_str()),
-            None => (t.name.clone(), t.name.as_str()),
+        // Its counterpart: same name (or a typedef of it: `typedef struct
+        // {..} x_t;` became `typedef struct x_s x_t;`), else its anonymous twin.
+        let by_alias = || {
+            v.new_type(&t.name)
+                .or_else(|| t.aliases.iter().find_map(|a| v.new_type(a)))
+                .map(|x| x.name.as_str())
+        };
+        let (name, now) = match (anon.get(&t.name), by_alias()) {
+            (Some(x), _) => (format!("{} (now {})", t.name, x), x.as_str()),
+            (None, Some(x)) if x != t.name => (format!("{} (now {})", t.name, x), x),
+            _ => (t.name.clone(), t.name.as_str()),
         };
         let (change, detail) = match v.change_between(&t.name, now) {
             Change::Identical => continue,
@@ -205,6 +213,7 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
     for t in &n.types {
         if matches!(t.kind, TypeKind::Struct | TypeKind::Union)
             && v.old_type(&t.name).is_none()
+            && !t.aliases.iter().any(|a| v.old_type(a).is_some())
             && !paired.contains(t.name.as_str())
         {
             types.push(Row {
@@ -380,6 +389,11 @@ fn describe(v: &Versions, old: &str, new: &str) -> String {
                     parts.push(format!("{}: {} -> {}", x.name, f.ty, x.ty));
                 } else if x.offset != f.offset {
                     parts.push(format!("{} moved {}->{}", x.name, f.offset, x.offset));
+                } else if let (Some(a), Some(b)) = (v.old_type(&f.ty), v.new_type(&x.ty)) {
+                    if !v.identical(a, b, 0) {
+                        // Same name and place, but its own layout changed.
+                        parts.push(format!("{}: {} changed", x.name, x.ty));
+                    }
                 }
             }
         }
@@ -652,6 +666,39 @@ type = "int"
                     detail: "in: struct <anon@a.h:3> -> struct <anon@a.h:5>".into(),
                 },
             ]
+        );
+    }
+
+    /// nginx 1.26: `typedef struct {..} ngx_table_elt_t;` became `typedef
+    /// struct ngx_table_elt_s ngx_table_elt_t;`: one type, renamed, not
+    /// one removed and one added.
+    #[test]
+    fn typedef_of_an_anonymous_struct_given_a_tag() {
+        let m = |name: &str, alias: &str, fields: &[&str]| {
+            let mut t = format!(
+                "schema = 1\n[[types]]\nname = \"int\"\nkind = \"scalar\"\nsize = 4\nencoding = \"signed\"\n\
+                 [[types]]\nname = \"{name}\"\nkind = \"struct\"\nsize = {}\naliases = [{alias}]\n",
+                4 * fields.len()
+            );
+            for (i, f) in fields.iter().enumerate() {
+                t += &format!(
+                    "[[types.fields]]\nname = \"{f}\"\noffset = {}\ntype = \"int\"\n",
+                    4 * i
+                );
+            }
+            TypeMap::from_toml(&t).unwrap()
+        };
+        let r = report(
+            &m("elt_t", "", &["a"]),
+            &m("struct elt_s", "\"elt_t\"", &["a", "next"]),
+        );
+        assert_eq!(
+            r.types,
+            vec![Row {
+                name: "elt_t (now struct elt_s)".into(),
+                change: "transform".into(),
+                detail: "+next, size 4->8".into(),
+            }]
         );
     }
 
