@@ -10,7 +10,7 @@
 
 use crate::control::send;
 use crate::{checkpoint, quiesce, startup_log};
-use mcr_types::plan::{Change, Versions};
+use mcr_types::plan::Versions;
 use mcr_types::protocol::{PhaseTime, Reply, UpdateReport, UpdateRequest};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -57,12 +57,10 @@ pub fn check_compatible(
     new: &mcr_types::TypeMap,
 ) -> Result<(), UpdateError> {
     let v = Versions::new(old, new, new.renames.clone().into_iter().collect());
-    for t in mcr_types::plan::types_in_use(old) {
-        if let Change::NeedsUserCode(e) = v.change(t) {
-            return err(format!("refused: {e}"));
-        }
+    match v.refusals().into_iter().next() {
+        Some(why) => err(format!("refused: {why}")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 struct Phases<'a, W: Write> {
