@@ -2,7 +2,7 @@
 //! anything runs.
 
 use anyhow::{Context, Result};
-use mcr_types::plan::{types_in_use, Change, Versions};
+use mcr_types::plan::{Change, Versions};
 use mcr_types::{TypeKind, TypeMap};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -66,8 +66,9 @@ struct Report {
     globals_added: Vec<String>,
     globals_removed: Vec<String>,
     alloc_sites: Sites,
-    /// Types that need user code and hold values the update converts: the
-    /// update is refused because of them (the runtime's own check).
+    /// Why the update is refused (the runtime's own check,
+    /// `Versions::refusals`): types that need user code and hold values it
+    /// converts, globals whose new type no rule converts into.
     refused_by: Vec<String>,
     refused: bool,
 }
@@ -285,13 +286,7 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
 
     // The verdict is the runtime's (mcr-rt update::check_compatible): only
     // types whose values are converted can refuse an update.
-    let refused_by: Vec<String> = types_in_use(o)
-        .into_iter()
-        .filter_map(|t| match v.change(t) {
-            Change::NeedsUserCode(e) => Some(format!("{t}: {e}")),
-            _ => None,
-        })
-        .collect();
+    let refused_by = v.refusals();
     Report {
         types,
         globals_changed,
@@ -715,7 +710,7 @@ type = "int"
         assert!(r.refused);
         assert_eq!(r.refused_by.len(), 1);
         assert!(
-            r.refused_by[0].starts_with("struct a: "),
+            r.refused_by[0].starts_with("type `struct a`: field `x`"),
             "{:?}",
             r.refused_by
         );
