@@ -141,7 +141,7 @@ impl<'a> Versions<'a> {
             .iter()
             .map(|g| (g.name.as_str(), g.ty.as_str()))
             .collect();
-        for g in &self.old.globals {
+        for g in self.old.globals.iter().filter(|g| is_transferred(g)) {
             match new_globals.get(g.name.as_str()) {
                 Some(&nt) if nt != g.ty => {
                     if let Change::NeedsUserCode(e) = self.change_between(&g.ty, nt) {
@@ -429,13 +429,25 @@ impl<'a> Versions<'a> {
     }
 }
 
+/// Globals whose values an update carries over: writable and process-wide
+/// (constants are the new binary's own; thread-locals are not transferred,
+/// see mcr-rt `globals`).
+pub fn is_transferred(g: &crate::model::Global) -> bool {
+    !g.constant && !g.thread_local
+}
+
 /// The old version's types whose values an update converts: those of its
 /// globals and of its typed allocation sites (each one checked through its
 /// fields and array elements by [`Versions::change`]). An update is refused
 /// when one of them needs user code; a type only reachable through pointers
 /// is converted only where a global or site names it.
 pub fn types_in_use(old: &TypeMap) -> Vec<&str> {
-    let mut used: Vec<&str> = old.globals.iter().map(|g| g.ty.as_str()).collect();
+    let mut used: Vec<&str> = old
+        .globals
+        .iter()
+        .filter(|g| is_transferred(g))
+        .map(|g| g.ty.as_str())
+        .collect();
     used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
     used.sort();
     used.dedup();
@@ -864,6 +876,12 @@ mod tests {
             why,
             vec!["global `g`: `long` changed from `long` to `struct s`, which no rule converts: add a transform hook".to_string()]
         );
+        // A constant is the new binary's own: never carried over.
+        old.globals[0].constant = true;
+        new.globals[0].constant = true;
+        assert!(Versions::new(&old, &new, Renames::new())
+            .refusals()
+            .is_empty());
     }
 
     #[test]
