@@ -2,7 +2,7 @@
 //! anything runs.
 
 use anyhow::{Context, Result};
-use mcr_types::plan::{Change, Versions};
+use mcr_types::plan::{is_transferred, Change, Versions};
 use mcr_types::{TypeKind, TypeMap};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -225,12 +225,17 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
         }
     }
 
-    let new_globals: HashMap<&str, &mcr_types::model::Global> =
-        n.globals.iter().map(|g| (g.name.as_str(), g)).collect();
+    // Constants and thread-locals are not carried over: left out.
+    let new_globals: HashMap<&str, &mcr_types::model::Global> = n
+        .globals
+        .iter()
+        .filter(|g| is_transferred(g))
+        .map(|g| (g.name.as_str(), g))
+        .collect();
     let old_names: BTreeSet<&str> = o.globals.iter().map(|g| g.name.as_str()).collect();
     let mut globals_changed = Vec::new();
     let mut globals_removed = Vec::new();
-    for g in &o.globals {
+    for g in o.globals.iter().filter(|g| is_transferred(g)) {
         let Some(ng) = new_globals.get(g.name.as_str()) else {
             globals_removed.push(g.name.clone());
             continue;
@@ -254,7 +259,7 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
     let globals_added = n
         .globals
         .iter()
-        .filter(|g| !old_names.contains(g.name.as_str()))
+        .filter(|g| is_transferred(g) && !old_names.contains(g.name.as_str()))
         .map(|g| g.name.clone())
         .collect();
 
@@ -322,6 +327,9 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
             if g.detail.is_empty() { "" } else { ": " },
             g.detail
         );
+    }
+    if !(r.globals_changed.is_empty() && r.globals_removed.is_empty()) {
+        println!("(globals: writable, process-wide ones; constants and thread-locals are not carried over)");
     }
     for g in &r.globals_removed {
         println!("global {g}: removed (its value is dropped)");
