@@ -153,25 +153,33 @@ fn pair_anonymous(v: &Versions, o: &TypeMap, n: &TypeMap) -> HashMap<String, Str
             break;
         }
     }
-    // Left over (a function's local type): a unique twin in the same file.
-    let left: Vec<_> = o
+    // Left over (a function's local type): a twin of the same kind and
+    // layout declared in the same file. Lines shift but declarations keep
+    // their order, so among several twins the k-th old one takes the k-th
+    // new one (twins have the same layout: the pairing cannot mislead).
+    let line = |t: &mcr_types::model::TypeDef| {
+        t.decl
+            .as_deref()
+            .and_then(|d| d.rsplit_once(':'))
+            .and_then(|(_, l)| l.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let mut left: Vec<_> = o
         .types
         .iter()
         .filter(|t| gone(&t.name) && !pairs.contains_key(&t.name))
         .collect();
+    left.sort_by_key(|t| line(t));
+    let mut candidates: Vec<_> = n.types.iter().filter(|x| fresh(&x.name)).collect();
+    candidates.sort_by_key(|x| line(x));
     for t in left {
-        let twins: Vec<_> = n
-            .types
-            .iter()
-            .filter(|x| {
-                fresh(&x.name)
-                    && !taken.contains(&x.name)
-                    && x.kind == t.kind
-                    && decl_file(x) == decl_file(t)
-                    && v.identical(t, x, 0)
-            })
-            .collect();
-        if let [x] = twins[..] {
+        let twin = candidates.iter().find(|x| {
+            !taken.contains(&x.name)
+                && x.kind == t.kind
+                && decl_file(x) == decl_file(t)
+                && v.identical(t, x, 0)
+        });
+        if let Some(x) = twin {
             pairs.insert(t.name.clone(), x.name.clone());
             taken.insert(x.name.clone());
         }
@@ -606,8 +614,10 @@ rule = "alloc-token"
     }
 
     /// A map with `struct s { struct <anon@a.h:LINE> in; }`, the anonymous
-    /// struct holding an int, and a function's local anonymous union.
+    /// struct holding an int, and two functions' local anonymous unions of
+    /// the same layout.
     fn anon_map(line: u32, local: u32, member: &str) -> TypeMap {
+        let local2 = local + 40;
         TypeMap::from_toml(&format!(
             r#"
 schema = 1
@@ -638,6 +648,15 @@ name = "union <anon@a.c:{local}>"
 kind = "union"
 size = 4
 decl = "a.c:{local}"
+[[types.fields]]
+name = "u"
+offset = 0
+type = "int"
+[[types]]
+name = "union <anon@a.c:{local2}>"
+kind = "union"
+size = 4
+decl = "a.c:{local2}"
 [[types.fields]]
 name = "u"
 offset = 0
