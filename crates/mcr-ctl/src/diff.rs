@@ -71,6 +71,34 @@ struct Report {
     /// converts, globals whose new type no rule converts into.
     refused_by: Vec<String>,
     refused: bool,
+    /// Changed types (transform or needs user code) that no carried-over
+    /// global or typed allocation site holds, by value or inside another
+    /// such value: the update never converts them, so their objects (in
+    /// untyped memory, or reached only through pointers from it) keep the
+    /// old layout's bytes.
+    unconverted: Vec<String>,
+}
+
+/// The old types whose values an update converts: those of carried-over
+/// globals and typed sites, and every type nested in them by value
+/// (fields, array elements; pointer targets are objects of their own).
+fn converted_types(v: &Versions, o: &TypeMap) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = mcr_types::plan::types_in_use(o)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    while let Some(n) = todo.pop() {
+        let Some(t) = v.old_type(&n) else { continue };
+        if !seen.insert(t.name.clone()) {
+            continue;
+        }
+        todo.extend(t.fields.iter().map(|f| f.ty.clone()));
+        if t.kind == TypeKind::Array {
+            todo.extend(t.target.clone());
+        }
+    }
+    seen
 }
 
 fn is_aggregate(k: TypeKind) -> bool {
@@ -300,6 +328,19 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
     // The verdict is the runtime's (mcr-rt update::check_compatible): only
     // types whose values are converted can refuse an update.
     let refused_by = v.refusals();
+    let converted = converted_types(&v, o);
+    let unconverted = o
+        .types
+        .iter()
+        .filter(|t| is_aggregate(t.kind) && !converted.contains(&t.name))
+        .filter(|t| {
+            types.iter().any(|r| {
+                (r.change == "transform" || r.change == "needs user code")
+                    && (r.name == t.name || r.name.starts_with(&format!("{} (now ", t.name)))
+            })
+        })
+        .map(|t| t.name.clone())
+        .collect();
     Report {
         types,
         globals_changed,
@@ -307,6 +348,7 @@ fn report(o: &TypeMap, n: &TypeMap) -> Report {
         globals_removed,
         alloc_sites: sites,
         refused: !refused_by.is_empty(),
+        unconverted,
         refused_by,
     }
 }
@@ -371,12 +413,16 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
         for why in &r.refused_by {
             println!("  {why}");
         }
-    } else if r.types.iter().any(|t| t.change == "needs user code") {
+    }
+    if !r.unconverted.is_empty() {
         println!(
-            "update would proceed, but unsafely: no global or typed allocation site holds the \
-             types that need user code, so the update never converts them; objects of theirs in \
-             untyped memory ({} of {} allocation sites are untyped) keep the old layout's bytes",
-            s.old_untyped, s.old
+            "{} changed types are never converted (no carried-over global or typed allocation \
+             site holds them; {} of {} sites are untyped): objects of theirs keep the old \
+             layout's bytes: {}",
+            r.unconverted.len(),
+            s.old_untyped,
+            s.old,
+            r.unconverted.join(", ")
         );
     }
     Ok(r.refused)
@@ -732,9 +778,11 @@ type = "int"
         let a = r.types.iter().find(|t| t.name == "struct a").unwrap();
         assert_eq!(a.change, "needs user code");
         assert!(!r.refused, "{:?}", r.refused_by);
+        assert_eq!(r.unconverted, vec!["struct a".to_string()]);
 
         let r = report(&old(true), &new());
         assert!(r.refused);
+        assert!(r.unconverted.is_empty(), "{:?}", r.unconverted);
         assert_eq!(r.refused_by.len(), 1);
         assert!(
             r.refused_by[0].starts_with("type `struct a`: field `x`"),
