@@ -71,9 +71,8 @@ def summary(d):
         "s_added": s["added"],
         "s_removed": s["removed"],
         "s_retyped": len(s["retyped"]),
-        "verdict": ("**refused**" if d["refused"]
-                    else "proceeds, **unconverted** types in untyped memory"
-                    if count(d, "needs user code") else "automatic"),
+        "unconverted": len(d["unconverted"]),
+        "verdict": "**refused**" if d["refused"] else "proceeds",
     }
 
 
@@ -84,13 +83,14 @@ def changed_anything(d):
 
 
 HEAD = ("| {what} | types changed (layout) | automatic transform | needs user code (hook) "
-        "| types added | types removed | globals changed | globals removed | globals added "
-        "| alloc sites | sites +/-/retyped | update |")
-RULE = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
+        "| changed, never converted | types added | types removed | globals changed "
+        "| globals removed | globals added | alloc sites | sites +/-/retyped | update |")
+RULE = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
 
 
 def row(label, m):
-    return (f"| {label} | {m['layout']} | {m['auto']} | {m['user']} | {m['added']} | {m['removed']} "
+    return (f"| {label} | {m['layout']} | {m['auto']} | {m['user']} | {m['unconverted']} "
+            f"| {m['added']} | {m['removed']} "
             f"| {m['g_changed']} | {m['g_removed']} | {m['g_added']} | {m['sites']} "
             f"| +{m['s_added']} / -{m['s_removed']} / {m['s_retyped']} | {m['verdict']} |")
 
@@ -107,12 +107,14 @@ def user_code_notes(label, d):
     if d["refused"]:
         out.append("  - refused by the update's own check (`Versions::refusals`): "
                    + "; ".join(d["refused_by"]))
-    else:
+    unconv = [r["name"] for r in d["types"] if r["change"] == "needs user code"
+              and r["name"].split(" (now ")[0] in d["unconverted"]]
+    if unconv:
         s = d["alloc_sites"]
-        out.append("  - not refused, yet not safe: no global or typed allocation site of the old "
-                   "version holds these types, so the update never converts them; objects of "
-                   f"theirs in untyped memory ({s['old_untyped']} of {s['old']} allocation sites "
-                   "untyped) keep the old layout's bytes")
+        out.append(f"  - never converted, so not refused, yet not safe: {', '.join(f'`{x}`' for x in unconv)}"
+                   ": no carried-over global or typed allocation site holds them; their objects "
+                   f"({s['old_untyped']} of {s['old']} allocation sites untyped) keep the old "
+                   "layout's bytes")
     return out
 
 
@@ -179,7 +181,7 @@ def main():
             if not changed_anything(d):
                 quiet += 1
                 continue
-            if not d["types"] and not d["globals_changed"]:
+            if not (m["layout"] or m["g_changed"]):
                 code_only += 1
             rows.append(row(f"{k}: `{lv['patch']}`", m))
             if m["user"] or m["g_user"]:
@@ -192,8 +194,9 @@ def main():
         out.append("")
         out.append(f"Level k = upstream {version} with patches 1..k applied; each row is level k-1 -> k. "
                    f"{quiet} of {len(levels)} patches change nothing in the type map (no type, global "
-                   f"or allocation site); {code_only} more change only allocation sites or globals "
-                   f"added/removed; {len(levels) - quiet - code_only} change a type's layout or a global's type.")
+                   f"or allocation site); {code_only} more change only types, globals or allocation "
+                   f"sites added or removed; {len(levels) - quiet - code_only} change a type's layout "
+                   "or a carried-over global's type.")
         out.append("")
         if rows:
             out.append(HEAD.format(what="patch (level)"))
@@ -217,6 +220,9 @@ def main():
     out.append("|---|---:|---:|")
     for what, secs, cpu in timing:
         out.append(f"| {what} | {secs} | {cpu} |")
+    wall = sum(float(t[1]) for t in timing)
+    cpu = sum(float(t[2]) for t in timing if t[2])
+    out.append(f"| all of the above: what `--all --rebuild` costs | {wall:.0f} | {cpu:.0f} |")
     for what, secs in times:
         out.append(f"| {what} | {secs} | |")
     out.append("")
