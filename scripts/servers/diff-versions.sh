@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage:
 #   scripts/servers/diff-versions.sh NAME OLD_VERSION NEW_VERSION [BIN_DIR]
-#   scripts/servers/diff-versions.sh --all [--reuse] [BIN_DIR]
+#   scripts/servers/diff-versions.sh --all [--rebuild] [BIN_DIR]
 #
 # NAME OLD NEW: builds both versions of a real server with mcr-cc (build.sh,
 # the project's own build system and flags) and prints `mcr-ctl diff`
@@ -13,9 +13,10 @@
 # --all: the pairs and Debian patch series below (patch-series.sh), then
 # scripts/servers/diff-report.py rewrites the generated part of
 # docs/diff-real-versions.md and the full reports in docs/diff-real-versions/.
-# --reuse skips building what $MCR_WORK already holds (finished builds of
-# build.sh, finished series), so only the diffs and the document are
-# redone. Run time on 2 shared cores: see the document's "Run time" table.
+# What $MCR_WORK already holds is reused (a finished build.sh build by the
+# same mcr-cc path, a finished series), so a second run only redoes the
+# diffs and the document; --rebuild builds everything again (do that after
+# changing mcr-cc). Run time on 2 shared cores: the document's "Run time".
 set -euo pipefail
 MCR_LOG_TAG=diff
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -40,8 +41,8 @@ build_version() {
 
 if [ "${1:-}" = --all ]; then
     shift
-    REUSE=0
-    if [ "${1:-}" = --reuse ]; then REUSE=1; shift; fi
+    REUSE=1
+    if [ "${1:-}" = --rebuild ]; then REUSE=0; shift; fi
     BIN="$(cd "${1:-$REPO_ROOT/target/release}" && pwd)"
     MANIFEST="$MCR_WORK/diff/manifest"
     mkdir -p "$MCR_WORK/diff"
@@ -49,11 +50,9 @@ if [ "${1:-}" = --all ]; then
     t_all="$(now)"
     for p in "${PAIRS[@]}"; do
         read -r name old new <<<"$p"
-        t0="$(now)"
         a="$(build_version "$name" "$old")"
         b="$(build_version "$name" "$new")"
         echo "pair $name $old $new $a $b" >>"$MANIFEST"
-        [ "$REUSE" = 1 ] || echo "time build $name $old and $new (two full builds) $(elapsed "$t0" "$(now)")" >>"$MANIFEST"
     done
     for s in "${SERIES[@]}"; do
         read -r name version rev <<<"$s"
@@ -62,18 +61,13 @@ if [ "${1:-}" = --all ]; then
         if [ "$REUSE" = 1 ] && [ -f "$dir/.done" ]; then
             log "reusing $dir"
         else
-            t0="$(now)"
             "$SERVERS_DIR/patch-series.sh" "$name" "$version" "$rev" "$BIN"
-            echo "time $name $rev series: one full build + $n patch levels rebuilt in place $(elapsed "$t0" "$(now)")" >>"$MANIFEST"
         fi
+        log "$name $rev: $n patches"
         echo "series $name $version $rev $dir" >>"$MANIFEST"
     done
-    t0="$(now)"
-    python3 "$SERVERS_DIR/diff-report.py" "$BIN/mcr-ctl" "$MANIFEST" \
-        "$REPO_ROOT/docs/diff-real-versions.md" "$REPO_ROOT/docs/diff-real-versions"
-    echo "time mcr-ctl diff of every pair and level, and the document $(elapsed "$t0" "$(now)")" >>"$MANIFEST"
-    [ "$REUSE" = 1 ] || echo "time whole run (diff-versions.sh --all) $(elapsed "$t_all" "$(now)")" >>"$MANIFEST"
-    # Once more, so the document carries the last two times too.
+    # The builds' own records give their times; this is the run's own.
+    echo "time this run of diff-versions.sh --all$([ "$REUSE" = 1 ] && echo ", reusing finished builds,") up to writing the document $(elapsed "$t_all" "$(now)")" >>"$MANIFEST"
     python3 "$SERVERS_DIR/diff-report.py" "$BIN/mcr-ctl" "$MANIFEST" \
         "$REPO_ROOT/docs/diff-real-versions.md" "$REPO_ROOT/docs/diff-real-versions"
     log "wrote docs/diff-real-versions.md and docs/diff-real-versions/"
