@@ -6,7 +6,8 @@
 # builds it with compiler CC using the project's own build system:
 #
 #   memcached  ./configure CC=CC && make -jN
-#   lighttpd   ./configure CC=CC --with-pcre2 --with-zlib --without-<others> && make -jN
+#   lighttpd   [./autogen.sh when there is no configure, 1.4.79]
+#              ./configure CC=CC --with-pcre2 --with-zlib --without-<others> && make -jN
 #   nginx      ./configure --with-cc=CC (default modules: pcre2, zlib) && make -jN
 #   redis      make -jN MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC=CC
 #              (also builds deps/: hiredis, lua, hdr_histogram, fpconv with CC)
@@ -28,6 +29,15 @@
 # line:
 #   NAME VERSION CC BUILD_SECONDS BINARY BUILD_CPU_SECONDS
 # (wall = configure + make; CPU = user+sys of all their processes).
+#
+# MCR_REBUILD=1: OUTDIR already holds a build made by this script whose
+# sources were since changed in place (patch-series.sh applies one Debian
+# patch at a time); nothing is wiped or copied, the binary is removed (so it
+# is always relinked) and the project's own incremental build runs again:
+# make's dependencies decide what recompiles. MCR_CHANGED lists the changed
+# files (relative to OUTDIR): nginx reruns its configure (same flags) when
+# one is under auto/; redis rebuilds each deps/<lib> one is under, since its
+# src/Makefile never revisits deps/ on its own.
 set -euo pipefail
 MCR_LOG_TAG=build
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -57,21 +67,34 @@ if is_mcr_cc "$CC" && [ -z "${MCR_CONFIG:-}" ] && [ "${MCR_NO_ALLOCATORS:-0}" !=
     export MCR_CONFIG="$SERVERS_DIR/mcr-toml/$NAME.toml"
 fi
 
+REBUILD="${MCR_REBUILD:-0}"
+CHANGED="${MCR_CHANGED:-}"
+changed_under() { grep -qE "(^| )$1" <<<"$CHANGED"; }
+
+if [ "$REBUILD" = 1 ]; then
+    [ -f "$OUTDIR/.mcr-build-dir" ] && [ -f "$OUTDIR/.mcr-build-info" ] \
+        || die "MCR_REBUILD=1 but $OUTDIR holds no finished build of build.sh"
+    OUTDIR="$(cd "$OUTDIR" && pwd)"
+    rm -f "$OUTDIR/$BINARY"
+    LOG="$OUTDIR/mcr-build.log"
+    echo "=== rebuild after changes to: $CHANGED" >>"$LOG"
 # Prepare OUTDIR safely.
-if [ -e "$OUTDIR" ]; then
+elif [ -e "$OUTDIR" ]; then
     [ -d "$OUTDIR" ] || die "$OUTDIR exists and is not a directory"
     if [ -n "$(ls -A "$OUTDIR")" ] && [ ! -f "$OUTDIR/.mcr-build-dir" ]; then
         die "$OUTDIR is not empty and was not made by build.sh; refusing to wipe it"
     fi
     rm -rf "$OUTDIR"
 fi
-mkdir -p "$OUTDIR"
-OUTDIR="$(cd "$OUTDIR" && pwd)"
-: >"$OUTDIR/.mcr-build-dir"
-cp -a "$SRC/." "$OUTDIR/"
-rm -f "$OUTDIR/.mcr-fetched"
-LOG="$OUTDIR/mcr-build.log"
-: >"$LOG"
+if [ "$REBUILD" != 1 ]; then
+    mkdir -p "$OUTDIR"
+    OUTDIR="$(cd "$OUTDIR" && pwd)"
+    : >"$OUTDIR/.mcr-build-dir"
+    cp -a "$SRC/." "$OUTDIR/"
+    rm -f "$OUTDIR/.mcr-fetched"
+    LOG="$OUTDIR/mcr-build.log"
+    : >"$LOG"
+fi
 
 # run CMD...: run in OUTDIR, output to the log (and to stderr if MCR_VERBOSE=1).
 run() {
@@ -87,7 +110,9 @@ run() {
 build() {
     case "$NAME" in
     memcached)
-        if [ -n "$XCFLAGS" ]; then
+        if [ "$REBUILD" = 1 ]; then
+            : # automake's own rules rerun config.status when its inputs change
+        elif [ -n "$XCFLAGS" ]; then
             run ./configure CC="$CC" CFLAGS="-g -O2 $XCFLAGS"
         else
             run ./configure CC="$CC"
@@ -97,7 +122,11 @@ build() {
     lighttpd)
         local cf=()
         [ -n "$XCFLAGS" ] && cf=(CFLAGS="-g -O2 $XCFLAGS")
-        run ./configure CC="$CC" "${cf[@]}" \
+        # 1.4.79's tarball ships configure.ac but no configure (upstream
+        # moved to meson); autogen.sh regenerates it, so both versions are
+        # built by the same configure flags.
+        [ -x "$OUTDIR/configure" ] || run ./autogen.sh
+        [ "$REBUILD" = 1 ] || run ./configure CC="$CC" "${cf[@]}" \
             --with-pcre2 --with-zlib \
             --without-zstd --without-bzip2 --without-brotli --without-libdeflate \
             --without-openssl --without-lua --without-mysql --without-pgsql \
@@ -108,12 +137,22 @@ build() {
     nginx)
         local cf=()
         [ -n "$XCFLAGS" ] && cf=(--with-cc-opt="$XCFLAGS")
-        run ./configure --with-cc="$CC" "${cf[@]}"
+        if [ "$REBUILD" != 1 ] || changed_under 'auto/|configure'; then
+            run ./configure --with-cc="$CC" "${cf[@]}"
+        fi
         run make -j"$J"
         ;;
     redis)
         local cf=()
         [ -n "$XCFLAGS" ] && cf=(CFLAGS="$XCFLAGS")
+        if [ "$REBUILD" = 1 ]; then
+            local d
+            for d in hiredis linenoise lua hdr_histogram fpconv; do
+                if changed_under "deps/$d/"; then
+                    run make -C deps "$d" MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC="$CC" "${cf[@]}"
+                fi
+            done
+        fi
         run make -j"$J" MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC="$CC" "${cf[@]}"
         ;;
     vsftpd)

@@ -13,7 +13,12 @@ set -euo pipefail
 MCR_LOG_TAG=fetch
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# name version | file in the pool | sha256 (from shared/REAL-SERVERS.md)
+# name version | file in the pool | sha256 (from shared/REAL-SERVERS.md) | pool
+# A Debian revision (1.22.1-9+deb12u9) names the packaging part,
+# <pkg>_<rev>.debian.tar.xz: unpacked, it is the debian/ directory itself
+# (debian/patches/series, used by patch-series.sh). "security" in the last
+# column: the file is in the security archive's pool/updates/main (sha256
+# from its Sources index; bookworm's newest revision lives there).
 PINS="
 memcached 1.6.18 memcached_1.6.18.orig.tar.xz 35872bd25f8d29d7cc2072d23e74344530891bfd0aa4f4f64184a8ae7291164b
 memcached 1.6.38 memcached_1.6.38.orig.tar.xz 074076ab3e889e16e763c6a3e5cadacc6696979dbb8c473bbf871d498b19b1a0
@@ -32,27 +37,32 @@ dnsmasq 2.90 dnsmasq_2.90.orig.tar.xz 8e50309bd837bfec9649a812e066c09b6988b73d74
 dnsmasq 2.91 dnsmasq_2.91.orig.tar.gz 2d26a048df452b3cfa7ba05efbbcdb19b12fe7a0388761eb5d00938624bd76c8
 pgbouncer 1.18.0 pgbouncer_1.18.0.orig.tar.gz 9349c9e59f6f88156354f4f6af27cdb014a235b00ae184cbaa37688bd0df544c
 pgbouncer 1.24.1 pgbouncer_1.24.1.orig.tar.gz da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
+nginx 1.22.1-9+deb12u9 nginx_1.22.1-9+deb12u9.debian.tar.xz 3aebca44037e31b4148cec5a10dc673fdac176411aaa65a0094135895d154223
+redis 7.0.15-1~deb12u10 redis_7.0.15-1~deb12u10.debian.tar.xz 77d8423c427657bb2f5b635f51184e8064a51c93fcbd7519146da587a8361bbc security
+memcached 1.6.18-1+deb12u1 memcached_1.6.18-1+deb12u1.debian.tar.xz 7a4aa3c89fa1e3476a7503696f38a8103b6b4d6c66b5bb9958ea4fa0596f5c04 security
 "
 
 usage() { echo "usage: $0 NAME VERSION   (pinned: $(awk 'NF{printf "%s%s-%s", sep, $1, $2; sep=", "}' <<<"$PINS"))" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 NAME="$1" VERSION="$2"
 
-pin="$(awk -v n="$NAME" -v v="$VERSION" '$1 == n && $2 == v {print $3, $4}' <<<"$PINS")"
+pin="$(awk -v n="$NAME" -v v="$VERSION" '$1 == n && $2 == v {print $3, $4, ($5 == "" ? "main" : $5)}' <<<"$PINS")"
 [ -n "$pin" ] || { echo "[fetch] ERROR: no pinned tarball for $NAME $VERSION" >&2; usage; }
-read -r FILE SHA <<<"$pin"
+read -r FILE SHA POOL <<<"$pin"
 
 # Archive base URI: the URIs: line of the stanza that carries the plain
-# 'debian' archive (not debian-security), as apt on this machine uses it.
+# 'debian' archive (not debian-security), as apt on this machine uses it;
+# with "security", the debian-security one.
 archive_uri() {
-    local src=/etc/apt/sources.list.d/debian.sources uri
+    local src=/etc/apt/sources.list.d/debian.sources uri want="${1:-main}"
     [ -r "$src" ] || die "$src not found: cannot tell which Debian archive this machine uses"
-    uri="$(awk '
-        /^[[:space:]]*$/ { if (u != "" && u !~ /security/) { print u; exit } u = ""; next }
+    uri="$(awk -v want="$want" '
+        function ok(u) { return u != "" && ((want == "security") == (u ~ /security/)) }
+        /^[[:space:]]*$/ { if (ok(u)) { print u; exit } u = ""; next }
         /^URIs:/ { u = $2 }
-        END { if (u != "" && u !~ /security/) print u }
+        END { if (ok(u)) print u }
     ' "$src" | head -n1)"
-    [ -n "$uri" ] || die "no non-security URIs: line in $src"
+    [ -n "$uri" ] || die "no $want URIs: line in $src"
     printf '%s\n' "${uri%/}"
 }
 
@@ -83,7 +93,11 @@ if [ ! -f "$TARBALL" ]; then
     command -v curl >/dev/null || die "curl is missing (run scripts/servers/deps.sh)"
     pkgdir="$NAME"
     case "$NAME" in lib*) letter="${NAME:0:4}";; *) letter="${NAME:0:1}";; esac
-    url="$(archive_uri)/pool/main/$letter/$pkgdir/$FILE"
+    if [ "$POOL" = security ]; then
+        url="$(archive_uri security)/pool/updates/main/$letter/$pkgdir/$FILE"
+    else
+        url="$(archive_uri)/pool/main/$letter/$pkgdir/$FILE"
+    fi
     log "downloading $url"
     curl -fsSL --retry 3 --retry-delay 2 --connect-timeout 20 --max-time 600 \
         -o "$TARBALL.part" "$url" || { rm -f "$TARBALL.part"; die "download failed: $url"; }

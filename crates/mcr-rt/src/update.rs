@@ -11,7 +11,7 @@
 use crate::control::send;
 use crate::{checkpoint, quiesce, startup_log};
 use mcr_types::hooks::HookDecl;
-use mcr_types::plan::{Change, Versions};
+use mcr_types::plan::Versions;
 use mcr_types::protocol::{PhaseTime, Reply, UpdateReport, UpdateRequest};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -69,16 +69,10 @@ pub fn check_compatible(
     hooks: &[HookDecl],
 ) -> Result<(), UpdateError> {
     let v = Versions::new(old, new, new.renames.clone().into_iter().collect()).with_hooks(hooks);
-    let mut used: Vec<&str> = old.globals.iter().map(|g| g.ty.as_str()).collect();
-    used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
-    used.sort();
-    used.dedup();
-    for t in used {
-        if let Change::NeedsUserCode(e) = v.change(t) {
-            return err(format!("refused: {e}"));
-        }
+    match v.refusals().into_iter().next() {
+        Some(why) => err(format!("refused: {why}")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 struct Phases<'a, W: Write> {

@@ -19,6 +19,14 @@ pub enum PlanError {
         old: String,
         new: String,
     },
+    #[error(
+        "`{path}` changed from `{old}` to `{new}`, which no rule converts: add a transform hook"
+    )]
+    NoRule {
+        path: String,
+        old: String,
+        new: String,
+    },
     #[error("value {value} of `{path}` does not fit in `{new}`")]
     Narrowing {
         path: String,
@@ -204,13 +212,20 @@ impl<'a> Versions<'a> {
 
     /// The change of the type named `name` in the old version.
     pub fn change(&self, name: &str) -> Change {
-        let Some(o) = self.old_type(name) else {
+        self.change_between(name, name)
+    }
+
+    /// The change from old type `old_name` to new type `new_name`: a
+    /// global keeps its name while its type may not (`struct e[15]` ->
+    /// `struct e[18]`, `int` -> `long`).
+    pub fn change_between(&self, old_name: &str, new_name: &str) -> Change {
+        let Some(o) = self.old_type(old_name) else {
             return Change::Removed;
         };
-        let Some(n) = self.new_type(name) else {
+        let Some(n) = self.new_type(new_name) else {
             return Change::Removed;
         };
-        match self.hook_for(name) {
+        match self.hook_for(new_name) {
             Err(e) => return Change::NeedsUserCode(e),
             Ok(Some(h)) => {
                 return Change::Hooked {
@@ -228,6 +243,37 @@ impl<'a> Versions<'a> {
             Ok(()) => Change::Transform,
             Err(e) => Change::NeedsUserCode(e),
         }
+    }
+
+    /// Why an update must be refused before anything stops, one line per
+    /// reason: a type whose values it converts ([`types_in_use`]) that
+    /// needs user code, or a global whose type became one that no rule
+    /// converts into (`unsigned long` -> `struct entry[16]`: the same name
+    /// would otherwise get the old bytes). Empty: it may proceed.
+    pub fn refusals(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        for t in types_in_use(self.old) {
+            if let Change::NeedsUserCode(e) = self.change(t) {
+                why.push(e.to_string());
+            }
+        }
+        let new_globals: HashMap<&str, &str> = self
+            .new
+            .globals
+            .iter()
+            .map(|g| (g.name.as_str(), g.ty.as_str()))
+            .collect();
+        for g in self.old.globals.iter().filter(|g| is_transferred(g)) {
+            match new_globals.get(g.name.as_str()) {
+                Some(&nt) if nt != g.ty => {
+                    if let Change::NeedsUserCode(e) = self.change_between(&g.ty, nt) {
+                        why.push(format!("global `{}`: {e}", g.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        why
     }
 
     /// Does a value of this type hold a synchronisation object?
@@ -429,9 +475,9 @@ impl<'a> Versions<'a> {
 
     /// Checks that every part of `o` has a rule into `n`.
     fn check_rules(&self, o: &TypeDef, n: &TypeDef, path: &str) -> Result<(), PlanError> {
-        let bad = |field: &str| PlanError::NeedsUserCode {
-            ty: path.to_string(),
-            field: field.to_string(),
+        // An array's elements or a global's whole value: no field to name.
+        let bad = || PlanError::NoRule {
+            path: path.to_string(),
             old: o.name.clone(),
             new: n.name.clone(),
         };
@@ -441,7 +487,7 @@ impl<'a> Versions<'a> {
                 if self.field_has_rule(o, n) {
                     Ok(())
                 } else {
-                    Err(bad(""))
+                    Err(bad())
                 }
             }
             (TypeKind::Array, TypeKind::Array) => {
@@ -476,7 +522,7 @@ impl<'a> Versions<'a> {
             }
             (TypeKind::Union, TypeKind::Union) if o.size <= n.size => Ok(()),
             (TypeKind::Function, TypeKind::Function) => Ok(()),
-            _ => Err(bad("")),
+            _ => Err(bad()),
         }
     }
 
@@ -606,6 +652,31 @@ impl<'a> Versions<'a> {
             }
         }
     }
+}
+
+/// Globals whose values an update carries over: every writable one,
+/// thread-locals included (each thread's copy goes to its counterpart
+/// thread); constants are the new binary's own.
+pub fn is_transferred(g: &crate::model::Global) -> bool {
+    !g.constant
+}
+
+/// The old version's types whose values an update converts: those of its
+/// globals and of its typed allocation sites (each one checked through its
+/// fields and array elements by [`Versions::change`]). An update is refused
+/// when one of them needs user code; a type only reachable through pointers
+/// is converted only where a global or site names it.
+pub fn types_in_use(old: &TypeMap) -> Vec<&str> {
+    let mut used: Vec<&str> = old
+        .globals
+        .iter()
+        .filter(|g| is_transferred(g))
+        .map(|g| g.ty.as_str())
+        .collect();
+    used.extend(old.alloc_sites.iter().filter_map(|s| s.ty.as_deref()));
+    used.sort();
+    used.dedup();
+    used
 }
 
 /// Threads' synchronisation objects (mutexes, condition variables, ...) are
@@ -986,6 +1057,56 @@ mod tests {
         )
         .unwrap();
         assert_eq!(i16::from_le_bytes(dst), -5);
+    }
+
+    /// A global whose type changed name (redis 8's `used_memory`: a
+    /// counter became a per-thread array) is refused when no rule converts
+    /// it; a table that grew is not.
+    #[test]
+    fn global_whose_type_changed_name() {
+        let glob = |ty: &str| Global {
+            name: "g".into(),
+            symbol: "g".into(),
+            ty: ty.into(),
+            size: 8,
+            file: "g.c".into(),
+            is_static: false,
+            thread_local: false,
+            constant: false,
+        };
+        let arr = |name: &str, count: u64| TypeDef {
+            name: name.into(),
+            kind: TypeKind::Array,
+            size: 8 * count,
+            target: Some("long".into()),
+            count: Some(count),
+            ..scalar("", 0, Encoding::Signed)
+        };
+        let mut old = map(vec![scalar("long", 8, Encoding::Signed), arr("long[2]", 2)]);
+        let mut new = map(vec![
+            scalar("long", 8, Encoding::Signed),
+            arr("long[4]", 4),
+            strukt(vec![field("a", 0, "long")], 8),
+        ]);
+        old.globals = vec![glob("long[2]")];
+        new.globals = vec![glob("long[4]")];
+        assert_eq!(
+            Versions::new(&old, &new, Renames::new()).refusals(),
+            Vec::<String>::new()
+        );
+        old.globals = vec![glob("long")];
+        new.globals = vec![glob("struct s")];
+        let why = Versions::new(&old, &new, Renames::new()).refusals();
+        assert_eq!(
+            why,
+            vec!["global `g`: `long` changed from `long` to `struct s`, which no rule converts: add a transform hook".to_string()]
+        );
+        // A constant is the new binary's own: never carried over.
+        old.globals[0].constant = true;
+        new.globals[0].constant = true;
+        assert!(Versions::new(&old, &new, Renames::new())
+            .refusals()
+            .is_empty());
     }
 
     #[test]
