@@ -427,7 +427,13 @@ impl<'a> Versions<'a> {
         let (Some(x), Some(y)) = (self.old_type(a), self.new_type(b)) else {
             return false;
         };
-        if x.name == y.name || x.aliases.contains(&y.name) || y.aliases.contains(&x.name) {
+        // The same type under another tag or typedef (`struct clusterNode`
+        // became `struct _clusterNode`, both `clusterNode`).
+        if x.name == y.name
+            || x.aliases.contains(&y.name)
+            || y.aliases.contains(&x.name)
+            || x.aliases.iter().any(|a| y.aliases.contains(a))
+        {
             return true;
         }
         let void = |t: &TypeDef| t.name == "void" || (t.kind == TypeKind::Scalar && t.size == 0);
@@ -1133,6 +1139,31 @@ mod tests {
     fn named(mut t: TypeDef, name: &str) -> TypeDef {
         t.name = name.into();
         t
+    }
+
+    /// redis 7 -> 8: `struct clusterNode` became `struct _clusterNode`,
+    /// both `typedef`'d `clusterNode`: a pointer to it keeps its meaning.
+    #[test]
+    fn pointer_to_a_retagged_struct_is_related() {
+        let mut a = named(strukt(vec![field("id", 0, "int")], 4), "struct clusterNode");
+        a.aliases = vec!["clusterNode".into()];
+        let mut b = named(strukt(vec![field("id", 0, "int")], 4), "struct _clusterNode");
+        b.aliases = vec!["clusterNode".into()];
+        let int = scalar("int", 4, Encoding::Signed);
+        let old = map(vec![
+            int.clone(),
+            a,
+            ptr("struct clusterNode *", "struct clusterNode"),
+            strukt(vec![field("node", 0, "struct clusterNode *")], 8),
+        ]);
+        let new = map(vec![
+            int,
+            b,
+            ptr("struct _clusterNode *", "struct _clusterNode"),
+            strukt(vec![field("node", 0, "struct _clusterNode *")], 8),
+        ]);
+        let v = Versions::new(&old, &new, Renames::new());
+        assert!(!matches!(v.change("struct s"), Change::NeedsUserCode(_)));
     }
 
     /// memcached 1.6.18 -> 1.6.38: `crawler_client_t.buf` went from
