@@ -131,6 +131,14 @@ fn serve() {
                     .stack_size(256 * 1024)
                     .spawn(move || handle(conn, Ok(Request::Update(u))));
             }
+            // A worker frozen for its master's update waits on this
+            // connection for the outcome.
+            Ok(Request::Freeze(f)) => {
+                let _ = std::thread::Builder::new()
+                    .name("mcr-freeze".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || crate::children::freeze(conn, &f));
+            }
             req => handle(conn, req),
         }
     }
@@ -200,6 +208,9 @@ fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
         Ok(Request::Info) => Reply::Info(crate::report::info()),
         Ok(Request::Heap) => Reply::Heap(crate::report::heap()),
         Ok(Request::Trace) => Reply::Trace(crate::trace::trace()),
+        Ok(Request::Freeze(_)) => Reply::Error {
+            message: "freeze requests are served on their own thread".into(),
+        },
         Ok(Request::Update(u)) => match crate::update::run(&u, &mut out) {
             Ok(r) => {
                 let _ = send(&mut out, &Reply::Updated(r));

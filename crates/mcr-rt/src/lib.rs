@@ -5,6 +5,7 @@ pub mod heap;
 
 pub mod blocking_calls;
 pub mod checkpoint;
+pub mod children;
 pub mod control;
 pub mod globals;
 pub mod init;

@@ -821,7 +821,16 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         // SAFETY: the new global is `nsize` bytes long per its descriptor.
         let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
         match (ot, nt) {
-            (Some(o), Some(n)) => ctx.v.convert(o, n, &old, dst, &g.name)?,
+            // Field by field: what start-up set and nothing changed since
+            // (a worker's pid, a descriptor) keeps the new start-up's value.
+            (Some(o), Some(n)) => match g.startup_bytes.as_deref().filter(|_| !has_ptr) {
+                Some(s) => {
+                    let s = from_hex(s);
+                    ctx.v
+                        .convert_changed(o, n, &old, &s, dst, &g.name, &mut Vec::new())?
+                }
+                None => ctx.v.convert(o, n, &old, dst, &g.name)?,
+            },
             _ => {
                 let k = old.len().min(dst.len());
                 dst[..k].copy_from_slice(&old[..k]);

@@ -9,6 +9,8 @@ use crate::model::{Encoding, TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 use thiserror::Error;
 
+mod since_startup;
+
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum PlanError {
     #[error("type `{ty}`: field `{field}` changed from `{old}` to `{new}`, which no rule converts: add a transform hook")]

@@ -17,6 +17,23 @@ pub enum Request {
     Heap,
     Trace,
     Update(UpdateRequest),
+    /// From a master being updated to a worker it forked at start-up:
+    /// park every thread, answer with the worker's checkpoint, then wait on
+    /// the same connection for `commit` (exit) or anything else (resume).
+    Freeze(FreezeRequest),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FreezeRequest {
+    pub timeout_ms: u64,
+}
+
+/// A frozen worker's answer to [`Request::Freeze`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frozen {
+    pub pid: u32,
+    /// The worker's checkpoint (JSON the runtime writes and reads; opaque here).
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,6 +142,10 @@ pub struct UpdateReport {
     pub fds_closed: u64,
     /// From quiescence to the new version serving.
     pub downtime_ms: f64,
+    /// Workers forked at start-up that were updated with their master
+    /// (each paired with its old counterpart and given its state).
+    #[serde(default)]
+    pub workers: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +157,7 @@ pub enum Reply {
     /// Progress of an update.
     Phase(PhaseTime),
     Updated(UpdateReport),
+    Frozen(Frozen),
     Error {
         message: String,
     },
