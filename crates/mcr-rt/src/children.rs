@@ -95,7 +95,12 @@ pub fn startup_pending(kind: quiesce::CallKind) -> bool {
 pub unsafe extern "C" fn fork() -> libc::pid_t {
     let f = real!(fork: fn() -> libc::pid_t);
     let on_main = threads::current().is_some_and(|r| r.is_main);
-    if on_main && startup_log::is_replaying() {
+    // Only forks the old start-up logged are paired: a daemon's fork (its
+    // parent exits, and its log went with it) runs as it always did.
+    if on_main
+        && startup_log::is_replaying()
+        && FORKS_REPLAYED.load(Ordering::SeqCst) < OLD_STATES.lock().unwrap().len()
+    {
         // SAFETY: forwarding to the real fork.
         return unsafe { fork_replayed(f) };
     }

@@ -39,6 +39,10 @@ pub struct Entry {
     pub pid: Option<i32>,
     #[serde(skip)]
     pub claimed: bool,
+    /// Made by this process's own start-up during replay (no old
+    /// counterpart): logged for the next update, never handed out.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 const RECORDING: u8 = 0;
@@ -65,15 +69,19 @@ pub fn start_replay(old: Vec<Entry>) {
 /// closed after commit).
 pub fn finish_replay() -> Vec<Entry> {
     MODE.store(DONE, Ordering::SeqCst);
-    let log = LOG.lock().unwrap();
-    log.iter()
-        .filter(|e| !e.claimed)
+    let mut log = LOG.lock().unwrap();
+    let unclaimed = log
+        .iter()
+        .filter(|e| !e.claimed && !e.fresh)
         .map(|e| {
             let mut e = e.clone();
             e.fds.retain(|fd| !e.closed.contains(fd));
             e
         })
-        .collect()
+        .collect();
+    // What the next update replays: this version's own start-up resources.
+    log.retain(|e| e.claimed || e.fresh);
+    unclaimed
 }
 
 /// Still recording the old version's start-up (no replay, not over).
@@ -106,6 +114,7 @@ pub fn record_fork(pid: i32) {
         closed: vec![],
         pid: Some(pid),
         claimed: false,
+        fresh: false,
     });
 }
 
@@ -140,6 +149,7 @@ pub fn replay_fork(pid: i32) -> usize {
             closed: vec![],
             pid: Some(pid),
             claimed: true,
+            fresh: false,
         }),
     }
     k
@@ -189,7 +199,8 @@ fn logging() -> bool {
 }
 
 fn record(kind: &str, key: String, fds: Vec<c_int>) {
-    if MODE.load(Ordering::SeqCst) != RECORDING || !logging() {
+    let mode = MODE.load(Ordering::SeqCst);
+    if mode == DONE || !logging() {
         return;
     }
     LOG.lock().unwrap().push(Entry {
@@ -202,7 +213,18 @@ fn record(kind: &str, key: String, fds: Vec<c_int>) {
         closed: vec![],
         pid: None,
         claimed: false,
+        fresh: mode == REPLAYING,
     });
+}
+
+/// Whether `bind`/`listen` on `fd` are logged: while recording, or in
+/// replay on a resource this start-up made itself.
+fn logs_details(fd: c_int) -> bool {
+    match MODE.load(Ordering::SeqCst) {
+        RECORDING => logging(),
+        REPLAYING => logging() && with_entry(fd, |e| e.fresh) == Some(true),
+        _ => false,
+    }
 }
 
 /// In replay, finds the first unclaimed old entry of this kind and key.
@@ -213,7 +235,9 @@ fn claim(kind: &str, key: &str) -> Option<Vec<c_int>> {
     let mut log = LOG.lock().unwrap();
     let e = log
         .iter_mut()
-        .find(|e| !e.claimed && e.closed.is_empty() && e.kind == kind && e.key == key)?;
+        .find(|e| {
+            !e.claimed && !e.fresh && e.closed.is_empty() && e.kind == kind && e.key == key
+        })?;
     e.claimed = true;
     Some(e.fds.clone())
 }
@@ -267,7 +291,12 @@ pub unsafe extern "C" fn bind(fd: c_int, a: *const libc::sockaddr, l: libc::sock
             return 0;
         }
         // Same kind of socket, other address: this is a new resource.
-        with_entry(fd, |e| e.claimed = false);
+        with_entry(fd, |e| {
+            e.claimed = false;
+            e.fresh = true;
+            e.bound = None;
+            e.listening = false;
+        });
         // SAFETY: a fresh socket of the same kind replaces the inherited one
         // under the number the program holds; the old process keeps its own.
         unsafe {
@@ -291,7 +320,7 @@ pub unsafe extern "C" fn bind(fd: c_int, a: *const libc::sockaddr, l: libc::sock
     }
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { f(fd, a, l) };
-    if r == 0 && MODE.load(Ordering::SeqCst) == RECORDING && logging() {
+    if r == 0 && logs_details(fd) {
         with_entry(fd, |e| e.bound = Some(addr));
     }
     r
@@ -306,7 +335,7 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     }
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { real!(listen: fn(c_int, c_int) -> c_int)(fd, backlog) };
-    if r == 0 && MODE.load(Ordering::SeqCst) == RECORDING && logging() {
+    if r == 0 && logs_details(fd) {
         with_entry(fd, |e| e.listening = true);
     }
     r

@@ -34,22 +34,20 @@ fn sorted(mut v: Vec<u32>) -> Vec<u32> {
     v
 }
 
-fn across(v_to: u32) {
-    let case = Case::new("fork_workers");
-    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(v_to, Opt::O2));
-    let mut s = case.start(&b1);
-    let mut c = populate(&s);
+/// Updates `s` to `bin` (version `v_to`) and checks every value, the
+/// process tree and the descriptors.
+fn update_and_check(s: &mut Server, bin: &std::path::Path, v_to: u32) {
     let before = s.dump();
-    let old_pids = pids(&s);
+    let old_pids = pids(s);
     assert_eq!(old_pids[0], s.pid);
     assert_eq!(sorted(s.processes()), sorted(old_pids.clone()), "master and two workers");
-    let old_channels = channel_fds(&s);
+    let old_channels = channel_fds(s);
     let old_fds = program_fds(s.pid);
     let mask = sig_blocked(s.pid);
 
     // Not update_ok: the master's channels to its workers are new sockets
     // (checked below), every other descriptor must be the old one.
-    let r = s.update(&b2).unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
+    let r = s.update(bin).unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
     assert_eq!(r.workers, 2, "workers paired: {r:?}");
     assert_eq!(s.version(), v_to.to_string());
     assert_eq!(sig_blocked(s.pid), mask, "main thread's blocked signals");
@@ -60,14 +58,14 @@ fn across(v_to: u32) {
     // Each worker is a live child of the new master, served what the new
     // master's per-worker records say it forwarded.
     s.check();
-    let new_pids = pids(&s);
+    let new_pids = pids(s);
     assert_eq!(new_pids[0], s.pid);
     for (k, (&o, &n)) in old_pids[1..].iter().zip(&new_pids[1..]).enumerate() {
         assert_ne!(o, n, "worker {k} is a new process");
     }
     s.wait_processes(&sorted(new_pids.clone()), "old master and workers gone");
 
-    let new_channels = channel_fds(&s);
+    let new_channels = channel_fds(s);
     let new_fds = program_fds(s.pid);
     let strip = |fds: &[(i32, String)], ch: &[i32]| -> Vec<(i32, String)> {
         fds.iter().filter(|(n, _)| !ch.contains(n)).cloned().collect()
@@ -83,7 +81,14 @@ fn across(v_to: u32) {
         assert!(t.starts_with("socket:"), "channel {ch} is {t}");
         assert!(!old_fds.iter().any(|(_, o)| o == t), "channel {ch} is an old socket");
     }
+}
 
+fn across(v_to: u32) {
+    let case = Case::new("fork_workers");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(v_to, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut c = populate(&s);
+    update_and_check(&mut s, &b2, v_to);
     // The workers go on from their state.
     assert_eq!(c.cmd("W 0 1"), "W 0 6");
     assert_eq!(c.cmd("W 1 2"), "W 1 10");
@@ -99,6 +104,23 @@ fn v1_to_v1_o2() {
 #[test]
 fn v1_to_v2_o2() {
     across(2);
+}
+
+/// The new master logged its own forks and channels: a second and a third
+/// update find the workers of the previous one.
+#[test]
+fn chained_v1_v2_v1() {
+    let case = Case::new("fork_workers");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut c = populate(&s);
+    update_and_check(&mut s, &b2, 2);
+    assert_eq!(c.cmd("W 0 1"), "W 0 6");
+    update_and_check(&mut s, &b1, 1);
+    assert_eq!(c.cmd("W 1 2"), "W 1 10");
+    update_and_check(&mut s, &b1, 1);
+    assert_eq!(s.dump(), "forwarded=5 0:6:2 1:10:3");
+    s.check();
 }
 
 /// A fault in a phase rolls back: the old master and its old workers serve
@@ -135,6 +157,25 @@ fn rollback_worker_transfer() {
 fn rollback_new_master_crash() {
     // The new master dies after its transfer: its new workers die with it.
     rolls_back("crash", "exited");
+}
+
+/// A worker that built heap state after its start-up cannot be carried yet:
+/// the update is refused and everything serves on.
+#[test]
+fn worker_heap_state_refused() {
+    let case = Case::new("fork_workers");
+    let b1 = case.bin(1, Opt::O2);
+    let mut s = case.start(&b1);
+    let _c = populate(&s);
+    assert_eq!(s.cmd("K 1 kept"), "K 1 OK");
+    let old_pids = pids(&s);
+    let msg = s.update_rolls_back(&b1, &[]);
+    assert!(
+        msg.contains(&format!("worker {}", old_pids[2]))
+            && msg.contains("carrying a worker's heap is not supported yet"),
+        "{msg}"
+    );
+    assert_eq!(pids(&s), old_pids);
 }
 
 /// A worker is updated through its master only.
