@@ -467,8 +467,10 @@ pub fn commit_new() {
 /// Program heap objects (from instrumented sites) built or changed since
 /// this worker's start-up: state the update cannot carry yet.
 fn heap_built_after_startup() -> usize {
-    let at_startup: HashMap<u64, snapshot::StartupObject> =
-        snapshot::objects().into_iter().map(|o| (o.addr, o)).collect();
+    let at_startup: HashMap<u64, snapshot::StartupObject> = snapshot::objects()
+        .into_iter()
+        .map(|o| (o.addr, o))
+        .collect();
     let mut n = 0;
     heap::for_each_live(|o| {
         if o.site.is_null() {

@@ -130,7 +130,8 @@ pub fn main_startup_over() -> bool {
     // Workers the start-up forked: each transfers on its own, from its old
     // counterpart's checkpoint, and must be ready too.
     let t = Instant::now();
-    report.workers = crate::children::wait_ready(Duration::from_secs(5)).unwrap_or_else(|e| fail(&e));
+    report.workers =
+        crate::children::wait_ready(Duration::from_secs(5)).unwrap_or_else(|e| fail(&e));
     status(&format!(
         "phase workers {:.3}",
         t.elapsed().as_secs_f64() * 1e3

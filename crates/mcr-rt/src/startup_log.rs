@@ -233,11 +233,9 @@ fn claim(kind: &str, key: &str) -> Option<Vec<c_int>> {
         return None;
     }
     let mut log = LOG.lock().unwrap();
-    let e = log
-        .iter_mut()
-        .find(|e| {
-            !e.claimed && !e.fresh && e.closed.is_empty() && e.kind == kind && e.key == key
-        })?;
+    let e = log.iter_mut().find(|e| {
+        !e.claimed && !e.fresh && e.closed.is_empty() && e.kind == kind && e.key == key
+    })?;
     e.claimed = true;
     Some(e.fds.clone())
 }

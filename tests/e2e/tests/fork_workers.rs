@@ -40,14 +40,20 @@ fn update_and_check(s: &mut Server, bin: &std::path::Path, v_to: u32) {
     let before = s.dump();
     let old_pids = pids(s);
     assert_eq!(old_pids[0], s.pid);
-    assert_eq!(sorted(s.processes()), sorted(old_pids.clone()), "master and two workers");
+    assert_eq!(
+        sorted(s.processes()),
+        sorted(old_pids.clone()),
+        "master and two workers"
+    );
     let old_channels = channel_fds(s);
     let old_fds = program_fds(s.pid);
     let mask = sig_blocked(s.pid);
 
     // Not update_ok: the master's channels to its workers are new sockets
     // (checked below), every other descriptor must be the old one.
-    let r = s.update(bin).unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
+    let r = s
+        .update(bin)
+        .unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
     assert_eq!(r.workers, 2, "workers paired: {r:?}");
     assert_eq!(s.version(), v_to.to_string());
     assert_eq!(sig_blocked(s.pid), mask, "main thread's blocked signals");
@@ -68,18 +74,32 @@ fn update_and_check(s: &mut Server, bin: &std::path::Path, v_to: u32) {
     let new_channels = channel_fds(s);
     let new_fds = program_fds(s.pid);
     let strip = |fds: &[(i32, String)], ch: &[i32]| -> Vec<(i32, String)> {
-        fds.iter().filter(|(n, _)| !ch.contains(n)).cloned().collect()
+        fds.iter()
+            .filter(|(n, _)| !ch.contains(n))
+            .cloned()
+            .collect()
     };
     assert_eq!(
         strip(&new_fds, &new_channels),
         strip(&old_fds, &old_channels),
         "descriptors other than the workers' channels (new vs old)"
     );
-    assert_eq!(new_fds.len(), old_fds.len(), "no descriptor leaked: {new_fds:?}");
+    assert_eq!(
+        new_fds.len(),
+        old_fds.len(),
+        "no descriptor leaked: {new_fds:?}"
+    );
     for ch in &new_channels {
-        let t = &new_fds.iter().find(|(n, _)| n == ch).expect("channel open").1;
+        let t = &new_fds
+            .iter()
+            .find(|(n, _)| n == ch)
+            .expect("channel open")
+            .1;
         assert!(t.starts_with("socket:"), "channel {ch} is {t}");
-        assert!(!old_fds.iter().any(|(_, o)| o == t), "channel {ch} is an old socket");
+        assert!(
+            !old_fds.iter().any(|(_, o)| o == t),
+            "channel {ch} is an old socket"
+        );
     }
 }
 
@@ -134,7 +154,10 @@ fn rolls_back(phase: &str, says: &str) {
     // update_rolls_back checks DUMP (every worker's state), CHECK (the
     // workers are the master's live children) and the process set.
     let msg = s.update_rolls_back(&b2, &[]);
-    assert!(msg.contains("rolled back") && msg.contains(says), "{phase}: {msg}");
+    assert!(
+        msg.contains("rolled back") && msg.contains(says),
+        "{phase}: {msg}"
+    );
     assert_eq!(pids(&s), old_pids, "the old workers serve");
     assert_eq!(s.version(), "1");
     assert_eq!(c.cmd("W 1 1"), "W 1 9");

@@ -220,7 +220,10 @@ mod tests {
         };
         // Start-up: pids 100/101, fds 4/5; worker 0 then served 3 and was
         // renamed, worker 1 untouched.
-        let startup = bytes(&[&rec1(100, 4, 0, b"ab\0\0", 0), &rec1(101, 5, 0, b"cd\0\0", 0)]);
+        let startup = bytes(&[
+            &rec1(100, 4, 0, b"ab\0\0", 0),
+            &rec1(101, 5, 0, b"cd\0\0", 0),
+        ]);
         let now = bytes(&[
             &rec1(100, 4, 3, b"x\0\0\0", 0x1000),
             &rec1(101, 5, 0, b"cd\0\0", 0),
@@ -253,7 +256,10 @@ mod tests {
         let i64_at = |o: usize| i64::from_le_bytes(dst[o..o + 8].try_into().unwrap());
         // Worker 0: pid and fd from the new start-up, counter and the whole
         // name (not a mix of bytes) from the old state, added field kept.
-        assert_eq!((i32_at(0), i32_at(4), i64_at(8), i64_at(16)), (200, 9, 3, 7));
+        assert_eq!(
+            (i32_at(0), i32_at(4), i64_at(8), i64_at(16)),
+            (200, 9, 3, 7)
+        );
         assert_eq!(&dst[24..28], b"x\0\0\0");
         assert_eq!(i64_at(32), 0x1000);
         assert_eq!(refs, vec!["wk[0].p".to_string()]);
