@@ -235,6 +235,16 @@ unsafe fn fork_replayed(f: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t
     STARTUP_CHILD.store(true, Ordering::SeqCst);
     startup_log::stop_replay();
     restore::forget_channels_in_child();
+    // A child that execs a helper must not hand it the master's restore.
+    for v in [
+        "MCR_RESTORE_FD",
+        "MCR_STATUS_FD",
+        "MCR_COMMIT_FD",
+        heap::HEAP_FD_ENV,
+        WORKERS_FD_ENV,
+    ] {
+        std::env::remove_var(v);
+    }
     // The master's channels to its other new children are not ours.
     for c in NEW_CHILDREN.lock().unwrap().drain(..) {
         drop(c.link);
@@ -447,6 +457,8 @@ pub fn wait_ready(timeout: Duration) -> Result<u64, String> {
                     timeout.as_secs()
                 ))
             }
+            // Its channel closed on exec: a helper program, not a worker.
+            None if runs_other_program(c.pid) => {}
             None => return Err(format!("worker {} exited during its restore", c.pid)),
         }
     }
@@ -593,6 +605,14 @@ impl Drop for FrozenWorkers {
     }
 }
 
+/// Whether `pid` runs another program than this one (a helper the worker
+/// `exec`ed: not code of ours, not a worker we update).
+fn runs_other_program(pid: i32) -> bool {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let ours = std::fs::read_link("/proc/self/exe");
+    matches!((theirs, ours), (Ok(t), Ok(o)) if t != o)
+}
+
 /// Whether `pid` is a live child of this process.
 fn is_live_child(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -614,7 +634,7 @@ fn is_live_child(pid: i32) -> bool {
 pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
     let mut out = FrozenWorkers { list: Vec::new() };
     for pid in startup_log::forks() {
-        if !is_live_child(pid) {
+        if !is_live_child(pid) || runs_other_program(pid) {
             out.list.push(None);
             continue;
         }
