@@ -166,6 +166,27 @@ fn rolls_back(phase: &str, says: &str) {
 }
 
 #[test]
+fn rollback_quiesce() {
+    rolls_back("quiesce", "MCR_FAULT=quiesce");
+}
+
+#[test]
+fn rollback_checkpoint() {
+    rolls_back("checkpoint", "MCR_FAULT=checkpoint");
+}
+
+#[test]
+fn rollback_restore() {
+    rolls_back("restore", "MCR_FAULT=restore");
+}
+
+/// The new master fails at the end of its start-up, its new workers forked.
+#[test]
+fn rollback_startup() {
+    rolls_back("startup", "MCR_FAULT=startup");
+}
+
+#[test]
 fn rollback_master_transfer() {
     rolls_back("transfer", "MCR_FAULT=transfer");
 }
