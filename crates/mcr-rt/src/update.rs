@@ -197,8 +197,16 @@ fn with_quiesced<W: Write>(
     ph.done("checkpoint");
     // Workers start-up forked: frozen, their checkpoints for the new
     // master's replayed forks. Dropped (any failure below), they resume.
-    let workers = crate::children::freeze_all(Duration::from_millis(req.timeout_ms))
-        .map_err(|e| UpdateError(format!("rolled back: {e}")))?;
+    let workers =
+        crate::children::freeze_all(Duration::from_millis(req.timeout_ms)).map_err(|e| {
+            UpdateError(
+                if e.starts_with("refused") || e.starts_with("rolled back") {
+                    e
+                } else {
+                    format!("rolled back: {e}")
+                },
+            )
+        })?;
     let workers_fd = workers
         .write_states()
         .map_err(|e| UpdateError(format!("rolled back: checkpoint of the workers: {e}")))?;
