@@ -31,12 +31,11 @@
 //! back) with a message saying so.
 
 use crate::blocking_calls::real;
-use crate::checkpoint::{from_hex, SavedGlobal};
+use crate::checkpoint::SavedGlobal;
 use crate::control::send;
-use crate::{globals, heap, quiesce, restore, sections, snapshot, startup_log, threads};
+use crate::{heap, quiesce, restore, snapshot, startup_log, threads};
 use mcr_types::protocol::{control_socket_name, FreezeRequest, Frozen, Reply, Request};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
@@ -53,11 +52,30 @@ static STARTUP_CHILD: AtomicBool = AtomicBool::new(false);
 /// The pid of the process that forked it.
 static PARENT: AtomicI32 = AtomicI32::new(0);
 
-/// A worker's checkpoint: what it changed in its own globals.
+/// A worker's checkpoint: its globals, and its heap by value (its heap is
+/// not the one its new counterpart inherits from the new master).
 #[derive(Serialize, Deserialize)]
 pub struct ChildState {
     pub pid: u32,
     pub globals: Vec<SavedGlobal>,
+    /// Program objects live at the end of its start-up (with whether they
+    /// still hold their start-up bytes): paired with the new worker's.
+    #[serde(default)]
+    pub startup_objects: Vec<snapshot::StartupObject>,
+    /// Program objects it built or changed since its start-up.
+    #[serde(default)]
+    pub objects: Vec<CarriedObject>,
+}
+
+/// A heap object of an old worker, by value.
+#[derive(Serialize, Deserialize)]
+pub struct CarriedObject {
+    pub addr: u64,
+    pub size: u64,
+    /// Its site descriptor's address in the old binary.
+    pub site: u64,
+    /// Hex of its bytes.
+    pub bytes: String,
 }
 
 /// Whether this process is a worker its master forked at start-up. A child
@@ -345,12 +363,15 @@ fn restore_child(r: ChildRestore) {
     if crate::update::fault("worker") {
         fail("MCR_FAULT=worker");
     }
+    let new_startup = snapshot::live_objects(true);
     let carried = match &r.old {
-        Some(old) => match restore::with_state(|s| transfer_globals(s, old)) {
-            Some(Ok(n)) => n,
-            Some(Err(e)) => fail(&e),
-            None => fail("the new master's restore state is gone"),
-        },
+        Some(old) => {
+            match restore::with_state(|s| crate::transfer::run_worker(s, old, &new_startup)) {
+                Some(Ok(rep)) => rep.globals + rep.objects_precise + rep.objects_conservative,
+                Some(Err(e)) => fail(&format!("worker {}: {e}", old.pid)),
+                None => fail("the new master's restore state is gone"),
+            }
+        }
         None => 0,
     };
     // The new master's heap came with the fork: its inherited objects are
@@ -385,54 +406,6 @@ fn restore_child(r: ChildRestore) {
     drop(r);
     restore::finish_in_child();
     quiesce::resume();
-}
-
-/// The old worker's globals into this process: field by field, what
-/// changed since the old worker's start-up.
-fn transfer_globals(state: &crate::checkpoint::State, old: &ChildState) -> Result<u64, String> {
-    let new_map = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
-    let v = mcr_types::plan::Versions::new(
-        &state.typemap,
-        &new_map,
-        new_map.renames.clone().into_iter().collect(),
-    );
-    let new_globals: HashMap<&str, (usize, &str)> = globals::all()
-        .map(|g| (g.name, (g.addr, g.type_name)))
-        .collect();
-    let mut n = 0;
-    for g in old.globals.iter().filter(|g| !g.unchanged_since_startup) {
-        let Some(&(na, nty)) = new_globals.get(g.name.as_str()) else {
-            continue;
-        };
-        let (Some(ot), Some(nt)) = (v.old_type(&g.type_name), v.new_type(nty)) else {
-            continue;
-        };
-        let now = from_hex(&g.bytes);
-        let at_startup = g.startup_bytes.as_deref().map(from_hex).unwrap_or_default();
-        if at_startup.len() != now.len() {
-            return Err(format!(
-                "worker {}: global `{}` has no start-up value",
-                old.pid, g.name
-            ));
-        }
-        // SAFETY: the new global is `nt.size` bytes long per its descriptor.
-        let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
-        let mut refs = Vec::new();
-        v.convert_changed(ot, nt, &now, &at_startup, dst, &g.name, &mut refs)
-            .map_err(|e| e.to_string())?;
-        if !refs.is_empty() {
-            return Err(format!(
-                "refused: worker {}: {} changed after the worker's start-up and points into its heap; carrying a worker's heap is not supported yet",
-                old.pid,
-                refs.join(", ")
-            ));
-        }
-        if std::env::var_os("MCR_DEBUG").is_some() {
-            eprintln!("mcr-rt: worker global {} carried", g.name);
-        }
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// New master, after its own transfer: every child it forked must report
@@ -476,24 +449,35 @@ pub fn commit_new() {
 
 // ---- old worker: freeze ----
 
-/// Program heap objects (from instrumented sites) built or changed since
-/// this worker's start-up: state the update cannot carry yet.
-fn heap_built_after_startup() -> usize {
-    let at_startup: HashMap<u64, snapshot::StartupObject> = snapshot::objects()
+/// This worker's heap for its checkpoint: its program start-up objects,
+/// and by value the program objects (from instrumented sites) it built or
+/// changed since. A library's own memory is not carried: the new worker's
+/// libraries rebuilt theirs.
+fn heap_state() -> (Vec<snapshot::StartupObject>, Vec<CarriedObject>) {
+    let at_startup: Vec<snapshot::StartupObject> = snapshot::objects()
         .into_iter()
-        .map(|o| (o.addr, o))
+        .filter(|o| o.site != 0)
         .collect();
-    let mut n = 0;
+    let unchanged: std::collections::HashSet<u64> = at_startup
+        .iter()
+        .filter(|o| o.unchanged)
+        .map(|o| o.addr)
+        .collect();
+    let mut carried = Vec::new();
     heap::for_each_live(|o| {
-        if o.site.is_null() {
-            return; // a library's own memory: its new start-up rebuilt it
+        if o.site.is_null() || unchanged.contains(&(o.addr as u64)) {
+            return;
         }
-        match at_startup.get(&(o.addr as u64)) {
-            Some(s) if s.unchanged => {}
-            _ => n += 1,
-        }
+        // SAFETY: a live object of `size` bytes, its threads parked.
+        let b = unsafe { std::slice::from_raw_parts(o.addr as *const u8, o.size) };
+        carried.push(CarriedObject {
+            addr: o.addr as u64,
+            size: o.size as u64,
+            site: o.site as u64,
+            bytes: crate::checkpoint::to_hex(b),
+        });
     });
-    n
+    (at_startup, carried)
 }
 
 /// Serves `Request::Freeze` on its own thread (it waits for the outcome).
@@ -518,16 +502,12 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
                 req.timeout_ms, e.busy
             )
         })?;
-        let built = heap_built_after_startup();
-        if built > 0 {
-            quiesce::resume();
-            return Err(format!(
-                "refused: worker {pid} holds {built} heap objects it built or changed after its start-up; carrying a worker's heap is not supported yet"
-            ));
-        }
+        let (startup_objects, objects) = heap_state();
         let st = ChildState {
             pid,
             globals: crate::checkpoint::saved_globals(),
+            startup_objects,
+            objects,
         };
         Ok(serde_json::to_string(&st).unwrap_or_default())
     })();

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 mod since_startup;
+pub use since_startup::ChangedRef;
 
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum PlanError {

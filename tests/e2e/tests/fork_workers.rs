@@ -203,23 +203,38 @@ fn rollback_new_master_crash() {
     rolls_back("crash", "exited");
 }
 
-/// A worker that built heap state after its start-up cannot be carried yet:
-/// the update is refused and everything serves on.
-#[test]
-fn worker_heap_state_refused() {
+/// A worker's heap state built after its start-up (a list of typed notes,
+/// re-laid out in v2, and an untyped string) goes to its new counterpart.
+fn worker_heap(v_to: u32) {
     let case = Case::new("fork_workers");
-    let b1 = case.bin(1, Opt::O2);
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(v_to, Opt::O2));
     let mut s = case.start(&b1);
-    let _c = populate(&s);
-    assert_eq!(s.cmd("K 1 kept"), "K 1 OK");
-    let old_pids = pids(&s);
-    let msg = s.update_rolls_back(&b1, &[]);
-    assert!(
-        msg.contains(&format!("worker {}", old_pids[2]))
-            && msg.contains("carrying a worker's heap is not supported yet"),
-        "{msg}"
-    );
-    assert_eq!(pids(&s), old_pids);
+    let mut c = populate(&s);
+    assert_eq!(c.cmd("K 1 kept"), "K 1 OK");
+    for x in [3, 4, 5] {
+        assert_eq!(c.cmd(&format!("N 1 {x}")), "N 1 OK");
+    }
+    assert_eq!(c.cmd("N 0 9"), "N 0 OK");
+    assert_eq!(c.cmd("S 0"), "S 0 - 9,");
+    assert_eq!(c.cmd("S 1"), "S 1 kept 5,4,3,");
+    update_and_check(&mut s, &b2, v_to);
+    assert_eq!(c.cmd("S 0"), "S 0 - 9,");
+    assert_eq!(c.cmd("S 1"), "S 1 kept 5,4,3,");
+    // The carried list goes on growing in the new worker.
+    assert_eq!(c.cmd("N 1 6"), "N 1 OK");
+    assert_eq!(c.cmd("K 1 again"), "K 1 OK");
+    assert_eq!(c.cmd("S 1"), "S 1 again 6,5,4,3,");
+    s.check();
+}
+
+#[test]
+fn worker_heap_v1_to_v1() {
+    worker_heap(1);
+}
+
+#[test]
+fn worker_heap_v1_to_v2() {
+    worker_heap(2);
 }
 
 /// A worker is updated through its master only.

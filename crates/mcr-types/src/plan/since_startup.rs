@@ -18,13 +18,27 @@
 use super::{is_scalar_kind, is_sync_type, read_bits, write_bits, PlanError, Versions};
 use crate::model::{TypeDef, TypeKind};
 
+/// A pointer or union leaf that took the old value (it changed since
+/// start-up): where it now is, so the caller can translate what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangedRef {
+    /// Path of the leaf (`wk[0].p`), for messages.
+    pub path: String,
+    /// Address of the leaf in the destination buffer.
+    pub at: usize,
+    pub len: usize,
+    /// The pointee type (of every element, for an array of pointers);
+    /// `None` for a union, only known conservatively.
+    pub target: Option<String>,
+}
+
 impl Versions<'_> {
     /// Converts one value of old type `o` into new type `n` like
     /// [`Versions::convert`], except for leaves whose bytes in `now` equal
     /// those in `startup` (the old value at the end of the old version's
     /// start-up): those keep what `dst` holds (the new version's start-up
-    /// value). Paths of pointer or union leaves that changed since start-up
-    /// and are not zero are pushed to `changed_refs`.
+    /// value). Pointer or union leaves that changed since start-up and are
+    /// not zero are pushed to `changed_refs`.
     #[allow(clippy::too_many_arguments)]
     pub fn convert_changed(
         &self,
@@ -34,7 +48,7 @@ impl Versions<'_> {
         startup: &[u8],
         dst: &mut [u8],
         path: &str,
-        changed_refs: &mut Vec<String>,
+        changed_refs: &mut Vec<ChangedRef>,
     ) -> Result<(), PlanError> {
         if now == startup || is_sync_type(&o.name) || is_sync_type(&n.name) {
             return Ok(());
@@ -115,17 +129,28 @@ impl Versions<'_> {
         now: &[u8],
         dst: &mut [u8],
         path: &str,
-        changed_refs: &mut Vec<String>,
+        changed_refs: &mut Vec<ChangedRef>,
     ) -> Result<(), PlanError> {
-        let scalar = is_scalar_kind(o.kind)
-            || (o.kind == TypeKind::Array
-                && self
-                    .old_type(o.target.as_deref().unwrap_or(""))
-                    .is_some_and(|e| is_scalar_kind(e.kind)));
+        let elem = (o.kind == TypeKind::Array)
+            .then(|| self.old_type(o.target.as_deref().unwrap_or("")))
+            .flatten();
+        let scalar = is_scalar_kind(o.kind) || elem.is_some_and(|e| is_scalar_kind(e.kind));
+        self.convert(o, n, now, dst, path)?;
         if !scalar && now.iter().any(|&b| b != 0) {
-            changed_refs.push(path.to_string());
+            let ptr = |t: &TypeDef| {
+                (t.kind == TypeKind::Pointer).then(|| t.target.clone().unwrap_or_default())
+            };
+            changed_refs.push(ChangedRef {
+                path: path.to_string(),
+                at: dst.as_ptr() as usize,
+                len: dst.len(),
+                target: ptr(n).or_else(|| {
+                    let ne = self.new_type(n.target.as_deref().unwrap_or(""))?;
+                    (n.kind == TypeKind::Array).then(|| ptr(ne)).flatten()
+                }),
+            });
         }
-        self.convert(o, n, now, dst, path)
+        Ok(())
     }
 }
 
@@ -262,7 +287,10 @@ mod tests {
         );
         assert_eq!(&dst[24..28], b"x\0\0\0");
         assert_eq!(i64_at(32), 0x1000);
-        assert_eq!(refs, vec!["wk[0].p".to_string()]);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].path, "wk[0].p");
+        assert_eq!(refs[0].at, dst.as_ptr() as usize + 32);
+        assert_eq!((refs[0].len, refs[0].target.as_deref()), (8, Some("int")));
         // Worker 1: nothing changed since start-up, all new.
         assert_eq!(&dst[40..80], &rec2(201, 10)[..]);
     }
