@@ -368,7 +368,7 @@ fn restore_child(r: ChildRestore) {
         Some(old) => {
             match restore::with_state(|s| crate::transfer::run_worker(s, old, &new_startup)) {
                 Some(Ok(rep)) => rep.globals + rep.objects_precise + rep.objects_conservative,
-                Some(Err(e)) => fail(&format!("worker {}: {e}", old.pid)),
+                Some(Err(e)) => fail(&format!("from old worker {}: {e}", old.pid)),
                 None => fail("the new master's restore state is gone"),
             }
         }
@@ -463,20 +463,46 @@ fn heap_state() -> (Vec<snapshot::StartupObject>, Vec<CarriedObject>) {
         .filter(|o| o.unchanged)
         .map(|o| o.addr)
         .collect();
-    let mut carried = Vec::new();
-    heap::for_each_live(|o| {
-        if o.site.is_null() || unchanged.contains(&(o.addr as u64)) {
-            return;
-        }
+    let by_value = |o: &heap::Object| {
         // SAFETY: a live object of `size` bytes, its threads parked.
         let b = unsafe { std::slice::from_raw_parts(o.addr as *const u8, o.size) };
-        carried.push(CarriedObject {
+        CarriedObject {
             addr: o.addr as u64,
             size: o.size as u64,
             site: o.site as u64,
             bytes: crate::checkpoint::to_hex(b),
-        });
+        }
+    };
+    let mut carried = Vec::new();
+    heap::for_each_live(|o| {
+        if !o.site.is_null() && !unchanged.contains(&(o.addr as u64)) {
+            carried.push(by_value(&o));
+        }
     });
+    // Memory a library allocated for the program (asprintf, getline) that
+    // the carried state points to, conservatively: carried too.
+    let mut seen: std::collections::HashSet<u64> = carried.iter().map(|c| c.addr).collect();
+    let mut work: Vec<(u64, u64)> = carried.iter().map(|c| (c.addr, c.size)).collect();
+    work.extend(
+        crate::globals::all()
+            .filter(|g| snapshot::global_value(g.name).as_deref() != Some(crate::globals::bytes(g)))
+            .map(|g| (g.addr as u64, g.size as u64)),
+    );
+    while let Some((a, len)) = work.pop() {
+        let mut w = a.next_multiple_of(8);
+        while w + 8 <= a + len {
+            // SAFETY: an aligned word inside a live object or global.
+            let p = unsafe { (w as *const u64).read() };
+            w += 8;
+            let Some(o) = (p >= 4096).then(|| heap::find(p as usize)).flatten() else {
+                continue;
+            };
+            if o.site.is_null() && seen.insert(o.addr as u64) {
+                carried.push(by_value(&o));
+                work.push((o.addr as u64, o.size as u64));
+            }
+        }
+    }
     (at_startup, carried)
 }
 

@@ -215,10 +215,11 @@ fn worker_heap(v_to: u32) {
         assert_eq!(c.cmd(&format!("N 1 {x}")), "N 1 OK");
     }
     assert_eq!(c.cmd("N 0 9"), "N 0 OK");
-    assert_eq!(c.cmd("S 0"), "S 0 - 9,");
+    assert_eq!(c.cmd("A 0 lib"), "A 0 OK");
+    assert_eq!(c.cmd("S 0"), "S 0 <lib> 9,");
     assert_eq!(c.cmd("S 1"), "S 1 kept 5,4,3,");
     update_and_check(&mut s, &b2, v_to);
-    assert_eq!(c.cmd("S 0"), "S 0 - 9,");
+    assert_eq!(c.cmd("S 0"), "S 0 <lib> 9,");
     assert_eq!(c.cmd("S 1"), "S 1 kept 5,4,3,");
     // The carried list goes on growing in the new worker.
     assert_eq!(c.cmd("N 1 6"), "N 1 OK");
