@@ -25,10 +25,14 @@
 //!
 //! What a worker carries: its globals, field by field (what its start-up set
 //! and nothing changed since keeps the new start-up's value: a pid, a
-//! descriptor). Not yet: a worker's heap state and the descriptors it opened
-//! itself. An update whose old worker holds heap objects it built or changed
-//! after its start-up, or a global pointing into them, is refused (rolled
-//! back) with a message saying so.
+//! descriptor), and its heap by value: its heap is not the one its new
+//! counterpart inherited from the new master by `fork`, so its checkpoint
+//! holds its program start-up objects (paired with the new worker's, same
+//! site and order) and the bytes of the objects it built or changed since,
+//! plus library memory they point to (`asprintf`); `transfer::run_worker`
+//! converts and re-points them. A pointer to an old object nothing carried
+//! refuses the update. Not carried: descriptors a worker opened itself after
+//! the fork (its client connections end with it).
 
 use crate::blocking_calls::real;
 use crate::checkpoint::SavedGlobal;
