@@ -238,6 +238,26 @@ fn worker_heap_v1_to_v2() {
     worker_heap(2);
 }
 
+/// Workers that wait in epoll_wait on an epoll instance of their own (made
+/// after the fork): the new worker's wait goes round once after its
+/// transfer, on the instance its own start-up made.
+#[test]
+fn epoll_workers_v1_to_v2() {
+    let case = Case::new("fork_workers");
+    let b1 = case.bin_with(1, Opt::O2, &["WORKER_EPOLL"]);
+    let b2 = case.bin_with(2, Opt::O2, &["WORKER_EPOLL"]);
+    let mut s = case.start(&b1);
+    let mut c = populate(&s);
+    assert_eq!(c.cmd("N 0 1"), "N 0 OK");
+    update_and_check(&mut s, &b2, 2);
+    assert_eq!(c.cmd("S 0"), "S 0 - 1,");
+    assert_eq!(c.cmd("W 0 1"), "W 0 6");
+    assert_eq!(c.cmd("W 1 2"), "W 1 10");
+    update_and_check(&mut s, &b1, 1);
+    assert_eq!(s.dump(), "forwarded=5 0:6:2 1:10:3");
+    s.check();
+}
+
 /// A worker is updated through its master only.
 #[test]
 fn worker_update_refused() {
