@@ -238,5 +238,11 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         "  descriptors: {} inherited, {} start-up resources closed",
         r.fds_inherited, r.fds_closed
     );
+    if r.workers > 0 {
+        println!(
+            "  workers: {} forked at start-up, each given its old counterpart's state",
+            r.workers
+        );
+    }
     println!("  downtime: {:.2} ms", r.downtime_ms);
 }
