@@ -250,7 +250,10 @@ fn report(o: &TypeMap, n: &TypeMap, hooks: &[HookDecl]) -> Report {
                 hook,
                 old_layout,
                 covers,
-            } => ("hook".to_string(), describe_hook(&v, t, now, &hook, &old_layout, covers)),
+            } => (
+                "hook".to_string(),
+                describe_hook(&v, t, now, &hook, &old_layout, covers),
+            ),
         };
         types.push(Row {
             name,
@@ -392,7 +395,10 @@ fn describe_hook(
         if fields.is_empty() {
             d.push_str(&format!(" converts what no rule does ({e});"));
         } else {
-            d.push_str(&format!(" converts what no rule does: {};", fields.join(", ")));
+            d.push_str(&format!(
+                " converts what no rule does: {};",
+                fields.join(", ")
+            ));
         }
     }
     let rules = describe(v, &t.name, now);

@@ -259,6 +259,12 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         Some(n) => println!("  quiescent points: {n} from the build's profile"),
         None => println!("  quiescent points: every blocking call (no profile)"),
     }
+    if r.workers > 0 {
+        println!(
+            "  workers: {} forked at start-up, each given its old counterpart's state",
+            r.workers
+        );
+    }
     println!("  downtime: {:.2} ms", r.downtime_ms);
 }
 

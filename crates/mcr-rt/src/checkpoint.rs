@@ -18,6 +18,10 @@ pub struct SavedGlobal {
     pub bytes: String,
     /// Equal to its value at the end of the old version's start-up.
     pub unchanged_since_startup: bool,
+    /// Hex of its value at the end of start-up, when it changed since
+    /// (fields unchanged since start-up keep the new version's value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_bytes: Option<String>,
 }
 
 /// The thread-local variables of one program thread.
@@ -250,6 +254,26 @@ fn own_functions() -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Every global's bytes, with what start-up left in it.
+pub fn saved_globals() -> Vec<SavedGlobal> {
+    globals::all()
+        .map(|g| {
+            let b = globals::bytes(&g);
+            let at_startup = crate::snapshot::global_value(g.name);
+            let unchanged = at_startup.as_deref() == Some(b);
+            SavedGlobal {
+                name: g.name.into(),
+                type_name: g.type_name.into(),
+                addr: g.addr as u64,
+                size: g.size as u64,
+                bytes: to_hex(b),
+                unchanged_since_startup: unchanged,
+                startup_bytes: at_startup.filter(|_| !unchanged).map(|s| to_hex(&s)),
+            }
+        })
+        .collect()
+}
+
 /// Writes the checkpoint; returns (heap image fd, state fd).
 pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let heap_fd = memfd("mcr-heap")?;
@@ -264,20 +288,7 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
             elem_size: s.elem_size,
         })
         .collect();
-    let globals = globals::all()
-        .map(|g| {
-            let b = globals::bytes(&g);
-            SavedGlobal {
-                name: g.name.into(),
-                type_name: g.type_name.into(),
-                addr: g.addr as u64,
-                size: g.size as u64,
-                bytes: to_hex(b),
-                unchanged_since_startup: crate::snapshot::global_value(g.name)
-                    .is_some_and(|s| s == b),
-            }
-        })
-        .collect();
+    let globals = saved_globals();
     let threads = crate::thread_locals::per_thread()
         .into_iter()
         .map(|(t, vars)| SavedThread {
@@ -295,6 +306,7 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
                         size: i.var.size as u64,
                         bytes: to_hex(b),
                         unchanged_since_startup: false,
+                        startup_bytes: None,
                     }
                 })
                 .collect(),

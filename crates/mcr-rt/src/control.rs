@@ -217,6 +217,14 @@ fn serve() {
                     .stack_size(256 * 1024)
                     .spawn(move || handle(conn, Ok(req)));
             }
+            // A worker frozen for its master's update waits on this
+            // connection for the outcome.
+            Ok(Request::Freeze(f)) => {
+                let _ = std::thread::Builder::new()
+                    .name("mcr-freeze".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || crate::children::freeze(conn, &f));
+            }
             req => handle(conn, req),
         }
     }
@@ -264,6 +272,9 @@ fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
                 Err(message) => Reply::Error { message },
             }
         }
+        Ok(Request::Freeze(_)) => Reply::Error {
+            message: "freeze requests are served on their own thread".into(),
+        },
         Ok(Request::Update(u)) => match crate::update::run(&u, &mut out) {
             Ok(r) => {
                 let _ = send(&mut out, &Reply::Updated(r));

@@ -6,6 +6,7 @@ pub mod heap;
 pub mod blocking_calls;
 pub mod call_site;
 pub mod checkpoint;
+pub mod children;
 pub mod control;
 pub mod globals;
 pub mod hooks;

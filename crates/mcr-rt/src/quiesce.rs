@@ -57,7 +57,7 @@ pub fn install_signal() {
     }
 }
 
-fn fd_can_block(fd: libc::c_int) -> bool {
+pub(crate) fn fd_can_block(fd: libc::c_int) -> bool {
     // SAFETY: fstat into a local struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
@@ -138,7 +138,10 @@ pub fn blocking<T: Copy + From<i8>>(
         return call();
     };
     let mut site = Site { wrapper, pc: None };
-    if matches!(kind, CallKind::EventWait | CallKind::EventSet) && rec.is_main {
+    if rec.is_main
+        && (matches!(kind, CallKind::EventWait | CallKind::EventSet)
+            || crate::children::startup_pending(kind))
+    {
         let transferred = crate::startup_log::main_reached_quiescent_point();
         // This very call was made with a set built from start-up state.
         if kind == CallKind::EventSet && transferred {

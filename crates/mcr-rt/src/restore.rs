@@ -40,7 +40,7 @@ fn status(line: &str) {
     }
 }
 
-fn fail(msg: &str) -> ! {
+pub(crate) fn fail(msg: &str) -> ! {
     status(&format!("error {msg}"));
     eprintln!("mcr-rt: live update failed in the new version: {msg}");
     // SAFETY: leave at once; the old version rolls back.
@@ -73,6 +73,7 @@ pub fn init_from_env() {
         // SAFETY: our own pipes and memfd: never passed on to the program's children.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    crate::children::init_from_env();
     transfer::map_old_image(&state);
     startup_log::start_replay(state.startup_log.clone());
     *STATE.lock().unwrap() = Some(state);
@@ -98,34 +99,8 @@ pub fn main_startup_over() -> bool {
     }
     let unclaimed = startup_log::finish_replay();
     let t = Instant::now();
-    let me = threads::current();
-    // Threads start-up created park at their first blocking call (and
-    // ones still starting have not even registered yet).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let starting = threads::starting();
-        let busy: Vec<String> = threads::all()
-            .into_iter()
-            .filter(|r| !me.is_some_and(|m| std::ptr::eq(*r, m)) && r.alive.load(Ordering::SeqCst))
-            .filter(|r| {
-                !matches!(
-                    r.state(),
-                    threads::BlockState::Parked | threads::BlockState::Uninterruptible
-                )
-            })
-            .map(|r| format!("{} ({:?})", r.tid.load(Ordering::SeqCst), r.state()))
-            .chain((starting > 0).then(|| format!("{starting} still starting")))
-            .collect();
-        if busy.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            fail(&format!(
-                "threads of the new version did not reach a quiescent point within 5 s: {}",
-                busy.join(", ")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    if let Err(e) = wait_threads_parked(Duration::from_secs(5)) {
+        fail(&e);
     }
     status(&format!(
         "phase new-quiesce {:.3}",
@@ -156,6 +131,15 @@ pub fn main_startup_over() -> bool {
     if !crate::control::wait_bound(Duration::from_secs(2)) {
         fail("the control socket of the new version did not come up");
     }
+    // Workers the start-up forked: each transfers on its own, from its old
+    // counterpart's checkpoint, and must be ready too.
+    let t = Instant::now();
+    report.workers =
+        crate::children::wait_ready(Duration::from_secs(5)).unwrap_or_else(|e| fail(&e));
+    status(&format!(
+        "phase workers {:.3}",
+        t.elapsed().as_secs_f64() * 1e3
+    ));
     report.fds_closed = unclaimed.iter().map(|e| e.fds.len() as u64).sum();
     status(&format!(
         "ready {}",
@@ -170,13 +154,19 @@ pub fn main_startup_over() -> bool {
     if BufReader::new(f).read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "commit" {
         fail("the old version did not commit");
     }
+    crate::children::commit_new();
     for e in &unclaimed {
         for &fd in &e.fds {
             // SAFETY: an inherited start-up resource the new version does not use.
             unsafe { libc::close(fd) };
         }
     }
-    for v in ["MCR_RESTORE_FD", crate::heap::HEAP_FD_ENV, "MCR_COMMIT_FD"] {
+    for v in [
+        "MCR_RESTORE_FD",
+        crate::heap::HEAP_FD_ENV,
+        "MCR_COMMIT_FD",
+        crate::children::WORKERS_FD_ENV,
+    ] {
         std::env::remove_var(v);
     }
     notify_supervisor();
@@ -191,6 +181,78 @@ pub fn main_startup_over() -> bool {
     quiesce::resume();
     let _ = std::io::stderr().flush();
     true
+}
+
+/// Waits until every program thread but the caller is parked (threads
+/// start-up created park at their first blocking call).
+pub(crate) fn wait_threads_parked(timeout: Duration) -> Result<(), String> {
+    let me = threads::current();
+    let deadline = Instant::now() + timeout;
+    // Threads start-up created park at their first blocking call (and
+    // ones still starting have not even registered yet).
+    loop {
+        let starting = threads::starting();
+        let busy: Vec<String> = threads::all()
+            .into_iter()
+            .filter(|r| !me.is_some_and(|m| std::ptr::eq(*r, m)) && r.alive.load(Ordering::SeqCst))
+            .filter(|r| {
+                !matches!(
+                    r.state(),
+                    threads::BlockState::Parked | threads::BlockState::Uninterruptible
+                )
+            })
+            .map(|r| format!("{} ({:?})", r.tid.load(Ordering::SeqCst), r.state()))
+            .chain((starting > 0).then(|| format!("{starting} still starting")))
+            .collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "threads of the new version did not reach a quiescent point within {} s: {}",
+                timeout.as_secs(),
+                busy.join(", ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs `f` on the old version's checkpoint, if this process still has it
+/// (a worker forked during the new master's start-up does).
+pub(crate) fn with_state<R>(f: impl FnOnce(&State) -> R) -> Option<R> {
+    STATE.lock().unwrap().as_ref().map(f)
+}
+
+/// In a worker forked during the new master's start-up: the master's
+/// channels to the old version are not the worker's.
+pub(crate) fn forget_channels_in_child() {
+    for fd in [&STATUS_FD, &COMMIT_FD] {
+        let fd = fd.swap(-1, Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: our copy of the master's pipe end.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+        }
+    }
+    if let Some(fd) = env_fd("MCR_COMMIT_FD") {
+        // SAFETY: as above.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+    }
+}
+
+/// A new worker's update is committed: it runs as a program of its own.
+pub(crate) fn finish_in_child() {
+    *STATE.lock().unwrap() = None;
+    for v in [
+        "MCR_RESTORE_FD",
+        crate::heap::HEAP_FD_ENV,
+        "MCR_COMMIT_FD",
+        "MCR_STATUS_FD",
+        crate::children::WORKERS_FD_ENV,
+    ] {
+        std::env::remove_var(v);
+    }
+    RESTORING.store(false, Ordering::SeqCst);
 }
 
 /// Tells systemd (when it supervises us) that the service's main PID changed.

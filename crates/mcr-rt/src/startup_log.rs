@@ -26,10 +26,23 @@ pub struct Entry {
     pub bound: Option<String>,
     #[serde(default)]
     pub listening: bool,
-    /// Still open (not closed through `close`) at checkpoint time.
+    /// Still open (not closed through `close`) at checkpoint time: some of
+    /// its descriptors at least.
     pub open: bool,
+    /// Descriptors of `fds` the program closed (a master closes the
+    /// worker's end of a socketpair after `fork`). Such an entry is never
+    /// replayed: the closed number may be another resource's by now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<c_int>,
+    /// `fork`: the child's pid (entries of this kind have no descriptors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
     #[serde(skip)]
     pub claimed: bool,
+    /// Made by this process's own start-up during replay (no old
+    /// counterpart): logged for the next update, never handed out.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 const RECORDING: u8 = 0;
@@ -51,12 +64,116 @@ pub fn start_replay(old: Vec<Entry>) {
     MODE.store(REPLAYING, Ordering::SeqCst);
 }
 
-/// Ends replay: returns the old entries the new version did not claim
-/// (their descriptors are closed after commit).
+/// Ends replay: returns the old entries the new version did not claim,
+/// with only their descriptors still open in the old version (they are
+/// closed after commit).
 pub fn finish_replay() -> Vec<Entry> {
     MODE.store(DONE, Ordering::SeqCst);
-    let log = LOG.lock().unwrap();
-    log.iter().filter(|e| !e.claimed).cloned().collect()
+    let mut log = LOG.lock().unwrap();
+    let unclaimed = log
+        .iter()
+        .filter(|e| !e.claimed && !e.fresh)
+        .map(|e| {
+            let mut e = e.clone();
+            e.fds.retain(|fd| !e.closed.contains(fd));
+            e
+        })
+        .collect();
+    // What the next update replays: this version's own start-up resources.
+    log.retain(|e| e.claimed || e.fresh);
+    unclaimed
+}
+
+/// Still recording the old version's start-up (no replay, not over).
+pub fn is_recording() -> bool {
+    MODE.load(Ordering::SeqCst) == RECORDING && logging()
+}
+
+/// Replaying an old start-up log (a new version's start-up).
+pub fn is_replaying() -> bool {
+    MODE.load(Ordering::SeqCst) == REPLAYING && logging()
+}
+
+/// In a process forked during replay: its parent's log is not its own.
+pub fn stop_replay() {
+    MODE.store(DONE, Ordering::SeqCst);
+}
+
+/// A `fork` of the old version's start-up (parent side).
+pub fn record_fork(pid: i32) {
+    if !is_recording() {
+        return;
+    }
+    LOG.lock().unwrap().push(Entry {
+        kind: "fork".into(),
+        key: String::new(),
+        fds: vec![],
+        bound: None,
+        listening: false,
+        open: true,
+        closed: vec![],
+        pid: Some(pid),
+        claimed: false,
+        fresh: false,
+    });
+}
+
+/// The children forked by start-up, in fork order (pids as logged).
+pub fn forks() -> Vec<i32> {
+    LOG.lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == "fork")
+        .filter_map(|e| e.pid)
+        .collect()
+}
+
+/// A `fork` replayed by the new version's start-up: the entry of the same
+/// fork order now names the new child (a later update pairs with it).
+/// Returns the fork order.
+pub fn replay_fork(pid: i32) -> usize {
+    let mut log = LOG.lock().unwrap();
+    let k = log.iter().filter(|e| e.kind == "fork" && e.claimed).count();
+    match log.iter_mut().find(|e| e.kind == "fork" && !e.claimed) {
+        Some(e) => {
+            e.pid = Some(pid);
+            e.claimed = true;
+        }
+        None => log.push(Entry {
+            kind: "fork".into(),
+            key: String::new(),
+            fds: vec![],
+            bound: None,
+            listening: false,
+            open: true,
+            closed: vec![],
+            pid: Some(pid),
+            claimed: true,
+            fresh: false,
+        }),
+    }
+    k
+}
+
+/// Descriptors the replay has handed to the new version so far.
+pub fn claimed_fds() -> Vec<c_int> {
+    LOG.lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.claimed)
+        .flat_map(|e| e.fds.iter().filter(|fd| !e.closed.contains(fd)).copied())
+        .collect()
+}
+
+/// Marks start-up over (recording stops); false if it already was.
+pub fn end_startup() -> bool {
+    if STARTUP_OVER.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    if MODE.load(Ordering::SeqCst) == RECORDING {
+        MODE.store(DONE, Ordering::SeqCst);
+    }
+    true
 }
 
 pub fn is_startup_over() -> bool {
@@ -67,11 +184,11 @@ pub fn is_startup_over() -> bool {
 /// start-up (the startup snapshot is taken then). True when a new version
 /// just received its state there.
 pub fn main_reached_quiescent_point() -> bool {
-    if STARTUP_OVER.swap(true, Ordering::SeqCst) {
-        return false;
+    if crate::children::is_startup_child() {
+        return crate::children::reached_quiescent_point();
     }
-    if MODE.load(Ordering::SeqCst) == RECORDING {
-        MODE.store(DONE, Ordering::SeqCst);
+    if !end_startup() {
+        return false;
     }
     crate::snapshot::take();
     crate::restore::main_startup_over()
@@ -82,7 +199,8 @@ fn logging() -> bool {
 }
 
 fn record(kind: &str, key: String, fds: Vec<c_int>) {
-    if MODE.load(Ordering::SeqCst) != RECORDING || !logging() {
+    let mode = MODE.load(Ordering::SeqCst);
+    if mode == DONE || !logging() {
         return;
     }
     LOG.lock().unwrap().push(Entry {
@@ -92,8 +210,21 @@ fn record(kind: &str, key: String, fds: Vec<c_int>) {
         bound: None,
         listening: false,
         open: true,
+        closed: vec![],
+        pid: None,
         claimed: false,
+        fresh: mode == REPLAYING,
     });
+}
+
+/// Whether `bind`/`listen` on `fd` are logged: while recording, or in
+/// replay on a resource this start-up made itself.
+fn logs_details(fd: c_int) -> bool {
+    match MODE.load(Ordering::SeqCst) {
+        RECORDING => logging(),
+        REPLAYING => logging() && with_entry(fd, |e| e.fresh) == Some(true),
+        _ => false,
+    }
 }
 
 /// In replay, finds the first unclaimed old entry of this kind and key.
@@ -102,9 +233,9 @@ fn claim(kind: &str, key: &str) -> Option<Vec<c_int>> {
         return None;
     }
     let mut log = LOG.lock().unwrap();
-    let e = log
-        .iter_mut()
-        .find(|e| !e.claimed && e.kind == kind && e.key == key)?;
+    let e = log.iter_mut().find(|e| {
+        !e.claimed && !e.fresh && e.closed.is_empty() && e.kind == kind && e.key == key
+    })?;
     e.claimed = true;
     Some(e.fds.clone())
 }
@@ -113,7 +244,7 @@ fn with_entry<R>(fd: c_int, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
     let mut log = LOG.lock().unwrap();
     log.iter_mut()
         .rev()
-        .find(|e| e.fds.contains(&fd) && e.open)
+        .find(|e| e.fds.contains(&fd) && e.open && !e.closed.contains(&fd))
         .map(f)
 }
 
@@ -158,7 +289,12 @@ pub unsafe extern "C" fn bind(fd: c_int, a: *const libc::sockaddr, l: libc::sock
             return 0;
         }
         // Same kind of socket, other address: this is a new resource.
-        with_entry(fd, |e| e.claimed = false);
+        with_entry(fd, |e| {
+            e.claimed = false;
+            e.fresh = true;
+            e.bound = None;
+            e.listening = false;
+        });
         // SAFETY: a fresh socket of the same kind replaces the inherited one
         // under the number the program holds; the old process keeps its own.
         unsafe {
@@ -182,7 +318,7 @@ pub unsafe extern "C" fn bind(fd: c_int, a: *const libc::sockaddr, l: libc::sock
     }
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { f(fd, a, l) };
-    if r == 0 && MODE.load(Ordering::SeqCst) == RECORDING && logging() {
+    if r == 0 && logs_details(fd) {
         with_entry(fd, |e| e.bound = Some(addr));
     }
     r
@@ -197,7 +333,7 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     }
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { real!(listen: fn(c_int, c_int) -> c_int)(fd, backlog) };
-    if r == 0 && MODE.load(Ordering::SeqCst) == RECORDING && logging() {
+    if r == 0 && logs_details(fd) {
         with_entry(fd, |e| e.listening = true);
     }
     r
@@ -340,11 +476,16 @@ pub unsafe extern "C" fn socketpair(d: c_int, t: c_int, p: c_int, out: *mut c_in
     pair("socketpair", key, out, || unsafe { f(d, t, p, out) })
 }
 
-/// A descriptor being closed ends the start-up resource it belonged to.
+/// A descriptor being closed: its start-up resource is no longer whole
+/// (and gone once all its descriptors are).
 fn forget_fd(fd: c_int) {
     if let Ok(mut log) = LOG.lock() {
-        for e in log.iter_mut().filter(|e| e.open && e.fds.contains(&fd)) {
-            e.open = false;
+        for e in log
+            .iter_mut()
+            .filter(|e| e.open && e.fds.contains(&fd) && !e.closed.contains(&fd))
+        {
+            e.closed.push(fd);
+            e.open = e.fds.iter().any(|f| !e.closed.contains(f));
         }
     }
 }
@@ -357,6 +498,7 @@ fn forget_fd(fd: c_int) {
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     forget_fd(fd);
+    crate::children::fd_closed(fd);
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(close: fn(c_int) -> c_int)(fd) }
 }

@@ -26,6 +26,7 @@ pub enum TransferError {
     GlobalGone(String),
     StaticReferencedFromUntyped { from_site: String },
     Hook(String),
+    WorkerDangling { what: String },
 }
 
 impl std::fmt::Display for TransferError {
@@ -41,6 +42,10 @@ impl std::fmt::Display for TransferError {
             TransferError::StaticReferencedFromUntyped { from_site } => write!(
                 f,
                 "untyped memory allocated at {from_site} points into the old binary (MCR_STRICT_CONSERVATIVE)"
+            ),
+            TransferError::WorkerDangling { what } => write!(
+                f,
+                "a worker's {what} points to an object of its heap that is not carried (memory of a library, or a start-up object without a counterpart)"
             ),
             TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
             TransferError::Hook(m) => f.write_str(m),
@@ -574,6 +579,7 @@ unsafe fn pour(
     g: &crate::checkpoint::SavedGlobal,
     na: u64,
     nty: &str,
+    has_ptr: bool,
 ) -> Result<(), TransferError> {
     let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
     let old = from_hex(&g.bytes);
@@ -582,7 +588,17 @@ unsafe fn pour(
     let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
     match (ot, nt) {
         (Some(o), Some(n)) => {
-            ctx.v.convert(o, n, &old, dst, &g.name)?;
+            match g.startup_bytes.as_deref().filter(|_| !has_ptr) {
+                // Field by field: what start-up set and nothing changed
+                // since (a worker's pid, a descriptor) keeps the new
+                // start-up's value.
+                Some(s) => {
+                    let s = from_hex(s);
+                    ctx.v
+                        .convert_changed(o, n, &old, &s, dst, &g.name, &mut Vec::new())?
+                }
+                None => ctx.v.convert(o, n, &old, dst, &g.name)?,
+            }
             planner.collect_copy(&ctx.v, o, n, &old, na, 1)?;
         }
         _ => {
@@ -591,6 +607,85 @@ unsafe fn pour(
         }
     }
     Ok(())
+}
+
+/// Thread-locals seen as globals by pointer translation: the old threads'
+/// instances (address, size, label, type) and the new counterparts'
+/// (label, address, type), labels from `thread_locals::instance_label`.
+#[derive(Default)]
+struct TlsViews {
+    old: Vec<(u64, u64, String, String)>,
+    new: Vec<(String, u64, &'static str)>,
+}
+
+impl TlsViews {
+    fn of(state: &State, pairs: &[thread_locals::Paired]) -> TlsViews {
+        let old = state
+            .threads
+            .iter()
+            .flat_map(|t| {
+                t.vars.iter().map(|v| {
+                    let label = thread_locals::instance_label(&v.name, &t.key);
+                    (v.addr, v.size, label, v.type_name.clone())
+                })
+            })
+            .collect();
+        let new = pairs
+            .iter()
+            .flat_map(|p| {
+                p.new.iter().map(|i| {
+                    let label = thread_locals::instance_label(i.var.name, &p.old.key);
+                    (label, i.addr as u64, i.var.type_name)
+                })
+            })
+            .collect();
+        TlsViews { old, new }
+    }
+}
+
+/// The translation context between the old version (`state`) and this one.
+fn context<'a>(
+    state: &'a State,
+    new_map: &'a TypeMap,
+    hooks: &'a [mcr_types::hooks::HookDecl],
+    tls: &'a TlsViews,
+) -> Ctx<'a> {
+    let mut old_globals: Vec<_> = state
+        .globals
+        .iter()
+        .map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str()))
+        .collect();
+    old_globals.sort_by_key(|g| g.0);
+    let mut old_tls: Vec<_> = tls
+        .old
+        .iter()
+        .map(|(a, n, l, t)| (*a, *n, l.as_str(), t.as_str()))
+        .collect();
+    old_tls.sort_by_key(|g| g.0);
+    Ctx {
+        v: Versions::new(
+            &state.typemap,
+            new_map,
+            new_map.renames.clone().into_iter().collect(),
+        )
+        .with_hooks(hooks),
+        moves: vec![],
+        old_globals,
+        old_tls,
+        new_globals: globals::all()
+            .map(|g| (g.name, (g.addr as u64, g.type_name)))
+            .chain(tls.new.iter().map(|(l, a, t)| (l.as_str(), (*a, *t))))
+            .collect(),
+        old_funcs: state
+            .functions
+            .iter()
+            .map(|(n, a)| (*a, n.as_str()))
+            .collect(),
+        new_funcs: std::cell::OnceCell::new(),
+        libs: library_shifts(state),
+        slots: HashMap::new(),
+        moves_span: (0, 0),
+    }
 }
 
 /// Transfers the old version's state into this process. `status` tells the
@@ -612,13 +707,6 @@ pub fn run(
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
     let hooks = crate::hooks::all().map_err(TransferError::Hook)?;
     let decls: Vec<_> = hooks.iter().map(|h| h.decl.clone()).collect();
-    let v = Versions::new(
-        &state.typemap,
-        &new_map,
-        new_map.renames.clone().into_iter().collect(),
-    )
-    .with_hooks(&decls);
-    let mut planner = crate::hooks::Planner::new(&v, hooks);
     let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
         state.sites.iter().map(|s| (s.addr, s)).collect();
     let new_sites: HashMap<u64, &'static Site> =
@@ -627,56 +715,9 @@ pub fn run(
     // Every instance is a global of its own to pointers (a pointer to an
     // old thread's variable becomes one to its counterpart's).
     let tls = thread_locals::pair(&state.threads);
-    let old_tls_labels: Vec<(u64, u64, String, &str)> = state
-        .threads
-        .iter()
-        .flat_map(|t| {
-            t.vars.iter().map(|v| {
-                let label = thread_locals::instance_label(&v.name, &t.key);
-                (v.addr, v.size, label, v.type_name.as_str())
-            })
-        })
-        .collect();
-    let new_tls: Vec<(String, u64, &str)> = tls
-        .iter()
-        .flat_map(|p| {
-            p.new.iter().map(|i| {
-                let label = thread_locals::instance_label(i.var.name, &p.old.key);
-                (label, i.addr as u64, i.var.type_name)
-            })
-        })
-        .collect();
-    let mut old_globals: Vec<_> = state
-        .globals
-        .iter()
-        .map(|g| (g.addr, g.size, g.name.as_str(), g.type_name.as_str()))
-        .collect();
-    old_globals.sort_by_key(|g| g.0);
-    let mut old_tls: Vec<_> = old_tls_labels
-        .iter()
-        .map(|(a, n, l, t)| (*a, *n, l.as_str(), *t))
-        .collect();
-    old_tls.sort_by_key(|g| g.0);
-    let new_globals = globals::all()
-        .map(|g| (g.name, (g.addr as u64, g.type_name)))
-        .chain(new_tls.iter().map(|(l, a, t)| (l.as_str(), (*a, *t))))
-        .collect();
-    let mut ctx = Ctx {
-        v,
-        moves: vec![],
-        old_globals,
-        old_tls,
-        new_globals,
-        old_funcs: state
-            .functions
-            .iter()
-            .map(|(n, a)| (*a, n.as_str()))
-            .collect(),
-        new_funcs: std::cell::OnceCell::new(),
-        libs: library_shifts(state),
-        slots: HashMap::new(),
-        moves_span: (0, 0),
-    };
+    let tls_views = TlsViews::of(state, &tls);
+    let mut ctx = context(state, &new_map, &decls, &tls_views);
+    let mut planner = crate::hooks::Planner::new(&ctx.v, hooks);
     let mut report = UpdateReport::default();
 
     let mut inherited = Vec::new();
@@ -923,7 +964,7 @@ pub fn run(
             continue;
         }
         // SAFETY: the new global is as long as its descriptor says.
-        unsafe { pour(&ctx, &mut planner, g, na, nty) }?;
+        unsafe { pour(&ctx, &mut planner, g, na, nty, has_ptr) }?;
         report.globals += 1;
         fixed_globals.push((na, nty.to_string(), g.name.clone()));
     }
@@ -936,7 +977,7 @@ pub fn run(
             let (na, nty) = (i.addr as u64, i.var.type_name);
             // SAFETY: the variable in a live, parked thread of this process,
             // as long as its descriptor says.
-            unsafe { pour(&ctx, &mut planner, g, na, nty) }?;
+            unsafe { pour(&ctx, &mut planner, g, na, nty, true) }?;
             report.thread_locals += 1;
             let label = thread_locals::instance_label(&g.name, &p.old.key);
             fixed_globals.push((na, nty.to_string(), label));
@@ -990,5 +1031,221 @@ pub fn run(
     report.kernel_pointers = rewrite_epoll_registrations(&ctx)?;
     heap::clear_inherited();
     lap("done");
+    Ok(report)
+}
+
+/// A worker's state into this process, a new worker its new master forked
+/// (see `children`). The old worker's objects are not in this process's
+/// memory (its heap came from the new master by `fork`): they arrive by
+/// value in its checkpoint. Its start-up objects are paired with this
+/// worker's own (same site, same order); those it changed since, and those
+/// it allocated after, are carried: poured into their counterpart or
+/// allocated anew, converted to the new layout, their pointers rewritten.
+/// Its globals are carried field by field (what changed since its
+/// start-up), their changed pointers rewritten too.
+pub(crate) fn run_worker(
+    state: &State,
+    w: &crate::children::ChildState,
+    new_startup: &[StartupObject],
+) -> Result<UpdateReport, TransferError> {
+    let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
+    let tls = TlsViews::default();
+    let mut ctx = context(state, &new_map, &[], &tls);
+    let mut report = UpdateReport::default();
+    let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
+        state.sites.iter().map(|s| (s.addr, s)).collect();
+    let new_sites: HashMap<u64, &'static Site> =
+        sections::sites().iter().map(|s| (s.key, s)).collect();
+    let old_key = |site: u64| old_sites.get(&site).map(|s| s.key);
+    let old_ty = |site: u64| old_sites.get(&site).and_then(|s| s.type_name.as_deref());
+
+    // Start-up objects: same site, same order, as many on both sides.
+    let mut olds: HashMap<u64, Vec<&StartupObject>> = HashMap::new();
+    for o in &w.startup_objects {
+        if let Some(k) = old_key(o.site) {
+            olds.entry(k).or_default().push(o);
+        }
+    }
+    let mut news: HashMap<u64, Vec<u64>> = HashMap::new();
+    for o in new_startup.iter().filter(|o| o.site != 0) {
+        // SAFETY: non-null sites of this process's objects are its descriptors.
+        news.entry(unsafe { (*(o.site as *const Site)).key })
+            .or_default()
+            .push(o.addr);
+    }
+    let mut pairs: HashMap<u64, u64> = HashMap::new();
+    for (k, os) in &olds {
+        if let Some(ns) = news.get(k).filter(|ns| ns.len() == os.len()) {
+            for (o, &n) in os.iter().zip(ns) {
+                pairs.insert(o.addr, n);
+                let ty = old_ty(o.site).unwrap_or("");
+                let same = match (ctx.v.old_type(ty), ctx.v.new_type(ty)) {
+                    (Some(a), Some(b)) => ctx.v.identical(a, b, 0),
+                    _ => true,
+                };
+                ctx.moves.push(Move {
+                    old: o.addr,
+                    old_size: o.size,
+                    new: n,
+                    old_ty: ty.into(),
+                    new_ty: ty.into(),
+                    same_layout: same,
+                });
+            }
+        }
+    }
+    report.objects_paired = pairs.len() as u64;
+
+    // Carried objects: into their counterpart, or allocated anew.
+    let mut typed: Vec<(u64, String, u64)> = Vec::new();
+    let mut untyped: Vec<(u64, u64)> = Vec::new();
+    for c in &w.objects {
+        let src = from_hex(&c.bytes);
+        let tn = old_ty(c.site);
+        let types = tn.and_then(|t| Some((t, ctx.v.old_type(t)?, ctx.v.new_type(t)?)));
+        let types = types.filter(|(_, ot, nt)| ot.size > 0 && nt.size > 0);
+        let count = types.map_or(0, |(_, ot, _)| ctx.v.element_count(ot, c.size, true));
+        let new_size = match types {
+            Some((_, ot, nt)) => count * nt.size + (c.size - count * ot.size),
+            None => c.size,
+        };
+        let (new, new_size) = match pairs.get(&c.addr) {
+            Some(&n) => (n, heap::find(n as usize).map_or(0, |o| o.size as u64)),
+            None => {
+                let site = old_key(c.site)
+                    .and_then(|k| new_sites.get(&k))
+                    .map_or(std::ptr::null(), |s| *s as *const Site);
+                // SAFETY: allocation through the runtime's own typed entry point.
+                let p = unsafe { __mcr_malloc(new_size as usize, site) };
+                if p.is_null() {
+                    return Err(TransferError::Alloc(new_size));
+                }
+                // SAFETY: a fresh object of `new_size` bytes.
+                unsafe { std::ptr::write_bytes(p, 0, new_size as usize) };
+                ctx.moves.push(Move {
+                    old: c.addr,
+                    old_size: c.size,
+                    new: p as u64,
+                    old_ty: tn.unwrap_or("").into(),
+                    new_ty: tn.unwrap_or("").into(),
+                    same_layout: types.is_none_or(|(_, ot, nt)| ctx.v.identical(ot, nt, 0)),
+                });
+                (p as u64, new_size)
+            }
+        };
+        // SAFETY: `new` is a live object of `new_size` bytes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(new as *mut u8, new_size as usize) };
+        match types {
+            Some((tn, ot, nt)) => {
+                let count = count.min(ctx.v.element_count(nt, new_size, false));
+                let (os, ns) = (ot.size as usize, nt.size as usize);
+                for e in 0..count as usize {
+                    ctx.v.convert(
+                        ot,
+                        nt,
+                        &src[e * os..(e + 1) * os],
+                        &mut dst[e * ns..(e + 1) * ns],
+                        tn,
+                    )?;
+                }
+                let (ot_end, nt_end) = (count as usize * os, count as usize * ns);
+                let k = (src.len() - ot_end.min(src.len())).min(dst.len() - nt_end.min(dst.len()));
+                dst[nt_end..nt_end + k].copy_from_slice(&src[ot_end..ot_end + k]);
+                typed.push((new, tn.to_string(), count));
+                report.objects_precise += 1;
+            }
+            None => {
+                let k = src.len().min(dst.len());
+                dst[..k].copy_from_slice(&src[..k]);
+                untyped.push((new, k as u64));
+                report.objects_conservative += 1;
+            }
+        }
+        report.bytes += c.size;
+    }
+    ctx.moves.sort_by_key(|m| m.old);
+    ctx.moves_span = (
+        ctx.moves.first().map_or(0, |m| m.old),
+        ctx.moves
+            .iter()
+            .map(|m| m.old + m.old_size)
+            .max()
+            .unwrap_or(0),
+    );
+
+    // A precise pointer to an old object nothing carried (a library's
+    // buffer, a start-up object without a counterpart) would dangle.
+    let old_heap = (state.heap.base, state.heap.base + state.heap.len);
+    let dangling =
+        |ctx: &Ctx, p: u64| p >= old_heap.0 && p < old_heap.1 && ctx.move_containing(p).is_none();
+    for (a, tn, count) in &typed {
+        let slots = ctx.slots_of(tn);
+        let size = ctx.v.new_type(tn).map_or(0, |t| t.size).max(1);
+        for e in 0..*count {
+            for (off, _) in &slots.precise {
+                // SAFETY: a pointer field inside a live object of type `tn`.
+                let p = unsafe { ((a + e * size + off) as *const u64).read_unaligned() };
+                if dangling(&ctx, p) {
+                    return Err(TransferError::WorkerDangling {
+                        what: format!("an object of `{tn}`"),
+                    });
+                }
+            }
+        }
+    }
+    for (a, tn, count) in &typed {
+        ctx.fix_pointers(*a, tn, *count)?;
+    }
+    for &(a, len) in &untyped {
+        for wd in (a..a + len.saturating_sub(7)).step_by(8) {
+            // SAFETY: an aligned word inside a live object.
+            let p = unsafe { (wd as *const u64).read() };
+            if p < 4096 {
+                continue;
+            }
+            if let Some(q) = ctx.translate(p, "")? {
+                // SAFETY: as above.
+                unsafe { (wd as *mut u64).write(q) };
+                report.conservative_rewrites += 1;
+            }
+        }
+    }
+
+    // Globals, field by field: what changed since the worker's start-up.
+    for g in w.globals.iter().filter(|g| !g.unchanged_since_startup) {
+        let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
+            continue;
+        };
+        let (Some(ot), Some(nt)) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty)) else {
+            continue;
+        };
+        let now = from_hex(&g.bytes);
+        let at_startup = g
+            .startup_bytes
+            .as_deref()
+            .map(from_hex)
+            .unwrap_or_else(|| vec![0; now.len()]);
+        // SAFETY: the new global is `nt.size` bytes long per its descriptor.
+        let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
+        let mut refs = Vec::new();
+        ctx.v
+            .convert_changed(ot, nt, &now, &at_startup, dst, &g.name, &mut refs)?;
+        for r in refs {
+            for wd in (r.at..r.at + r.len.saturating_sub(7)).step_by(8) {
+                // SAFETY: a word inside the pointer or union leaf just converted.
+                let p = unsafe { (wd as *const u64).read_unaligned() };
+                if r.target.is_some() && dangling(&ctx, p) {
+                    return Err(TransferError::WorkerDangling {
+                        what: format!("`{}`", r.path),
+                    });
+                }
+                if let Some(q) = ctx.translate(p, r.target.as_deref().unwrap_or(""))? {
+                    // SAFETY: as above.
+                    unsafe { (wd as *mut u64).write_unaligned(q) };
+                }
+            }
+        }
+        report.globals += 1;
+    }
     Ok(report)
 }

@@ -126,7 +126,7 @@ fn set_cloexec(fd: i32, on: bool) -> i32 {
 }
 
 /// The program's descriptors (the runtime's are above the private base).
-fn program_fds() -> Vec<i32> {
+pub(crate) fn program_fds() -> Vec<i32> {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -155,6 +155,13 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
         list: vec![],
         t: Instant::now(),
     };
+    if crate::children::is_startup_child() {
+        // SAFETY: getppid has no preconditions.
+        let master = unsafe { libc::getppid() };
+        return err(format!(
+            "refused: this process is a worker its master (pid {master}) forked at start-up: update the master, its workers follow"
+        ));
+    }
     if !startup_log::is_startup_over() {
         return err("refused: the program has not reached its first quiescent point yet (start-up still running)");
     }
@@ -219,6 +226,24 @@ fn with_quiesced<W: Write>(
     let (heap_fd, state_fd) =
         checkpoint::write().map_err(|e| UpdateError(format!("rolled back: checkpoint: {e}")))?;
     ph.done("checkpoint");
+    // Workers start-up forked: frozen, their checkpoints for the new
+    // master's replayed forks. Dropped (any failure below), they resume.
+    let workers =
+        crate::children::freeze_all(Duration::from_millis(req.timeout_ms)).map_err(|e| {
+            UpdateError(
+                if e.starts_with("refused") || e.starts_with("rolled back") {
+                    e
+                } else {
+                    format!("rolled back: {e}")
+                },
+            )
+        })?;
+    let workers_fd = workers
+        .write_states()
+        .map_err(|e| UpdateError(format!("rolled back: checkpoint of the workers: {e}")))?;
+    if workers.count() > 0 {
+        ph.done("freeze-workers");
+    }
 
     let (status_r, status_w) = pipe();
     let (commit_r, commit_w) = pipe();
@@ -243,20 +268,25 @@ fn with_quiesced<W: Write>(
     // Every program descriptor is inherited under its number.
     let fds = program_fds();
     let saved: Vec<(i32, i32)> = fds.iter().map(|&fd| (fd, set_cloexec(fd, false))).collect();
-    let handed = [
+    let mut handed = vec![
         heap_fd.as_raw_fd(),
         state_fd.as_raw_fd(),
         status_w.as_raw_fd(),
         commit_r.as_raw_fd(),
     ];
-    for fd in handed {
+    handed.extend(workers_fd.as_ref().map(|f| f.as_raw_fd()));
+    for &fd in &handed {
         set_cloexec(fd, false);
     }
     // The new version inherits the spawning thread's signal mask: ours
     // blocks everything (see control::start), the program's main thread's
     // is what the new program must start with.
     let ours = crate::threads::set_sigmask(crate::threads::main_sigmask());
-    let spawned = std::process::Command::new(&req.binary)
+    let mut cmd = std::process::Command::new(&req.binary);
+    if let Some(f) = &workers_fd {
+        cmd.env(crate::children::WORKERS_FD_ENV, f.as_raw_fd().to_string());
+    }
+    let spawned = cmd
         .arg0(arg0)
         .args(&args)
         .env(crate::heap::HEAP_FD_ENV, heap_fd.as_raw_fd().to_string())
@@ -271,7 +301,7 @@ fn with_quiesced<W: Write>(
             unsafe { libc::fcntl(fd, libc::F_SETFD, flags) };
         }
     }
-    for fd in handed {
+    for &fd in &handed {
         set_cloexec(fd, true);
     }
     drop(status_w);
@@ -289,6 +319,8 @@ fn with_quiesced<W: Write>(
             report.phases = std::mem::take(&mut ph.list);
             report.fds_inherited = fds.len() as u64;
             report.profile_points = req.quiescent_sites.as_ref().map(Vec::len);
+            // The new workers serve: the old ones leave.
+            workers.commit();
             Ok(report)
         }
         Err(UpdateError(mut e)) => {

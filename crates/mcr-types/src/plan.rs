@@ -10,6 +10,9 @@ use crate::model::{Encoding, TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 use thiserror::Error;
 
+mod since_startup;
+pub use since_startup::ChangedRef;
+
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum PlanError {
     #[error("type `{ty}`: field `{field}` changed from `{old}` to `{new}`, which no rule converts: add a transform hook")]
@@ -1147,7 +1150,10 @@ mod tests {
     fn pointer_to_a_retagged_struct_is_related() {
         let mut a = named(strukt(vec![field("id", 0, "int")], 4), "struct clusterNode");
         a.aliases = vec!["clusterNode".into()];
-        let mut b = named(strukt(vec![field("id", 0, "int")], 4), "struct _clusterNode");
+        let mut b = named(
+            strukt(vec![field("id", 0, "int")], 4),
+            "struct _clusterNode",
+        );
         b.aliases = vec!["clusterNode".into()];
         let int = scalar("int", 4, Encoding::Signed);
         let old = map(vec![

@@ -21,6 +21,23 @@ pub enum Request {
     Profile {
         duration_ms: u64,
     },
+    /// From a master being updated to a worker it forked at start-up:
+    /// park every thread, answer with the worker's checkpoint, then wait on
+    /// the same connection for `commit` (exit) or anything else (resume).
+    Freeze(FreezeRequest),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FreezeRequest {
+    pub timeout_ms: u64,
+}
+
+/// A frozen worker's answer to [`Request::Freeze`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frozen {
+    pub pid: u32,
+    /// The worker's checkpoint (JSON the runtime writes and reads; opaque here).
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +200,10 @@ pub struct UpdateReport {
     /// blocking call counted as one.
     #[serde(default)]
     pub profile_points: Option<usize>,
+    /// Workers forked at start-up that were updated with their master
+    /// (each paired with its old counterpart and given its state).
+    #[serde(default)]
+    pub workers: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +216,7 @@ pub enum Reply {
     Phase(PhaseTime),
     Updated(UpdateReport),
     Profile(ProfileReport),
+    Frozen(Frozen),
     Error {
         message: String,
     },
