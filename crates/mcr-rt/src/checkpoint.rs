@@ -45,6 +45,10 @@ pub struct State {
     pub startup_objects: Vec<crate::snapshot::StartupObject>,
     /// Shared libraries: (path, lowest address, end of their last mapping).
     pub libraries: Vec<(String, u64, u64)>,
+    /// Objects carved by pool and slab allocators: (address, size, site
+    /// descriptor address), by address.
+    #[serde(default)]
+    pub carved: Vec<(u64, u64, u64)>,
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -273,6 +277,10 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
         image,
         startup_objects: crate::snapshot::objects(),
         libraries: libraries(),
+        carved: heap::carved::all()
+            .iter()
+            .map(|c| (c.addr as u64, c.size as u64, c.site as u64))
+            .collect(),
     };
     let state_fd = memfd("mcr-state")?;
     let mut f = std::fs::File::from(state_fd.try_clone()?);

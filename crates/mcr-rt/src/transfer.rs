@@ -17,14 +17,28 @@ use mcr_types::protocol::UpdateReport;
 use mcr_types::{TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 
+mod carved;
+
 #[derive(Debug)]
 pub enum TransferError {
     Plan(PlanError),
     Alloc(u64),
-    MovedReferencedFromUntyped { ty: String, from_site: String },
+    MovedReferencedFromUntyped {
+        ty: String,
+        from_site: String,
+    },
     FunctionGone(String),
     GlobalGone(String),
-    StaticReferencedFromUntyped { from_site: String },
+    StaticReferencedFromUntyped {
+        from_site: String,
+    },
+    CarvedGrows {
+        ty: String,
+        old_size: u64,
+        new_size: u64,
+        allocator: String,
+        site: String,
+    },
 }
 
 impl std::fmt::Display for TransferError {
@@ -42,6 +56,10 @@ impl std::fmt::Display for TransferError {
                 "untyped memory allocated at {from_site} points into the old binary (MCR_STRICT_CONSERVATIVE)"
             ),
             TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
+            TransferError::CarvedGrows { ty, old_size, new_size, allocator, site } => write!(
+                f,
+                "an object of `{ty}` carved by {allocator} at {site} needs {new_size} bytes in the new version but has {old_size}: objects carved by a pool or slab allocator cannot move, so `{ty}` must not grow"
+            ),
         }
     }
 }
@@ -92,6 +110,8 @@ struct Move {
     new_ty: String,
     /// Offsets inside are unchanged, so untyped memory may point into it.
     same_layout: bool,
+    /// Converted where it was (a carved object): no old copy to free.
+    in_place: bool,
 }
 
 struct Ctx<'a> {
@@ -593,7 +613,9 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
         .iter()
         .map(|o| (o.addr as u64, o.size as u64))
         .collect();
-    let pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
+    let mut pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
+    let carved_parents = carved::parents(state);
+    pairs.retain(|old, _| !carved_parents.contains(old));
     let new_sizes: HashMap<u64, u64> = new_startup.iter().map(|o| (o.addr, o.size)).collect();
     let unchanged_startup: std::collections::HashSet<u64> = state
         .startup_objects
@@ -678,6 +700,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
                         old_ty: tn.into(),
                         new_ty: tn.into(),
                         same_layout: same,
+                        in_place: false,
                     });
                     typed.push((n, tn, count));
                     report.objects_precise += 1;
@@ -692,6 +715,7 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
                         old_ty: String::new(),
                         new_ty: String::new(),
                         same_layout: true,
+                        in_place: false,
                     });
                     untyped.push((n, nsize, old_site));
                     report.objects_conservative += 1;
@@ -746,10 +770,20 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             old_ty: tn.into(),
             new_ty: tn.into(),
             same_layout: false,
+            in_place: false,
         });
         typed.push((p as u64, tn, count));
         report.objects_moved += 1;
     }
+    let carved_objects = carved::place(
+        state,
+        &mut ctx,
+        &old_sites,
+        &new_sites,
+        &mut typed,
+        &mut untyped,
+        &mut report,
+    )?;
     ctx.moves.sort_by_key(|m| m.old);
     ctx.moves_span = (
         ctx.moves.first().map_or(0, |m| m.old),
@@ -768,8 +802,12 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
     // addresses an integer that equals one by chance is not a practical
     // risk, and MCR_STRICT_CONSERVATIVE=1 refuses the update instead.
     let strict = std::env::var_os("MCR_STRICT_CONSERVATIVE").is_some();
-    for &(a, sz, site) in &untyped {
-        for w in (a..a + sz.saturating_sub(7)).step_by(8) {
+    for (a, sz, site) in untyped.iter().flat_map(|&(a, sz, site)| {
+        carved::gaps(a, sz, &state.carved)
+            .into_iter()
+            .map(move |(a, sz)| (a, sz, site))
+    }) {
+        for w in (a.next_multiple_of(8)..(a + sz).saturating_sub(7)).step_by(8) {
             // SAFETY: reading inside a live object.
             let p = unsafe { (w as *const u64).read() };
             if p < 4096 {
@@ -849,10 +887,11 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
             ctx.moves.len()
         );
     }
-    for m in &ctx.moves {
+    for m in ctx.moves.iter().filter(|m| !m.in_place) {
         // SAFETY: the old copy of a moved object; nothing points to it now.
         unsafe { free(m.old as *mut u8) };
     }
+    heap::carved::restore(carved_objects);
     lap("pointers rewritten");
     report.kernel_pointers = rewrite_epoll_registrations(&ctx)?;
     heap::clear_inherited();

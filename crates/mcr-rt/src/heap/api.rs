@@ -114,6 +114,15 @@ pub fn set_site(addr: usize, site: *const Site) -> bool {
     with_live_header(addr, |h, _| h.site.store(site as usize, Ordering::Release)).is_some()
 }
 
+/// Sets `flag` in the header of the live object containing `addr`.
+pub(super) fn set_header_flag(addr: usize, flag: u64) {
+    with_live_header(addr, |h, w| {
+        if w & flag == 0 {
+            h.word.fetch_or(flag, Ordering::AcqRel);
+        }
+    });
+}
+
 /// Whether the live object containing `addr` came from an adopted image
 /// (and [`clear_inherited`] has not run since).
 pub fn is_inherited(addr: usize) -> bool {

@@ -18,6 +18,7 @@
 
 mod alloc;
 mod api;
+pub mod carved;
 mod central;
 mod entry;
 mod global_alloc;
