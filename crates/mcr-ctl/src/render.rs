@@ -250,6 +250,12 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         "  objects: {} precise ({} moved to a new layout), {} conservative; {} bytes; {} globals",
         r.objects_precise, r.objects_moved, r.objects_conservative, r.bytes, r.globals
     );
+    if r.objects_carved > 0 {
+        println!(
+            "  carved by pool/slab allocators: {} kept in place, {} of them converted to a new layout",
+            r.objects_carved, r.objects_carved_converted
+        );
+    }
     println!(
         "  descriptors: {} inherited, {} start-up resources closed",
         r.fds_inherited, r.fds_closed

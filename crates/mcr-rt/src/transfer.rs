@@ -300,6 +300,9 @@ impl<'a> Ctx<'a> {
             {
                 continue;
             }
+            if m.in_place && p == m.old {
+                continue;
+            }
             if !m.same_layout {
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.old_ty.clone(),
@@ -814,12 +817,18 @@ pub fn run(state: &State, new_startup: &[StartupObject]) -> Result<UpdateReport,
                 continue;
             }
             if let Some(m) = ctx.move_containing(p).filter(|m| !m.same_layout) {
+                // A carved object converted in place kept its address: a
+                // pointer to its start is still right (stale words in a
+                // pool's free space typically are such pointers).
+                if m.in_place && p == m.old {
+                    continue;
+                }
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.old_ty.clone(),
                     from_site: site_text(site, state),
                 });
             }
-            if let Some(q) = ctx.translate(p, "")? {
+            if let Some(q) = ctx.translate(p, "")?.filter(|&q| q != p) {
                 if strict {
                     return Err(TransferError::StaticReferencedFromUntyped {
                         from_site: site_text(site, state),
