@@ -68,6 +68,10 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
             });
         }
     }
+    for r in carved_growth(&v, &o) {
+        refused = true;
+        rows.push(r);
+    }
     let gone: Vec<_> = o
         .globals
         .iter()
@@ -96,6 +100,41 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
         }
     }
     Ok(refused)
+}
+
+/// Types carved by a pool or slab allocator (mcr.toml) that need more
+/// bytes in the new version: their objects cannot move (the allocator owns
+/// the memory around them), so the runtime converts them in place and
+/// refuses an update that would not fit. One row per type, naming the
+/// allocators and sites.
+fn carved_growth(v: &Versions, o: &TypeMap) -> Vec<Row> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for s in o.alloc_sites.iter().filter(|s| s.carve.is_some()) {
+        let Some(t) = s.ty.as_deref() else { continue };
+        let (Some(ot), Some(nt)) = (v.old_type(t), v.new_type(t)) else {
+            continue;
+        };
+        if nt.size > ot.size {
+            by_type
+                .entry(t)
+                .or_default()
+                .push(format!("{} at {}:{}", s.allocator, s.file, s.line));
+        }
+    }
+    by_type
+        .into_iter()
+        .map(|(t, sites)| {
+            let (os, ns) = (v.old_type(t).unwrap().size, v.new_type(t).unwrap().size);
+            Row {
+                name: t.to_string(),
+                change: "carved, grows".into(),
+                detail: format!(
+                    "size {os}->{ns}; carved by {} (a pool or slab allocator's objects cannot move)",
+                    sites.join(", ")
+                ),
+            }
+        })
+        .collect()
 }
 
 fn describe(v: &Versions, name: &str) -> String {

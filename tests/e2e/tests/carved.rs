@@ -122,6 +122,28 @@ fn v2_item_grows_refused() {
     let case = Case::new("carved");
     let b1 = case.bin(1, Opt::O2);
     let b2 = case.bin_with(2, Opt::O2, &["GROWS"]);
+    // mcr-ctl diff says so before anything runs.
+    let (code, out, _) = ctl(
+        &["diff", &b1.to_string_lossy(), &b2.to_string_lossy()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(2), "diff must refuse: {out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("struct item")
+            && l.contains("carved, grows")
+            && l.contains("size 24->32")
+            && l.contains("slab_alloc at ")),
+        "{out}"
+    );
+    let (code, out, _) = ctl(
+        &[
+            "diff",
+            &b1.to_string_lossy(),
+            &case.bin(2, Opt::O2).to_string_lossy(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "same-size changes are fine: {out}");
     let mut s = case.start(&b1);
     build(&s);
     let e = s.update_rolls_back(&b2, &[]);
