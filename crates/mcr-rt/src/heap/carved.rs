@@ -6,9 +6,9 @@
 //! address, size and call site (`__mcr_carve`), and before each declared
 //! free (`__mcr_uncarve`) or pool release (`__mcr_carve_release`).
 //!
-//! The index is an ordered map from start address to (size, site), under
-//! one futex lock (taken around `fork` with the heap's locks), in the
-//! runtime's own glibc memory. Carved objects never overlap: a new carve
+//! The index (`carve_index`: intervals bucketed by 4 KiB of address space)
+//! is under one futex lock (taken around `fork` with the heap's locks), in
+//! the runtime's own glibc memory. Carved objects never overlap: a new carve
 //! evicts whatever it overlaps, so an allocator that recycles memory
 //! without telling us (a pool reset, a slab page moved to another class)
 //! leaves no stale object behind once the memory is handed out again.
@@ -26,10 +26,10 @@
 //! `checkpoint::State::carved`) and the new version rebuilds it.
 
 use super::api::find as find_heap;
+use super::carve_index::{Index, Obj};
 use super::layout::W_CARVED;
 use super::site::Site;
 use super::sync::Locked;
-use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -43,34 +43,29 @@ pub struct Carved {
     pub site: *const Site,
 }
 
-#[derive(Clone, Copy)]
-pub(super) struct Entry {
-    size: usize,
-    site: usize,
+impl From<Obj> for Carved {
+    fn from(o: Obj) -> Carved {
+        Carved {
+            addr: o.addr,
+            size: o.size,
+            site: o.site as *const Site,
+        }
+    }
 }
 
-pub(super) static INDEX: Locked<BTreeMap<usize, Entry>> = Locked::new(BTreeMap::new());
-/// Entries in the index: 0 lets lookups skip the lock.
+pub(super) static INDEX: Locked<Index> = Locked::new(Index::new());
+/// Entries in the index, mirrored outside the lock: 0 lets every entry
+/// point skip it.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Carves that were not inside a heap object (not recorded).
 static OUTSIDE: AtomicU64 = AtomicU64::new(0);
 
-/// Removes every entry overlapping `[a, a + len)` (`len` 0 counts as 1).
-fn evict(m: &mut BTreeMap<usize, Entry>, a: usize, len: usize) {
-    let end = a + len.max(1);
-    while let Some((&s, e)) = m.range(..end).next_back() {
-        if s + e.size.max(1) <= a {
-            break;
-        }
-        m.remove(&s);
-        COUNT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn insert(m: &mut BTreeMap<usize, Entry>, addr: usize, size: usize, site: usize) {
-    evict(m, addr, size);
-    m.insert(addr, Entry { size, site });
-    COUNT.fetch_add(1, Ordering::Relaxed);
+fn with_index<R>(f: impl FnOnce(&mut Index) -> R) -> R {
+    INDEX.with(|ix| {
+        let r = f(ix);
+        COUNT.store(ix.len(), Ordering::Relaxed);
+        r
+    })
 }
 
 /// Records `[p, p + size)` as an object of `site` carved from the heap
@@ -79,7 +74,7 @@ pub fn carve(p: usize, size: usize, site: *const Site) {
     if p == 0 {
         return;
     }
-    let Some(parent) = find_heap(p) else {
+    let Some(parent) = super::api::find_and_flag(p, W_CARVED) else {
         OUTSIDE.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -88,11 +83,17 @@ pub fn carve(p: usize, size: usize, site: *const Site) {
         return;
     }
     if p == parent.addr && size == parent.size {
+        // A whole heap object: typed, not nested (the flag is harmless).
         super::api::set_site(p, site);
         return;
     }
-    super::api::set_header_flag(parent.addr, W_CARVED);
-    INDEX.with(|m| insert(m, p, size, site as usize));
+    with_index(|ix| {
+        ix.insert(Obj {
+            addr: p,
+            size,
+            site: site as usize,
+        })
+    });
 }
 
 /// The object carved at exactly `p` was given back to its allocator.
@@ -100,11 +101,7 @@ pub fn uncarve(p: usize) {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return;
     }
-    INDEX.with(|m| {
-        if m.remove(&p).is_some() {
-            COUNT.fetch_sub(1, Ordering::Relaxed);
-        }
-    });
+    with_index(|ix| ix.remove(p));
 }
 
 /// Every object carved from the heap block holding `p` is dead (a pool
@@ -125,13 +122,7 @@ pub(super) fn drop_within(a: usize, len: usize) {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return;
     }
-    INDEX.with(|m| {
-        let keys: Vec<usize> = m.range(a..a + len).map(|(&k, _)| k).collect();
-        for k in keys {
-            m.remove(&k);
-            COUNT.fetch_sub(1, Ordering::Relaxed);
-        }
-    });
+    with_index(|ix| ix.drop_within(a, len));
 }
 
 /// The carved object containing `addr` (or starting at it, if empty).
@@ -139,14 +130,7 @@ pub fn find(addr: usize) -> Option<Carved> {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    INDEX.with(|m| {
-        let (&a, e) = m.range(..=addr).next_back()?;
-        (addr < a + e.size || (e.size == 0 && addr == a)).then_some(Carved {
-            addr: a,
-            size: e.size,
-            site: e.site as *const Site,
-        })
-    })
+    INDEX.with(|ix| ix.containing(addr).map(Carved::from))
 }
 
 /// Every carved object, in address order (a copy: the program keeps
@@ -155,15 +139,7 @@ pub fn all() -> Vec<Carved> {
     if COUNT.load(Ordering::Relaxed) == 0 {
         return Vec::new();
     }
-    INDEX.with(|m| {
-        m.iter()
-            .map(|(&a, e)| Carved {
-                addr: a,
-                size: e.size,
-                site: e.site as *const Site,
-            })
-            .collect()
-    })
+    INDEX.with(|ix| ix.all().into_iter().map(Carved::from).collect())
 }
 
 /// Number of carved objects, and of carves outside the heap (ignored).
@@ -177,11 +153,15 @@ pub fn counts() -> (usize, u64) {
 /// Records carved objects inherited from the old version (their blocks
 /// came with the heap image), with their sites translated.
 pub fn restore(objs: impl IntoIterator<Item = Carved>) {
-    INDEX.with(|m| {
+    with_index(|ix| {
         for c in objs {
             if let Some(parent) = find_heap(c.addr) {
                 super::api::set_header_flag(parent.addr, W_CARVED);
-                insert(m, c.addr, c.size, c.site as usize);
+                ix.insert(Obj {
+                    addr: c.addr,
+                    size: c.size,
+                    site: c.site as usize,
+                });
             }
         }
     });
@@ -189,11 +169,7 @@ pub fn restore(objs: impl IntoIterator<Item = Carved>) {
 
 /// Sets the site of the carved object starting at `addr`.
 pub fn set_site(addr: usize, site: *const Site) {
-    INDEX.with(|m| {
-        if let Some(e) = m.get_mut(&addr) {
-            e.site = site as usize;
-        }
-    });
+    with_index(|ix| ix.set_site(addr, site as usize));
 }
 
 /// After a call to a pool or slab allocator (docs/ABI.md): `p` is an

@@ -18,6 +18,7 @@
 
 mod alloc;
 mod api;
+mod carve_index;
 pub mod carved;
 mod central;
 mod entry;
