@@ -120,26 +120,48 @@ impl Index {
     }
 
     /// Removes every object starting in `[a, a + len)`; returns how many.
+    /// Bucket by bucket (a freed pool block takes a few lookups, not one
+    /// per object).
     pub fn drop_within(&mut self, a: usize, len: usize) -> usize {
         if len == 0 {
             return 0;
         }
-        let (first, last) = (a >> SHIFT, (a + len - 1) >> SHIFT);
-        let mut gone = Vec::new();
+        let end = a + len;
+        let (first, last) = (a >> SHIFT, (end - 1) >> SHIFT);
+        let mut n = 0;
+        // Objects that reach past their bucket: covers to clear after.
+        let mut spanning = Vec::new();
         for k in first..=last {
-            if let Some(b) = self.buckets.get(&k) {
-                gone.extend(
-                    b.objs
-                        .iter()
-                        .filter(|o| o.addr >= a && o.addr < a + len)
-                        .map(|o| o.addr),
-                );
+            let Some(b) = self.buckets.get_mut(&k) else {
+                continue;
+            };
+            let lo = b.objs.partition_point(|o| o.addr < a);
+            let hi = b.objs.partition_point(|o| o.addr < end);
+            for o in &b.objs[lo..hi] {
+                if (o.end() - 1) >> SHIFT != k {
+                    spanning.push(*o);
+                }
+            }
+            n += hi - lo;
+            b.objs.drain(lo..hi);
+            if b.objs.is_empty() && b.cover == 0 {
+                self.buckets.remove(&k);
             }
         }
-        for &g in &gone {
-            self.remove(g);
+        self.len -= n;
+        for o in spanning {
+            for c in (o.addr >> SHIFT) + 1..=(o.end() - 1) >> SHIFT {
+                if let Some(b) = self.buckets.get_mut(&c) {
+                    if b.cover == o.addr {
+                        b.cover = 0;
+                        if b.objs.is_empty() {
+                            self.buckets.remove(&c);
+                        }
+                    }
+                }
+            }
         }
-        gone.len()
+        n
     }
 
     /// Inserts `o`, first removing every object it overlaps.
