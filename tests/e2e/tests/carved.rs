@@ -157,3 +157,24 @@ fn v2_item_grows_refused() {
         assert!(e.contains(want), "refusal names {want}: {e}");
     }
 }
+
+/// The new version converts carved objects in place in its copy-on-write
+/// view of the old heap and then crashes: the old version's objects are
+/// untouched, it keeps serving, and the next update succeeds.
+#[test]
+fn crash_after_in_place_conversion_rolls_back() {
+    let case = Case::new("carved");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start_with(&b1, &[("MCR_FAULT", "crash")], &[]);
+    build(&s);
+    let before = s.dump();
+    let e = s.update_rolls_back(&b2, &[]);
+    assert!(e.contains("rolled back") || e.contains("exited"), "{e}");
+    assert_eq!(s.version(), "1");
+    assert_counts(&s, 15);
+    assert_eq!(s.cmd("FAULT NONE"), "OK");
+    let rep = s.update_ok(&b2);
+    assert_eq!(rep.objects_carved_converted, 27, "{rep:?}");
+    assert_eq!(s.dump(), before);
+    s.check();
+}
