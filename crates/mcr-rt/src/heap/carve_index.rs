@@ -38,19 +38,48 @@ pub(super) struct Obj {
     pub site: usize,
 }
 
+/// `size` of a removed entry left in its bucket (a tombstone): a slab
+/// hands the same chunk out again soon, and reusing the entry saves two
+/// memmoves of the bucket's tail. Tombstones take part in the order but
+/// not in overlap: no tombstone ever starts inside a live object (an
+/// insert removes those its object covers), so the last entry at or
+/// before an address being a tombstone means no live object contains it.
+const DEAD: usize = usize::MAX;
+
 impl Obj {
     /// End of the object's extent (an empty object occupies its address).
     fn end(&self) -> usize {
         self.addr + self.size.max(1)
     }
+
+    fn live(&self) -> bool {
+        self.size != DEAD
+    }
 }
 
 #[derive(Default)]
 pub(super) struct Bucket {
+    /// Objects starting in this bucket, by address; tombstones included.
     objs: Vec<Obj>,
+    /// Tombstones in `objs`.
+    dead: usize,
     /// Start of the object from an earlier bucket covering this bucket's
     /// first byte; 0 when none.
     cover: usize,
+}
+
+impl Bucket {
+    fn is_unused(&self) -> bool {
+        self.objs.len() == self.dead && self.cover == 0
+    }
+
+    /// Drops the tombstones once they are as many as the live entries.
+    fn maybe_compact(&mut self) {
+        if self.dead > 8 && self.dead * 2 > self.objs.len() {
+            self.objs.retain(|o| o.live());
+            self.dead = 0;
+        }
+    }
 }
 
 pub(super) struct Index {
@@ -70,13 +99,13 @@ impl Index {
         self.len
     }
 
-    /// The object containing `addr`.
+    /// The live object containing `addr`.
     pub fn containing(&self, addr: usize) -> Option<Obj> {
         let b = self.buckets.get(&(addr >> SHIFT))?;
         let i = b.objs.partition_point(|o| o.addr <= addr);
         if i > 0 {
             let o = b.objs[i - 1];
-            return (addr < o.end()).then_some(o);
+            return (o.live() && addr < o.end()).then_some(o);
         }
         if b.cover == 0 {
             return None;
@@ -88,10 +117,25 @@ impl Index {
     fn starting_at(&self, addr: usize) -> Option<Obj> {
         let b = self.buckets.get(&(addr >> SHIFT))?;
         let i = b.objs.binary_search_by_key(&addr, |o| o.addr).ok()?;
-        Some(b.objs[i])
+        Some(b.objs[i]).filter(|o| o.live())
     }
 
-    /// Removes the object starting at `addr`; false if there is none.
+    /// Clears the covers `o` set in the buckets after its own.
+    fn clear_covers(&mut self, o: Obj) {
+        let k = o.addr >> SHIFT;
+        for c in k + 1..=(o.end() - 1) >> SHIFT {
+            if let Some(b) = self.buckets.get_mut(&c) {
+                if b.cover == o.addr {
+                    b.cover = 0;
+                    if b.is_unused() {
+                        self.buckets.remove(&c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the live object starting at `addr`; false if there is none.
     pub fn remove(&mut self, addr: usize) -> bool {
         let k = addr >> SHIFT;
         let Some(b) = self.buckets.get_mut(&k) else {
@@ -100,21 +144,20 @@ impl Index {
         let Ok(i) = b.objs.binary_search_by_key(&addr, |o| o.addr) else {
             return false;
         };
-        let o = b.objs.remove(i);
-        if b.objs.is_empty() && b.cover == 0 {
+        let o = b.objs[i];
+        if !o.live() {
+            return false;
+        }
+        b.objs[i].size = DEAD;
+        b.dead += 1;
+        if b.is_unused() {
             self.buckets.remove(&k);
+        } else {
+            b.maybe_compact();
         }
         self.len -= 1;
-        let last = (o.end() - 1) >> SHIFT;
-        for c in k + 1..=last {
-            if let Some(b) = self.buckets.get_mut(&c) {
-                if b.cover == addr {
-                    b.cover = 0;
-                    if b.objs.is_empty() {
-                        self.buckets.remove(&c);
-                    }
-                }
-            }
+        if (o.end() - 1) >> SHIFT != k {
+            self.clear_covers(o);
         }
         true
     }
@@ -138,28 +181,23 @@ impl Index {
             let lo = b.objs.partition_point(|o| o.addr < a);
             let hi = b.objs.partition_point(|o| o.addr < end);
             for o in &b.objs[lo..hi] {
+                if !o.live() {
+                    b.dead -= 1;
+                    continue;
+                }
+                n += 1;
                 if (o.end() - 1) >> SHIFT != k {
                     spanning.push(*o);
                 }
             }
-            n += hi - lo;
             b.objs.drain(lo..hi);
-            if b.objs.is_empty() && b.cover == 0 {
+            if b.is_unused() {
                 self.buckets.remove(&k);
             }
         }
         self.len -= n;
         for o in spanning {
-            for c in (o.addr >> SHIFT) + 1..=(o.end() - 1) >> SHIFT {
-                if let Some(b) = self.buckets.get_mut(&c) {
-                    if b.cover == o.addr {
-                        b.cover = 0;
-                        if b.objs.is_empty() {
-                            self.buckets.remove(&c);
-                        }
-                    }
-                }
-            }
+            self.clear_covers(o);
         }
         n
     }
@@ -173,11 +211,26 @@ impl Index {
         if k == last {
             if let Some(b) = self.buckets.get_mut(&k) {
                 let i = b.objs.partition_point(|x| x.addr <= o.addr);
+                let next_ok = b.objs.get(i).is_none_or(|x| x.addr >= end);
+                if i > 0 && next_ok && b.objs[i - 1].addr == o.addr && !b.objs[i - 1].live() {
+                    // The tombstone of this very address: reuse it.
+                    b.objs[i - 1] = o;
+                    b.dead -= 1;
+                    self.len += 1;
+                    return;
+                }
                 let before_ok = match i {
                     0 => b.cover == 0,
-                    _ => b.objs[i - 1].end() <= o.addr,
+                    _ => {
+                        let p = b.objs[i - 1];
+                        if p.live() {
+                            p.end() <= o.addr
+                        } else {
+                            p.addr < o.addr
+                        }
+                    }
                 };
-                if before_ok && b.objs.get(i).is_none_or(|x| x.addr >= end) {
+                if before_ok && next_ok {
                     b.objs.insert(i, o);
                     self.len += 1;
                     return;
@@ -193,21 +246,31 @@ impl Index {
         }
         let end = o.end();
         let (k, last) = (o.addr >> SHIFT, (end - 1) >> SHIFT);
-        // Objects starting inside the new one.
-        let mut inside = Vec::new();
+        // Entries starting inside the new object, tombstones included.
+        let mut spanning = Vec::new();
         for c in k..=last {
-            if let Some(b) = self.buckets.get(&c) {
-                let from = b.objs.partition_point(|x| x.addr < o.addr);
-                inside.extend(
-                    b.objs[from..]
-                        .iter()
-                        .take_while(|x| x.addr < end)
-                        .map(|x| x.addr),
-                );
+            let Some(b) = self.buckets.get_mut(&c) else {
+                continue;
+            };
+            let lo = b.objs.partition_point(|x| x.addr < o.addr);
+            let hi = b.objs.partition_point(|x| x.addr < end);
+            for x in &b.objs[lo..hi] {
+                if !x.live() {
+                    b.dead -= 1;
+                    continue;
+                }
+                self.len -= 1;
+                if (x.end() - 1) >> SHIFT != c {
+                    spanning.push(*x);
+                }
+            }
+            b.objs.drain(lo..hi);
+            if b.is_unused() {
+                self.buckets.remove(&c);
             }
         }
-        for a in inside {
-            self.remove(a);
+        for x in spanning {
+            self.clear_covers(x);
         }
         let b = self.buckets.entry(k).or_default();
         let i = b.objs.partition_point(|x| x.addr < o.addr);
@@ -218,21 +281,23 @@ impl Index {
         self.len += 1;
     }
 
-    /// Sets the site of the object starting at `addr`.
+    /// Sets the site of the live object starting at `addr`.
     pub fn set_site(&mut self, addr: usize, site: usize) {
         if let Some(b) = self.buckets.get_mut(&(addr >> SHIFT)) {
             if let Ok(i) = b.objs.binary_search_by_key(&addr, |o| o.addr) {
-                b.objs[i].site = site;
+                if b.objs[i].live() {
+                    b.objs[i].site = site;
+                }
             }
         }
     }
 
-    /// Every object, by address.
+    /// Every live object, by address.
     pub fn all(&self) -> Vec<Obj> {
         let mut v: Vec<Obj> = self
             .buckets
             .values()
-            .flat_map(|b| b.objs.iter().copied())
+            .flat_map(|b| b.objs.iter().copied().filter(|o| o.live()))
             .collect();
         v.sort_unstable_by_key(|o| o.addr);
         v
@@ -278,9 +343,22 @@ mod tests {
             r
         };
         let base = 1 << 20;
-        for step in 0..20_000 {
+        let mut freed: Vec<Obj> = Vec::new();
+        for step in 0..40_000 {
             let a = base + (next() % 64_000) as usize;
-            match next() % 10 {
+            match next() % 12 {
+                // A slab handing a freed chunk out again (same address,
+                // maybe another size).
+                9 | 10 if !freed.is_empty() => {
+                    let f = freed.swap_remove((next() as usize) % freed.len());
+                    let size = if next() % 2 == 0 {
+                        f.size
+                    } else {
+                        (next() % 300) as usize
+                    };
+                    ix.insert(o(f.addr, size));
+                    m.insert(o(f.addr, size));
+                }
                 0..=5 => {
                     // Mostly small, some spanning several buckets, some empty.
                     let size = match next() % 20 {
@@ -295,6 +373,7 @@ mod tests {
                     if let Some(x) = m.containing(a) {
                         assert!(ix.remove(x.addr), "step {step}");
                         m.0.retain(|y| y.addr != x.addr);
+                        freed.push(x);
                     } else {
                         assert_eq!(ix.remove(a), m.0.iter().any(|y| y.addr == a));
                     }
