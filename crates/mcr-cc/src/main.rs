@@ -106,8 +106,10 @@ fn tempdir() -> Result<tempfile::TempDir> {
 }
 
 fn pass_config() -> Result<PassConfig> {
+    let (wrappers, carvers) = config::load()?;
     Ok(PassConfig {
-        wrappers: config::load()?,
+        wrappers,
+        carvers,
         unit_file: None,
         renames: config::renames()?,
     })

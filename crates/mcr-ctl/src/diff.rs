@@ -30,7 +30,7 @@ fn load(path: &str) -> Result<(TypeMap, Vec<HookDecl>)> {
     Ok((map, hooks))
 }
 
-#[derive(Serialize, Debug, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 struct Row {
     name: String,
     change: String,
@@ -278,6 +278,8 @@ fn report(o: &TypeMap, n: &TypeMap, hooks: &[HookDecl]) -> Report {
             });
         }
     }
+    let carved_growth = carved_growth(&v, o);
+    types.extend(carved_growth.iter().cloned());
 
     // Constants and thread-locals are not carried over: left out.
     let new_globals: HashMap<&str, &mcr_types::model::Global> = n
@@ -346,7 +348,12 @@ fn report(o: &TypeMap, n: &TypeMap, hooks: &[HookDecl]) -> Report {
 
     // The verdict is the runtime's (mcr-rt update::check_compatible): only
     // types whose values are converted can refuse an update.
-    let refused_by = v.refusals();
+    let mut refused_by = v.refusals();
+    refused_by.extend(
+        carved_growth
+            .iter()
+            .map(|r| format!("type `{}` (carved): {}", r.name, r.detail)),
+    );
     let converted = converted_types(&v, o);
     let unconverted = o
         .types
@@ -440,6 +447,41 @@ fn unused_hooks(v: &Versions, hooks: &[HookDecl]) -> Vec<Row> {
                 change: "hook".into(),
                 detail,
             })
+        })
+        .collect()
+}
+
+/// Types carved by a pool or slab allocator (mcr.toml) that need more
+/// bytes in the new version: their objects cannot move (the allocator owns
+/// the memory around them), so the runtime converts them in place and
+/// refuses an update that would not fit. One row per type, naming the
+/// allocators and sites.
+fn carved_growth(v: &Versions, o: &TypeMap) -> Vec<Row> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for s in o.alloc_sites.iter().filter(|s| s.carve.is_some()) {
+        let Some(t) = s.ty.as_deref() else { continue };
+        let (Some(ot), Some(nt)) = (v.old_type(t), v.new_type(t)) else {
+            continue;
+        };
+        if nt.size > ot.size {
+            by_type
+                .entry(t)
+                .or_default()
+                .push(format!("{} at {}:{}", s.allocator, s.file, s.line));
+        }
+    }
+    by_type
+        .into_iter()
+        .map(|(t, sites)| {
+            let (os, ns) = (v.old_type(t).unwrap().size, v.new_type(t).unwrap().size);
+            Row {
+                name: t.to_string(),
+                change: "carved, grows".into(),
+                detail: format!(
+                    "size {os}->{ns}; carved by {} (a pool or slab allocator's objects cannot move)",
+                    sites.join(", ")
+                ),
+            }
         })
         .collect()
 }

@@ -101,6 +101,19 @@ pub fn heap(h: &HeapReport, as_json: bool, by_site: bool) {
         return json(h);
     }
     println!("{} live objects, {} bytes", h.objects, h.bytes);
+    if h.carved_objects > 0 {
+        println!(
+            "{} carved objects, {} bytes, inside them (pool and slab allocators; rows marked [carved])",
+            h.carved_objects, h.carved_bytes
+        );
+    }
+    let carved = |s: &mcr_types::protocol::SiteUsage, t: String| {
+        if s.carved {
+            format!("{t} [carved]")
+        } else {
+            t
+        }
+    };
     if by_site {
         let mut sites: Vec<_> = h.sites.iter().collect();
         sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
@@ -112,7 +125,7 @@ pub fn heap(h: &HeapReport, as_json: bool, by_site: bool) {
                     s.bytes.to_string(),
                     s.site.clone(),
                     or_dash(&s.function),
-                    s.ty.clone().unwrap_or_else(|| "(untyped)".into()),
+                    carved(s, s.ty.clone().unwrap_or_else(|| "(untyped)".into())),
                 ]
             })
             .collect();
@@ -130,10 +143,13 @@ pub fn heap(h: &HeapReport, as_json: bool, by_site: bool) {
     // By type; untyped objects stay per site, since their site is all we know.
     let mut rows: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for s in &h.sites {
-        let k = match &s.ty {
-            Some(t) => t.clone(),
-            None => format!("(untyped) {}", s.site),
-        };
+        let k = carved(
+            s,
+            match &s.ty {
+                Some(t) => t.clone(),
+                None => format!("(untyped) {}", s.site),
+            },
+        );
         let e = rows.entry(k).or_default();
         e.0 += s.objects;
         e.1 += s.bytes;
@@ -248,6 +264,12 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         r.globals,
         r.thread_locals
     );
+    if r.objects_carved > 0 {
+        println!(
+            "  carved by pool/slab allocators: {} kept in place, {} of them converted to a new layout",
+            r.objects_carved, r.objects_carved_converted
+        );
+    }
     println!(
         "  descriptors: {} inherited, {} start-up resources closed",
         r.fds_inherited, r.fds_closed

@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::collections::BTreeMap;
 
 /// The live (objects, bytes) of `ty` in `heap --json`.
 fn live(pid: u32, ty: &str) -> (u64, u64) {
@@ -386,4 +387,41 @@ fn thread_locals_o2() {
 #[test]
 fn thread_locals_o0() {
     thread_locals(Build::O0);
+}
+
+/// Carved objects (carved.mcr.toml: a slab and a pool) are objects of their
+/// own: counted per type, traced precisely inside their live page or block
+/// (so leaks inside it show), gone when freed back to the slab or when
+/// their pool's block is freed.
+fn carved(b: Build) {
+    let f = Fixture::start(&build("carved", b));
+    let h = heap(f.pid);
+    let carved: BTreeMap<String, (u64, u64)> = h
+        .sites
+        .iter()
+        .filter(|s| s.carved)
+        .map(|s| (s.ty.clone().unwrap_or_default(), (s.objects, s.bytes)))
+        .collect();
+    let want: BTreeMap<String, (u64, u64)> = [
+        ("struct snode".to_string(), (450, 450 * 16)),
+        ("struct pnode".to_string(), (20, 20 * 16)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(carved, want, "{h:?}");
+    assert_eq!((h.carved_objects, h.carved_bytes), (470, 470 * 16));
+    check_trace(
+        &trace(f.pid),
+        &[("struct snode", 300, 150), ("struct pnode", 12, 8)],
+        &[],
+    );
+}
+
+#[test]
+fn carved_o2() {
+    carved(Build::O2);
+}
+#[test]
+fn carved_o0() {
+    carved(Build::O0);
 }

@@ -139,6 +139,50 @@ pub enum Rewrite {
     Typed(AllocKind),
     /// A user allocator: kept, result passed to `__mcr_retag`.
     Retag,
+    /// A pool or slab allocator: kept, result and size (argument
+    /// `size_arg`) passed to `__mcr_carve`.
+    Carve { size_arg: u32 },
+}
+
+/// How a user allocator hands out memory it owns (mcr.toml
+/// `[allocators.NAME] kind = ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarveKind {
+    /// Objects live until their pool is destroyed or reset (nginx's
+    /// `ngx_palloc`, APR pools): they die with the heap block holding them.
+    Pool,
+    /// Objects are freed one by one through a declared free function
+    /// (memcached's `slabs_alloc`/`slabs_free`).
+    Slab,
+}
+
+impl CarveKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CarveKind::Pool => "pool",
+            CarveKind::Slab => "slab",
+        }
+    }
+}
+
+/// A pool or slab allocator: its kind and which argument is the size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Carver {
+    pub kind: CarveKind,
+    pub size_arg: u32,
+}
+
+/// The pool and slab allocators of mcr.toml, their free functions (the
+/// object's address is argument `ptr_arg`) and pool release functions
+/// (`ngx_reset_pool`: every object carved from the heap block the argument
+/// points into dies).
+#[derive(Clone, Debug, Default)]
+pub struct Carvers {
+    pub allocators: HashMap<String, Carver>,
+    /// Free function -> index of the pointer argument.
+    pub frees: HashMap<String, u32>,
+    /// Release function -> index of the pool argument.
+    pub releases: HashMap<String, u32>,
 }
 
 /// One allocation call site and what was inferred about it.
@@ -155,6 +199,8 @@ pub struct Site {
     pub count: Option<u64>,
     pub rule: Rule,
     pub reason: Option<String>,
+    /// Set for calls of a pool or slab allocator.
+    pub carve: Option<CarveKind>,
 }
 
 /// What an allocator call looks like, decided from its callee.
@@ -166,6 +212,7 @@ struct Callee {
     chars: bool,
     /// Argument through which the object is returned (posix_memalign).
     out_arg: Option<u32>,
+    carve: Option<CarveKind>,
 }
 
 /// Wrappers named in `mcr.toml` and the libc allocator each behaves like.
@@ -189,7 +236,7 @@ fn shape_matches(call: Val, kind: AllocKind) -> bool {
         })
 }
 
-fn classify(call: Val, wrappers: &Wrappers) -> Option<Callee> {
+fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee> {
     let f = call.called_value()?;
     if !f.is_function() {
         return None;
@@ -197,6 +244,28 @@ fn classify(call: Val, wrappers: &Wrappers) -> Option<Callee> {
     let name = f.name();
     if name.starts_with("__mcr_") || name.starts_with("llvm.") {
         return None;
+    }
+    if let Some(c) = carvers.allocators.get(&name) {
+        // The size must be a 64-bit integer argument (size_t) and the
+        // result a pointer; anything else is another function of that name.
+        let fty = call.called_fn_type();
+        let size_ok = call
+            .operand(c.size_arg)
+            .filter(|_| c.size_arg < call.num_args())
+            .is_some_and(|v| v.type_of().is_integer() && v.type_of().int_width() == 64);
+        if !fty.return_type().is_pointer() || !size_ok {
+            return None;
+        }
+        return Some(Callee {
+            name,
+            rewrite: Rewrite::Carve {
+                size_arg: c.size_arg,
+            },
+            size_args: Some(vec![c.size_arg]),
+            chars: false,
+            out_arg: None,
+            carve: Some(c.kind),
+        });
     }
     if let Some(&kind) = wrappers.get(&name) {
         let fty = call.called_fn_type();
@@ -214,6 +283,7 @@ fn classify(call: Val, wrappers: &Wrappers) -> Option<Callee> {
             size_args: Some(sa),
             chars: matches!(kind, AllocKind::Strdup | AllocKind::Strndup),
             out_arg: (kind == AllocKind::PosixMemalign).then_some(0),
+            carve: None,
         });
     }
     if let Some(kind) = AllocKind::from_name(&name) {
@@ -226,6 +296,7 @@ fn classify(call: Val, wrappers: &Wrappers) -> Option<Callee> {
             size_args: Some(kind.size_args().to_vec()),
             chars: matches!(kind, AllocKind::Strdup | AllocKind::Strndup),
             out_arg: (kind == AllocKind::PosixMemalign).then_some(0),
+            carve: None,
         });
     }
     if !call.called_fn_type().return_type().is_pointer() {
@@ -247,6 +318,7 @@ fn classify(call: Val, wrappers: &Wrappers) -> Option<Callee> {
                 size_args: Some(sa),
                 chars: false,
                 out_arg: None,
+                carve: None,
             });
         }
     }
@@ -260,6 +332,7 @@ fn classify(call: Val, wrappers: &Wrappers) -> Option<Callee> {
             size_args: None,
             chars: false,
             out_arg: None,
+            carve: None,
         });
     }
     None
@@ -421,7 +494,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
     }
 
     /// All allocation sites of the module, in function and instruction order.
-    pub fn sites(&mut self, wrappers: &Wrappers) -> Vec<Site> {
+    pub fn sites(&mut self, wrappers: &Wrappers, carvers: &Carvers) -> Vec<Site> {
         let mut out = Vec::new();
         let defined: Vec<Val> = self
             .ir
@@ -446,7 +519,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                 if !i.is_call() {
                     continue;
                 }
-                let Some(callee) = classify(i, wrappers) else {
+                let Some(callee) = classify(i, wrappers, carvers) else {
                     continue;
                 };
                 let mut site = Site {
@@ -461,6 +534,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                     count: None,
                     rule: Rule::NoEvidence,
                     reason: None,
+                    carve: callee.carve,
                 };
                 ordinal += 1;
                 self.infer(f, &callee, &mut site);

@@ -72,7 +72,10 @@ impl<'a> Emitter<'a> {
             self.cstr(file),
             self.cstr(&site.function),
             ir.const_int(ir.i32_ty(), site.line as u64),
-            ir.const_int(ir.i32_ty(), site.ty.is_some() as u64),
+            ir.const_int(
+                ir.i32_ty(),
+                site.ty.is_some() as u64 | ((site.carve.is_some() as u64) << 1),
+            ),
             self.opt_cstr(site.ty.as_deref()),
             ir.const_int(ir.i64_ty(), site.elem_size),
         ];
@@ -170,6 +173,15 @@ pub fn rewrite_call(ir: &Ir, site: &Site, desc: Val) {
             let retag = ir.get_or_declare("__mcr_retag", fty);
             ir.add_fn_attr(retag, u32::MAX, "nounwind", 0);
             ir.build_call(fty, retag, &[call, desc], next, loc);
+        }
+        Rewrite::Carve { size_arg } => {
+            let (Some(next), Some(size)) = (call.next_instruction(), call.operand(size_arg)) else {
+                return;
+            };
+            let fty = ir.fn_ty(p, &[p, ir.i64_ty(), p]);
+            let carve = ir.get_or_declare("__mcr_carve", fty);
+            ir.add_fn_attr(carve, u32::MAX, "nounwind", 0);
+            ir.build_call(fty, carve, &[call, size, desc], next, loc);
         }
     }
 }

@@ -13,13 +13,14 @@
 
 pub mod alloc_sites;
 pub mod blocking_calls;
+pub mod carve_calls;
 pub mod debuginfo;
 pub mod emit;
 pub mod globals;
 mod ir;
 pub mod paths;
 
-pub use alloc_sites::{AllocKind, Wrappers};
+pub use alloc_sites::{AllocKind, CarveKind, Carver, Carvers, Wrappers};
 use inkwell::module::Module;
 use ir::Ir;
 use mcr_types::{AllocSite, TypeMap, Unit};
@@ -31,6 +32,9 @@ pub struct PassConfig {
     /// User allocators (`mcr.toml` `[allocators]`) and the libc function
     /// each behaves like.
     pub wrappers: Wrappers,
+    /// Pool and slab allocators, their free and release functions
+    /// (`mcr.toml` `[allocators.NAME] kind = "pool" | "slab"`).
+    pub carvers: Carvers,
     /// The unit's file as recorded in site keys and global names; by
     /// default the compile unit's file relative to its compile directory.
     pub unit_file: Option<String>,
@@ -78,7 +82,7 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
     let globals = globals::collect(&ir, &mut di, &file);
     let sites = {
         let mut a = alloc_sites::Analyzer::new(&ir, &mut di);
-        a.sites(&cfg.wrappers)
+        a.sites(&cfg.wrappers, &cfg.carvers)
     };
 
     let mut map = TypeMap::new();
@@ -106,6 +110,7 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
             count: s.count,
             rule: s.rule,
             reason: s.reason.clone(),
+            carve: s.carve.map(|k| k.name().to_string()),
         })
         .collect();
 
@@ -118,6 +123,7 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
     for g in &globals {
         em.global(g);
     }
+    carve_calls::rewrite(&ir, &cfg.carvers);
     blocking_calls::rewrite(&ir);
     strip_alloc_tokens(&ir);
     em.typemap(&mcr_types::encode_unit(&map));

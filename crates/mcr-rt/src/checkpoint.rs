@@ -61,6 +61,10 @@ pub struct State {
     /// are not in the heap image.
     #[serde(default)]
     pub threads: Vec<SavedThread>,
+    /// Objects carved by pool and slab allocators: (address, size, site
+    /// descriptor address), by address.
+    #[serde(default)]
+    pub carved: Vec<(u64, u64, u64)>,
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -329,6 +333,10 @@ pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
         startup_objects: crate::snapshot::objects(),
         libraries: libraries(),
         threads,
+        carved: heap::carved::all()
+            .iter()
+            .map(|c| (c.addr as u64, c.size as u64, c.site as u64))
+            .collect(),
     };
     let state_fd = memfd("mcr-state")?;
     let mut f = std::fs::File::from(state_fd.try_clone()?);

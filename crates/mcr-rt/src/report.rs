@@ -60,9 +60,21 @@ pub fn heap() -> HeapReport {
         objects += 1;
         bytes += o.size as u64;
     });
-    let mut sites: Vec<SiteUsage> = by_site
+    let mut carved: HashMap<usize, (u64, u64)> = HashMap::new();
+    let (mut carved_objects, mut carved_bytes) = (0u64, 0u64);
+    for c in heap::carved::all() {
+        let e = carved.entry(c.site as usize).or_default();
+        e.0 += 1;
+        e.1 += c.size as u64;
+        carved_objects += 1;
+        carved_bytes += c.size as u64;
+    }
+    let rows = by_site
         .into_iter()
-        .map(|(site, (n, b))| {
+        .map(|r| (r, false))
+        .chain(carved.into_iter().map(|r| (r, true)));
+    let mut sites: Vec<SiteUsage> = rows
+        .map(|((site, (n, b)), carved)| {
             let (site, function, ty) = describe_site(site as *const Site);
             SiteUsage {
                 site,
@@ -70,6 +82,7 @@ pub fn heap() -> HeapReport {
                 ty,
                 objects: n,
                 bytes: b,
+                carved,
             }
         })
         .collect();
@@ -82,6 +95,7 @@ pub fn heap() -> HeapReport {
             ty: None,
             objects: maps.len() as u64,
             bytes: mbytes,
+            carved: false,
         });
     }
     sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
@@ -89,5 +103,7 @@ pub fn heap() -> HeapReport {
         objects,
         bytes,
         sites,
+        carved_objects,
+        carved_bytes,
     }
 }

@@ -145,9 +145,12 @@ pub fn main_startup_over() -> bool {
         "ready {}",
         serde_json::to_string(&report).unwrap_or_default()
     ));
-    let Some(cfd) = env_fd("MCR_COMMIT_FD") else {
+    // Read at initialisation: the program may have replaced its
+    // environment since (nginx keeps only TZ).
+    let cfd = COMMIT_FD.load(Ordering::SeqCst);
+    if cfd < 0 {
         fail("no commit channel")
-    };
+    }
     // SAFETY: the commit pipe's read end, ours alone.
     let f = unsafe { std::fs::File::from_raw_fd(cfd) };
     let mut line = String::new();

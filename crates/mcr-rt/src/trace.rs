@@ -309,6 +309,9 @@ impl Objects {
 
 struct Walker<'a> {
     o: Objects,
+    /// Objects carved out of heap blocks by pool and slab allocators;
+    /// index `i` here is `o.objs.len() + i` in `marked` and `work`.
+    c: Objects,
     marked: Vec<bool>,
     work: Vec<u32>,
     idx: HashMap<&'a str, &'a TypeDef>,
@@ -323,8 +326,22 @@ struct Walker<'a> {
 impl Walker<'_> {
     #[inline]
     fn mark(&mut self, p: u64, precise: bool) {
-        let Some(i) = self.o.lookup(p) else {
-            return;
+        let n = self.o.objs.len();
+        let i = match self.c.lookup(p) {
+            Some(ci) => {
+                // The block holding a live carved object is live too.
+                if let Some(pi) = self.o.lookup(p) {
+                    if !self.marked[pi] {
+                        self.marked[pi] = true;
+                        self.work.push(pi as u32);
+                    }
+                }
+                n + ci
+            }
+            None => match self.o.lookup(p) {
+                Some(i) => i,
+                None => return,
+            },
         };
         if precise {
             self.precise += 1;
@@ -452,14 +469,44 @@ impl Walker<'_> {
         }
     }
 
+    fn object(&self, i: usize) -> Object {
+        let n = self.o.objs.len();
+        if i < n {
+            self.o.objs[i]
+        } else {
+            self.c.objs[i - n]
+        }
+    }
+
     fn drain(&mut self) {
         while let Some(i) = self.work.pop() {
-            let o = self.o.objs[i as usize];
+            let o = self.object(i as usize);
             let plan = self.plan_for_site(o.site);
-            // SAFETY: a live object's bytes; the heap region is never
-            // unmapped while the process runs, so even an object freed
-            // meanwhile stays readable.
-            unsafe { self.scan_with(plan.as_deref(), o.addr as u64, o.size as u64) };
+            let (a, end) = (o.addr as u64, (o.addr + o.size) as u64);
+            // Carved objects inside a heap block are scanned as themselves
+            // when reached; the block's own bytes are what lies between.
+            let mut k = if (i as usize) < self.o.objs.len() {
+                self.c.objs.partition_point(|c| (c.addr as u64) < a)
+            } else {
+                self.c.objs.len()
+            };
+            if k >= self.c.objs.len() || self.c.objs[k].addr as u64 >= end {
+                // SAFETY: a live object's bytes; the heap region is never
+                // unmapped while the process runs, so even an object freed
+                // meanwhile stays readable.
+                unsafe { self.scan_with(plan.as_deref(), a, end - a) };
+                continue;
+            }
+            let mut at = a;
+            while k < self.c.objs.len() && (self.c.objs[k].addr as u64) < end {
+                let c = self.c.objs[k];
+                // SAFETY: a gap inside the live block.
+                unsafe { self.scan_words(at, (c.addr as u64).saturating_sub(at)) };
+                at = at.max((c.addr + c.size) as u64);
+                k += 1;
+            }
+            // SAFETY: the rest of the block.
+            unsafe { self.scan_words(at, end.saturating_sub(at)) };
         }
     }
 }
@@ -665,9 +712,20 @@ pub fn trace() -> TraceReport {
     let mut objs = Vec::with_capacity(heap::stats().objects as usize + 1024);
     heap::for_each_live(|o| objs.push(o));
     let o = Objects::new(objs);
-    let n = o.objs.len();
+    let c = Objects::new(
+        heap::carved::all()
+            .into_iter()
+            .map(|c| Object {
+                addr: c.addr,
+                size: c.size,
+                site: c.site,
+            })
+            .collect(),
+    );
+    let n = o.objs.len() + c.objs.len();
     let mut w = Walker {
         o,
+        c,
         marked: vec![false; n],
         work: Vec::new(),
         idx,
@@ -780,7 +838,7 @@ pub fn trace() -> TraceReport {
 
     // Tally per site, then per type.
     let mut by_site: PtrMap<Tally> = PtrMap::default();
-    for (i, ob) in w.o.objs.iter().enumerate() {
+    for (i, ob) in w.o.objs.iter().chain(w.c.objs.iter()).enumerate() {
         let t = by_site.entry(ob.site as usize).or_default();
         if w.marked[i] {
             t.reachable += 1;

@@ -17,16 +17,32 @@ use mcr_types::protocol::UpdateReport;
 use mcr_types::{TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 
+mod carved;
+
 #[derive(Debug)]
 pub enum TransferError {
     Plan(PlanError),
     Alloc(u64),
-    MovedReferencedFromUntyped { ty: String, from_site: String },
+    MovedReferencedFromUntyped {
+        ty: String,
+        from_site: String,
+    },
     FunctionGone(String),
     GlobalGone(String),
-    StaticReferencedFromUntyped { from_site: String },
+    StaticReferencedFromUntyped {
+        from_site: String,
+    },
     Hook(String),
-    WorkerDangling { what: String },
+    WorkerDangling {
+        what: String,
+    },
+    CarvedGrows {
+        ty: String,
+        old_size: u64,
+        new_size: u64,
+        allocator: String,
+        site: String,
+    },
 }
 
 impl std::fmt::Display for TransferError {
@@ -49,6 +65,10 @@ impl std::fmt::Display for TransferError {
             ),
             TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
             TransferError::Hook(m) => f.write_str(m),
+            TransferError::CarvedGrows { ty, old_size, new_size, allocator, site } => write!(
+                f,
+                "an object of `{ty}` carved by {allocator} at {site} needs {new_size} bytes in the new version but has {old_size}: objects carved by a pool or slab allocator cannot move, so `{ty}` must not grow"
+            ),
         }
     }
 }
@@ -99,6 +119,8 @@ struct Move {
     new_ty: String,
     /// Offsets inside are unchanged, so untyped memory may point into it.
     same_layout: bool,
+    /// Converted where it was (a carved object): no old copy to free.
+    in_place: bool,
 }
 
 struct Ctx<'a> {
@@ -309,6 +331,9 @@ impl<'a> Ctx<'a> {
             if slots.precise.iter().any(|(o, _)| *o == off)
                 || slots.unions.iter().any(|&(o, l)| off >= o && off < o + l)
             {
+                continue;
+            }
+            if m.in_place && p == m.old {
                 continue;
             }
             if !m.same_layout {
@@ -731,7 +756,9 @@ pub fn run(
         .iter()
         .map(|o| (o.addr as u64, o.size as u64))
         .collect();
-    let pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
+    let mut pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
+    let carved_parents = carved::parents(state);
+    pairs.retain(|old, _| !carved_parents.contains(old));
     let new_sizes: HashMap<u64, u64> = new_startup.iter().map(|o| (o.addr, o.size)).collect();
     let unchanged_startup: std::collections::HashSet<u64> = state
         .startup_objects
@@ -819,6 +846,7 @@ pub fn run(
                         old_ty: tn.into(),
                         new_ty: tn.into(),
                         same_layout: same,
+                        in_place: false,
                     });
                     typed.push((n, tn, count));
                     report.objects_precise += 1;
@@ -833,6 +861,7 @@ pub fn run(
                         old_ty: String::new(),
                         new_ty: String::new(),
                         same_layout: true,
+                        in_place: false,
                     });
                     untyped.push((n, nsize, old_site));
                     report.objects_conservative += 1;
@@ -893,10 +922,20 @@ pub fn run(
             old_ty: tn.into(),
             new_ty: tn.into(),
             same_layout: false,
+            in_place: false,
         });
         typed.push((p as u64, tn, count));
         report.objects_moved += 1;
     }
+    let carved_objects = carved::place(
+        state,
+        &mut ctx,
+        &old_sites,
+        &new_sites,
+        &mut typed,
+        &mut untyped,
+        &mut report,
+    )?;
     ctx.moves.sort_by_key(|m| m.old);
     ctx.moves_span = (
         ctx.moves.first().map_or(0, |m| m.old),
@@ -915,20 +954,30 @@ pub fn run(
     // addresses an integer that equals one by chance is not a practical
     // risk, and MCR_STRICT_CONSERVATIVE=1 refuses the update instead.
     let strict = std::env::var_os("MCR_STRICT_CONSERVATIVE").is_some();
-    for &(a, sz, site) in &untyped {
-        for w in (a..a + sz.saturating_sub(7)).step_by(8) {
+    for (a, sz, site) in untyped.iter().flat_map(|&(a, sz, site)| {
+        carved::gaps(a, sz, &state.carved)
+            .into_iter()
+            .map(move |(a, sz)| (a, sz, site))
+    }) {
+        for w in (a.next_multiple_of(8)..(a + sz).saturating_sub(7)).step_by(8) {
             // SAFETY: reading inside a live object.
             let p = unsafe { (w as *const u64).read() };
             if p < 4096 {
                 continue;
             }
             if let Some(m) = ctx.move_containing(p).filter(|m| !m.same_layout) {
+                // A carved object converted in place kept its address: a
+                // pointer to its start is still right (stale words in a
+                // pool's free space typically are such pointers).
+                if m.in_place && p == m.old {
+                    continue;
+                }
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.old_ty.clone(),
                     from_site: site_text(site, state),
                 });
             }
-            if let Some(q) = ctx.translate(p, "")? {
+            if let Some(q) = ctx.translate(p, "")?.filter(|&q| q != p) {
                 if strict {
                     return Err(TransferError::StaticReferencedFromUntyped {
                         from_site: site_text(site, state),
@@ -1005,7 +1054,7 @@ pub fn run(
     lap("pointers rewritten");
     // User hooks: the new state is complete, the old copies still readable.
     let translate = |p: u64| ctx.translate(p, "").ok().flatten().unwrap_or(p);
-    let is_old_copy = |p: u64| ctx.move_containing(p).is_some();
+    let is_old_copy = |p: u64| ctx.move_containing(p).is_some_and(|m| !m.in_place);
     report.hook_calls = crate::hooks::run_transforms(
         &mut planner,
         &ctx.v,
@@ -1016,17 +1065,18 @@ pub fn run(
         status,
     )
     .map_err(TransferError::Hook)?;
-    for m in &ctx.moves {
+    for m in ctx.moves.iter().filter(|m| !m.in_place) {
         // SAFETY: the old copy of a moved object; nothing points to it now.
         unsafe { free(m.old as *mut u8) };
     }
     for p in crate::hooks::take_deferred() {
         // The old copies of moved objects were freed just above.
-        if ctx.move_containing(p as u64).is_none() {
+        if !is_old_copy(p as u64) {
             // SAFETY: a pointer a hook passed to free(), deferred until now.
             unsafe { free(p as *mut u8) };
         }
     }
+    heap::carved::restore(carved_objects);
     lap("hooks run, old copies freed");
     report.kernel_pointers = rewrite_epoll_registrations(&ctx)?;
     heap::clear_inherited();
@@ -1090,6 +1140,7 @@ pub(crate) fn run_worker(
                     old_ty: ty.into(),
                     new_ty: ty.into(),
                     same_layout: same,
+                    in_place: false,
                 });
             }
         }
@@ -1129,6 +1180,7 @@ pub(crate) fn run_worker(
                     old_ty: tn.unwrap_or("").into(),
                     new_ty: tn.unwrap_or("").into(),
                     same_layout: types.is_none_or(|(_, ot, nt)| ctx.v.identical(ot, nt, 0)),
+                    in_place: false,
                 });
                 (p as u64, new_size)
             }

@@ -178,6 +178,11 @@ pub struct AllocSite {
     /// Why the site is untyped, or what disagreed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `pool` or `slab` when `allocator` carves objects out of memory it
+    /// owns (mcr.toml `[allocators.NAME] kind = ...`): such objects keep
+    /// their address across updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carve: Option<String>,
 }
 
 /// FNV-1a, 64 bit: the hash behind site keys and type-map ids.
@@ -264,6 +269,7 @@ mod tests {
             count: Some(1),
             rule: Rule::AllocToken,
             reason: None,
+            carve: None,
         });
         let s = m.to_toml().unwrap();
         assert!(s.contains("[[types.fields]]"), "{s}");

@@ -112,13 +112,22 @@ pub struct SiteUsage {
     pub ty: Option<String>,
     pub objects: u64,
     pub bytes: u64,
+    /// Objects carved by a pool or slab allocator (mcr.toml), inside the
+    /// heap blocks counted in the other rows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub carved: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeapReport {
+    /// Heap blocks (carved objects not included: they lie inside blocks).
     pub objects: u64,
     pub bytes: u64,
     pub sites: Vec<SiteUsage>,
+    #[serde(default)]
+    pub carved_objects: u64,
+    #[serde(default)]
+    pub carved_bytes: u64,
 }
 
 /// Reachability from the roots, per type (or per site for untyped objects),
@@ -183,6 +192,12 @@ pub struct UpdateReport {
     /// globals) and were rewritten.
     #[serde(default)]
     pub conservative_rewrites: u64,
+    /// Objects carved by pool and slab allocators (kept at their address).
+    #[serde(default)]
+    pub objects_carved: u64,
+    /// Of those, converted in place to a changed layout.
+    #[serde(default)]
+    pub objects_carved_converted: u64,
     /// Registrations the kernel held (epoll `data`) rewritten to moved objects.
     #[serde(default)]
     pub kernel_pointers: u64,

@@ -118,6 +118,11 @@ pub fn build(name: &str, how: Build) -> PathBuf {
         &std::fs::read(tests_dir().join("heap-fixtures/hf.h")).expect("hf.h"),
     );
     h = fnv(h, format!("{how:?}").as_bytes());
+    // A fixture's own mcr.toml (pool and slab allocators) sits beside it.
+    let config = tests_dir().join(format!("heap-fixtures/{name}.mcr.toml"));
+    if let Ok(c) = std::fs::read(&config) {
+        h = fnv(h, &c);
+    }
     if how != Build::Plain {
         h = fnv(h, &stamp(&tc.cc));
         h = fnv(h, &stamp(&tc.rt));
@@ -139,6 +144,14 @@ pub fn build(name: &str, how: Build) -> PathBuf {
         .arg("-lpthread")
         .current_dir(tests_dir())
         .env("MCR_RT_LIB", &tc.rt)
+        .env(
+            "MCR_CONFIG",
+            if config.is_file() {
+                config.clone()
+            } else {
+                PathBuf::from("/dev/null")
+            },
+        )
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", cc.display()));
     assert!(

@@ -238,6 +238,9 @@ pub(super) fn free(p: *mut u8) {
         if si >= d.a as usize || w & W_ALLOC == 0 || s + word_offset(w) != a {
             invalid_free(p);
         }
+        if w & W_CARVED != 0 {
+            super::carved::drop_within(a, word_size(w));
+        }
         h.word.store(0, Ordering::Release);
         let t = tc();
         t.account(-1, -(word_size(w) as i64));
@@ -259,6 +262,9 @@ fn free_large(p: *mut u8) {
     let w = h.word.load(Ordering::Relaxed);
     if slot.class.is_some() || w & W_ALLOC == 0 || slot.start + word_offset(w) != a {
         invalid_free(p);
+    }
+    if w & W_CARVED != 0 {
+        super::carved::drop_within(a, word_size(w));
     }
     h.word.store(0, Ordering::Release);
     tc().account(-1, -(word_size(w) as i64));
@@ -338,6 +344,9 @@ pub(super) fn realloc(p: *mut u8, size: usize, site: usize, keep_site: bool) -> 
             None => size + word_offset(w) > (slot.end - slot.start) - PAGE,
         };
     if fits {
+        if w & W_CARVED != 0 && size < old {
+            super::carved::drop_within(a + size, old - size);
+        }
         h.site.store(new_site, Ordering::Relaxed);
         h.word.store(word_with_size(w, size), Ordering::Release);
         tc().account(0, size as i64 - old as i64);

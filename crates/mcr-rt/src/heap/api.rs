@@ -114,6 +114,35 @@ pub fn set_site(addr: usize, site: *const Site) -> bool {
     with_live_header(addr, |h, _| h.site.store(site as usize, Ordering::Release)).is_some()
 }
 
+/// The live object containing `addr`, with `flag` set in its header (one
+/// lookup: the carve path runs after every pool or slab allocation).
+pub(super) fn find_and_flag(addr: usize, flag: u64) -> Option<Object> {
+    let slot = locate(addr)?;
+    let h = slot.header();
+    let w = h.word.load(Ordering::Acquire);
+    if w & W_ALLOC == 0 {
+        return None;
+    }
+    let payload = slot.start + word_offset(w);
+    let size = word_size(w);
+    if addr < payload || (addr >= payload + size && !(size == 0 && addr == payload)) {
+        return None;
+    }
+    if w & flag == 0 {
+        h.word.fetch_or(flag, Ordering::AcqRel);
+    }
+    Some(object_at(payload, w, h.site.load(Ordering::Acquire)))
+}
+
+/// Sets `flag` in the header of the live object containing `addr`.
+pub(super) fn set_header_flag(addr: usize, flag: u64) {
+    with_live_header(addr, |h, w| {
+        if w & flag == 0 {
+            h.word.fetch_or(flag, Ordering::AcqRel);
+        }
+    });
+}
+
 /// Whether the live object containing `addr` came from an adopted image
 /// (and [`clear_inherited`] has not run since).
 pub fn is_inherited(addr: usize) -> bool {

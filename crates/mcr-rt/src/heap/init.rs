@@ -140,11 +140,13 @@ pub(super) fn lock_all() {
         c.0.lock.lock();
     }
     super::pages::PAGES.lock.lock();
+    super::carved::INDEX.lock.lock();
     sync::set_holds_all(true);
 }
 
 pub(super) fn unlock_all() {
     sync::set_holds_all(false);
+    super::carved::INDEX.lock.unlock();
     super::pages::PAGES.lock.unlock();
     for c in super::central::CENTRAL.iter().rev() {
         c.0.lock.unlock();
@@ -167,7 +169,11 @@ extern "C" fn fork_parent() {
 }
 
 extern "C" fn fork_child() {
-    reset_all(&[&thread_cache::REGISTRY.lock, &super::pages::PAGES.lock]);
+    reset_all(&[
+        &thread_cache::REGISTRY.lock,
+        &super::pages::PAGES.lock,
+        &super::carved::INDEX.lock,
+    ]);
     for c in super::central::CENTRAL.iter() {
         c.0.lock.reset();
     }

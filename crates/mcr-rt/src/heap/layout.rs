@@ -29,6 +29,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MCRHEAP1");
 /// Header of every object slot.
 ///
 /// `word`: bit 0 allocated, bit 1 inherited (from an adopted image),
+/// bit 2 holds carved objects,
 /// bits 4..28 payload offset from the header in 16-byte units (1 unless
 /// the allocation was over-aligned), bits 28..64 requested size.
 /// A free slot has `word == 0` and keeps the next free slot's address in
@@ -41,6 +42,8 @@ pub struct Header {
 
 pub const W_ALLOC: u64 = 1;
 pub const W_INHERITED: u64 = 2;
+/// Objects were carved inside by a pool or slab allocator (`carved`).
+pub const W_CARVED: u64 = 4;
 const OFF_SHIFT: u32 = 4;
 const OFF_BITS: u32 = 24;
 const SIZE_SHIFT: u32 = 28;

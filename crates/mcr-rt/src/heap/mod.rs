@@ -18,6 +18,8 @@
 
 mod alloc;
 mod api;
+mod carve_index;
+pub mod carved;
 mod central;
 mod entry;
 mod global_alloc;
