@@ -224,7 +224,7 @@ fn pair_anonymous(v: &Versions, o: &TypeMap, n: &TypeMap) -> HashMap<String, Str
     pairs
 }
 
-fn report(o: &TypeMap, n: &TypeMap, hooks: &[HookDecl]) -> Report {
+fn report<'a>(o: &'a TypeMap, n: &'a TypeMap, hooks: &[HookDecl]) -> Report {
     let v = Versions::new(o, n, n.renames.clone().into_iter().collect()).with_hooks(hooks);
     let anon = pair_anonymous(&v, o, n);
     let mut types = Vec::new();
@@ -281,14 +281,28 @@ fn report(o: &TypeMap, n: &TypeMap, hooks: &[HookDecl]) -> Report {
     let carved_growth = carved_growth(&v, o);
     types.extend(carved_growth.iter().cloned());
 
-    // Constants and thread-locals are not carried over: left out.
-    let new_globals: HashMap<&str, &mcr_types::model::Global> = n
+    // Constants are not carried over: left out.
+    let mut new_globals: HashMap<&str, &mcr_types::model::Global> = n
         .globals
         .iter()
         .filter(|g| is_transferred(g))
         .map(|g| (g.name.as_str(), g))
         .collect();
-    let old_names: BTreeSet<&str> = o.globals.iter().map(|g| g.name.as_str()).collect();
+    let mut old_names: BTreeSet<&str> = o.globals.iter().map(|g| g.name.as_str()).collect();
+    // Moved to another unit (or made static): the same variable.
+    let names = |m: &'a TypeMap| {
+        m.globals
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>()
+    };
+    let moved = mcr_types::plan::moved_globals(&names(o), &names(n));
+    for &(old_name, new_name) in &moved {
+        if let Some(&g) = new_globals.get(new_name) {
+            new_globals.insert(old_name, g);
+            old_names.insert(new_name);
+        }
+    }
     let mut globals_changed = Vec::new();
     let mut globals_removed = Vec::new();
     for g in o.globals.iter().filter(|g| is_transferred(g)) {
@@ -296,7 +310,9 @@ fn report(o: &TypeMap, n: &TypeMap, hooks: &[HookDecl]) -> Report {
             globals_removed.push(g.name.clone());
             continue;
         };
+        let moved_to = (ng.name != g.name).then(|| format!("moved to `{}`", ng.name));
         let (change, detail) = match v.change_between(&g.ty, &ng.ty) {
+            Change::Identical if moved_to.is_some() => ("moved", String::new()),
             Change::Identical => continue,
             Change::Transform => ("transform", String::new()),
             // A type the new map does not describe (a declared-only struct
@@ -304,6 +320,11 @@ fn report(o: &TypeMap, n: &TypeMap, hooks: &[HookDecl]) -> Report {
             Change::Removed => ("copied", "type not described in both maps".to_string()),
             Change::NeedsUserCode(e) => ("needs user code", e.to_string()),
             Change::Hooked { hook, .. } => ("hook", format!("transform hook `{hook}`")),
+        };
+        let detail = match (moved_to, detail.is_empty()) {
+            (Some(m), true) => m,
+            (Some(m), false) => format!("{m}; {detail}"),
+            (None, _) => detail,
         };
         globals_changed.push(GlobalRow {
             name: g.name.clone(),
@@ -512,7 +533,9 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
         );
     }
     if !(r.globals_changed.is_empty() && r.globals_removed.is_empty()) {
-        println!("(globals: writable, process-wide ones; constants and thread-locals are not carried over)");
+        println!(
+            "(globals: writable ones, thread-locals included; constants are not carried over)"
+        );
     }
     for g in &r.globals_removed {
         println!("global {g}: removed (its value is dropped)");

@@ -260,12 +260,23 @@ impl<'a> Versions<'a> {
                 why.push(e.to_string());
             }
         }
-        let new_globals: HashMap<&str, &str> = self
+        let mut new_globals: HashMap<&str, &str> = self
             .new
             .globals
             .iter()
             .map(|g| (g.name.as_str(), g.ty.as_str()))
             .collect();
+        let names = |m: &'a TypeMap| {
+            m.globals
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+        };
+        for (o, n) in moved_globals(&names(self.old), &names(self.new)) {
+            if let Some(&t) = new_globals.get(n) {
+                new_globals.insert(o, t);
+            }
+        }
         for g in self.old.globals.iter().filter(|g| is_transferred(g)) {
             match new_globals.get(g.name.as_str()) {
                 Some(&nt) if nt != g.ty => {
@@ -661,6 +672,38 @@ impl<'a> Versions<'a> {
             }
         }
     }
+}
+
+/// Globals whose name changed only because they moved to another
+/// translation unit or became (or stopped being) `static` there: old name
+/// -> new name. A global is named by its symbol, or `file:name` /
+/// `file:function:name` when static (model.rs), so a variable that moved
+/// from `items.c` to `slabs_mover.c` has a new name but the same last
+/// component. Paired only when that component is unique among the old
+/// globals without a same-named counterpart and among the new ones.
+pub fn moved_globals<'n>(old: &[&'n str], new: &[&'n str]) -> Vec<(&'n str, &'n str)> {
+    let base = |n: &'n str| n.rsplit(':').next().unwrap_or(n);
+    let old_set: std::collections::HashSet<&str> = old.iter().copied().collect();
+    let new_set: std::collections::HashSet<&str> = new.iter().copied().collect();
+    let mut gone: HashMap<&str, Vec<&'n str>> = HashMap::new();
+    for &o in old.iter().filter(|o| !new_set.contains(*o)) {
+        gone.entry(base(o)).or_default().push(o);
+    }
+    let mut fresh: HashMap<&str, Vec<&'n str>> = HashMap::new();
+    for &n in new.iter().filter(|n| !old_set.contains(*n)) {
+        fresh.entry(base(n)).or_default().push(n);
+    }
+    let mut out: Vec<(&'n str, &'n str)> = gone
+        .iter()
+        .filter_map(
+            |(b, os)| match (os.as_slice(), fresh.get(b).map(Vec::as_slice)) {
+                ([o], Some([n])) => Some((*o, *n)),
+                _ => None,
+            },
+        )
+        .collect();
+    out.sort();
+    out
 }
 
 /// Globals whose values an update carries over: every writable one,
@@ -1142,6 +1185,36 @@ mod tests {
     fn named(mut t: TypeDef, name: &str) -> TypeDef {
         t.name = name.into();
         t
+    }
+
+    /// memcached 1.6.38 moved the slab rebalancer's globals to
+    /// slabs_mover.c, as statics: same variables under new names.
+    #[test]
+    fn globals_moved_to_another_unit_are_paired() {
+        let old = [
+            "slab_rebalance_signal",
+            "items.c:lru_type",
+            "a.c:buf",
+            "b.c:buf",
+            "kept",
+        ];
+        let new = [
+            "slabs_mover.c:slab_rebalance_signal",
+            "lru.c:lru_type",
+            "c.c:buf",
+            "kept",
+            "added",
+        ];
+        assert_eq!(
+            moved_globals(&old, &new),
+            vec![
+                ("items.c:lru_type", "lru.c:lru_type"),
+                (
+                    "slab_rebalance_signal",
+                    "slabs_mover.c:slab_rebalance_signal"
+                ),
+            ]
+        );
     }
 
     /// redis 7 -> 8: `struct clusterNode` became `struct _clusterNode`,
