@@ -6,8 +6,7 @@
 use mcr_types::protocol::{control_socket_name, Reply, Request};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 
 /// Runtime-private descriptors are moved at or above this number.
 pub const PRIVATE_FD_BASE: i32 = 900;
@@ -148,6 +147,14 @@ pub fn wait_bound(timeout: std::time::Duration) -> bool {
 /// sent to the process must reach one of the program's threads, never
 /// ours (timedrun's `waitpid` waits for a SIGTERM to interrupt it).
 pub fn start() {
+    // Bound here, on the calling thread (the ELF constructor, or the fork
+    // child handler), before the program's code runs: a socket made on the
+    // control thread would hold a low descriptor for a moment, while the
+    // program's start-up opens its own, and shift their numbers (memcached's
+    // own tests expect exact ones).
+    let Some(listener) = bind_listener() else {
+        return;
+    };
     // SAFETY: sigset manipulation on locals; the old mask is restored.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -157,27 +164,63 @@ pub fn start() {
         let _ = std::thread::Builder::new()
             .name("mcr-control".into())
             .stack_size(256 * 1024)
-            .spawn(serve);
+            .spawn(move || serve(listener));
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
     }
 }
 
-fn serve() {
+/// `@mcr/<pid>`, listening, above the private descriptor base. Made with
+/// raw system calls: it runs on the main thread before `main`, and the
+/// start-up log interposes `socket`/`bind`/`listen` there (this socket is
+/// not the program's).
+fn bind_listener() -> Option<UnixListener> {
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
-    let Ok(addr) = SocketAddr::from_abstract_name(control_socket_name(pid).as_bytes()) else {
-        return;
-    };
+    let name = control_socket_name(pid);
     // Before bind: a fork right after it must already sweep the name.
     BOUND_PID.store(pid, std::sync::atomic::Ordering::SeqCst);
-    let listener = match UnixListener::bind_addr(&addr) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("mcr-rt: control socket @{}: {e}", control_socket_name(pid));
-            return;
+    // SAFETY: socket/bind/listen syscalls on a sockaddr_un we fill within
+    // its size; the descriptor is owned right away.
+    unsafe {
+        let fd = libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        ) as i32;
+        if fd < 0 {
+            return None;
         }
-    };
-    let listener = UnixListener::from(to_private_fd(OwnedFd::from(listener)));
+        let mut sa: libc::sockaddr_un = std::mem::zeroed();
+        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        // Abstract: sun_path[0] stays 0, the name follows.
+        for (d, b) in sa.sun_path[1..].iter_mut().zip(name.bytes()) {
+            *d = b as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+        if libc::syscall(
+            libc::SYS_bind,
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            len as libc::socklen_t,
+        ) != 0
+            || libc::syscall(libc::SYS_listen, fd, 128) != 0
+        {
+            eprintln!(
+                "mcr-rt: control socket @{name}: {}",
+                std::io::Error::last_os_error()
+            );
+            libc::syscall(libc::SYS_close, fd);
+            return None;
+        }
+        let high =
+            libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, PRIVATE_FD_BASE) as i32;
+        libc::syscall(libc::SYS_close, fd);
+        (high >= 0).then(|| UnixListener::from_raw_fd(high))
+    }
+}
+
+fn serve(listener: UnixListener) {
     // A new version will likely need its symbol table in its transfer: read
     // it now, while its start-up runs, and report ready only after (so no
     // descriptor of ours is open behind the program's back by then). An
@@ -186,8 +229,25 @@ fn serve() {
         let _ = crate::checkpoint::functions();
     }
     BOUND.store(true, std::sync::atomic::Ordering::SeqCst);
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
+    // Never block in accept(): the kernel reserves the lowest free
+    // descriptor number for a blocked accept, which would shift every
+    // descriptor the program opens meanwhile. Wait in poll(), accept only
+    // what is there (the listener is non-blocking).
+    let _ = listener.set_nonblocking(true);
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd we own.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+            continue;
+        }
+        let Ok((conn, _)) = listener.accept() else {
+            continue;
+        };
+        let _ = conn.set_nonblocking(false);
         let conn = UnixStream::from(to_private_fd(OwnedFd::from(conn)));
         if !peer_allowed(&conn) {
             let mut c = &conn;
