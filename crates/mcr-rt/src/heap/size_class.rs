@@ -105,10 +105,13 @@ pub fn slot_index(c: usize, off: usize) -> usize {
 }
 
 /// Slots moved between a thread cache and the central list at once: about
-/// 16 KiB worth, at least 2, at most 64.
+/// 64 KiB worth, at least 2, at most 128. A thread cache holds two batches,
+/// so a thread that frees a hundred mid-sized objects and allocates them
+/// again stays off the central list's lock (two threads doing so contended
+/// on it at 16 KiB batches: 55-70 ns per 700-byte pair instead of ~10).
 #[inline(always)]
 pub fn batch(c: usize) -> usize {
-    (16 * 1024 / slot_size(c)).clamp(2, 64)
+    (64 * 1024 / slot_size(c)).clamp(2, 128)
 }
 
 const _: () = assert!(HEADER == 16);
