@@ -12,13 +12,43 @@ use std::time::Duration;
 /// A profile is being recorded.
 pub static PROFILING: AtomicBool = AtomicBool::new(false);
 
+/// A `&'static str` in two atomics (a blocking function's name), so the
+/// table and per-thread records stay lock-free.
+#[derive(Default)]
+struct StaticName {
+    ptr: AtomicUsize,
+    len: AtomicUsize,
+}
+
+impl StaticName {
+    const fn new() -> StaticName {
+        StaticName {
+            ptr: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+        }
+    }
+    fn store(&self, s: &'static str) {
+        self.ptr.store(s.as_ptr() as usize, Ordering::Release);
+        self.len.store(s.len(), Ordering::Release);
+    }
+    fn load(&self) -> &'static str {
+        let (p, n) = (
+            self.ptr.load(Ordering::Acquire),
+            self.len.load(Ordering::Acquire),
+        );
+        if p == 0 {
+            return "";
+        }
+        // SAFETY: `p`/`n` were stored together from a `&'static str`.
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n)) }
+    }
+}
+
 /// One (thread, call site) pair; claimed once with a CAS on `site`.
 struct Slot {
     site: AtomicUsize,
     tid: AtomicI32,
-    /// The blocking function's name: address and length of a `&'static str`.
-    call: AtomicUsize,
-    call_len: AtomicUsize,
+    call: StaticName,
     calls: AtomicU64,
     blocked_ns: AtomicU64,
 }
@@ -28,8 +58,7 @@ static TABLE: [Slot; SLOTS] = [const {
     Slot {
         site: AtomicUsize::new(0),
         tid: AtomicI32::new(0),
-        call: AtomicUsize::new(0),
-        call_len: AtomicUsize::new(0),
+        call: StaticName::new(),
         calls: AtomicU64::new(0),
         blocked_ns: AtomicU64::new(0),
     }
@@ -52,8 +81,7 @@ pub fn record(site: usize, tid: i32, call: &'static str, ns: u64) {
             {
                 Ok(_) => {
                     s.tid.store(tid, Ordering::Release);
-                    s.call.store(call.as_ptr() as usize, Ordering::Release);
-                    s.call_len.store(call.len(), Ordering::Release);
+                    s.call.store(call);
                     true
                 }
                 Err(other) => other == key && s.tid.load(Ordering::Acquire) == tid,
@@ -86,8 +114,7 @@ pub struct InCall {
     /// When it began (monotonic ns); 0: not in a recorded call.
     since: AtomicU64,
     site: AtomicUsize,
-    name: AtomicUsize,
-    name_len: AtomicUsize,
+    name: StaticName,
     /// The profile interrupted this call to see where it was made from.
     pub kicked: AtomicBool,
 }
@@ -106,8 +133,7 @@ fn now_ns() -> u64 {
 pub fn enter(rec: &ThreadRec, site: usize, call: &'static str) {
     let c = &rec.profile;
     c.site.store(site, Ordering::Relaxed);
-    c.name.store(call.as_ptr() as usize, Ordering::Relaxed);
-    c.name_len.store(call.len(), Ordering::Relaxed);
+    c.name.store(call);
     c.since.store(now_ns(), Ordering::Release);
 }
 
@@ -122,13 +148,7 @@ pub fn leave(rec: &ThreadRec) {
 
 fn record_call(rec: &ThreadRec, ns: u64) {
     let c = &rec.profile;
-    let (p, n) = (
-        c.name.load(Ordering::Relaxed),
-        c.name_len.load(Ordering::Relaxed),
-    );
-    // SAFETY: `p`/`n` were taken from a `&'static str` in `enter`.
-    let call =
-        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n)) };
+    let call = c.name.load();
     record(
         c.site.load(Ordering::Relaxed),
         rec.tid.load(Ordering::Relaxed),
@@ -189,13 +209,7 @@ pub fn run(duration: Duration) -> Result<ProfileReport, String> {
             continue;
         }
         let tid = s.tid.load(Ordering::Acquire);
-        let (p, n) = (
-            s.call.load(Ordering::Acquire),
-            s.call_len.load(Ordering::Acquire),
-        );
-        // SAFETY: `p`/`n` were taken from a `&'static str` in `record`.
-        let call =
-            unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(p as *const u8, n)) };
+        let call = s.call.load();
         let entry = BlockingSite {
             at: if site > 1 {
                 code_ref(site as u64, &libraries)

@@ -158,12 +158,7 @@ pub fn blocking<T: Copy + From<i8>>(
         // Blocked at a call that is not a quiescent point while an update
         // waits: the thread is busy (a request in progress), not to be
         // interrupted again; the update waits for it to come round.
-        let busy = REQUESTED.load(Ordering::SeqCst) && !site.quiescent(rec);
-        rec.set(if busy {
-            BlockState::Running
-        } else {
-            BlockState::Interruptible
-        });
+        let busy = enter_wait(rec, &mut site, BlockState::Interruptible);
         if !busy && should_park(rec, kind, &mut site) {
             rec.set(BlockState::Running);
             continue;
@@ -179,6 +174,15 @@ pub fn blocking<T: Copy + From<i8>>(
         }
         return r;
     }
+}
+
+/// Marks the thread as about to block in `waiting`, or as busy when an
+/// update waits and this call is not a quiescent point (then it is neither
+/// interrupted nor counted as parked). Returns whether it is busy.
+fn enter_wait(rec: &ThreadRec, site: &mut Site, waiting: BlockState) -> bool {
+    let busy = REQUESTED.load(Ordering::SeqCst) && !site.quiescent(rec);
+    rec.set(if busy { BlockState::Running } else { waiting });
+    busy
 }
 
 /// Makes the call, timed at its call site while a profile records.
@@ -210,12 +214,7 @@ pub(crate) fn blocking_cond(
     let mut site = Site { wrapper, pc: None };
     // Not a start-up end for the main thread: start-up code waits on
     // condition variables too (for its workers to come up).
-    let busy = REQUESTED.load(Ordering::SeqCst) && !site.quiescent(rec);
-    rec.set(if busy {
-        BlockState::Running
-    } else {
-        BlockState::Uninterruptible
-    });
+    enter_wait(rec, &mut site, BlockState::Uninterruptible);
     let r = profiled(rec, &mut site, &call);
     if should_park(rec, CallKind::Wait, &mut site) {
         // SAFETY: the wait returned with `mutex` held by this thread.

@@ -687,14 +687,16 @@ fn context<'a>(
         .map(|(a, n, l, t)| (*a, *n, l.as_str(), t.as_str()))
         .collect();
     old_tls.sort_by_key(|g| g.0);
-    let mut new_globals: HashMap<&'a str, (u64, &'a str)> = globals::all()
+    let new_vars: Vec<_> = globals::all().collect();
+    let mut new_globals: HashMap<&'a str, (u64, &'a str)> = new_vars
+        .iter()
         .map(|g| (g.name, (g.addr as u64, g.type_name)))
         .chain(tls.new.iter().map(|(l, a, t)| (l.as_str(), (*a, *t))))
         .collect();
     // A global that moved to another unit (or became static) is the same
     // variable under a new name: reachable under its old name too.
     let old_names: Vec<&str> = state.globals.iter().map(|g| g.name.as_str()).collect();
-    let new_names: Vec<&str> = globals::all().map(|g| g.name).collect();
+    let new_names: Vec<&str> = new_vars.iter().map(|g| g.name).collect();
     for (o, n) in mcr_types::plan::moved_globals(&old_names, &new_names) {
         if let Some(&v) = new_globals.get(n) {
             new_globals.insert(o, v);
