@@ -278,9 +278,18 @@ pub fn saved_globals() -> Vec<SavedGlobal> {
         .collect()
 }
 
-/// Writes the checkpoint; returns (heap image fd, state fd).
-pub fn write() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let heap_fd = memfd("mcr-heap")?;
+/// The memfd the heap image will be written to, its pages allocated while
+/// the program still serves (see [`heap::prepare_image`]); returns it and
+/// the bytes allocated.
+pub fn prepare_heap() -> std::io::Result<(OwnedFd, u64)> {
+    let fd = memfd("mcr-heap")?;
+    let n = heap::prepare_image(fd.as_raw_fd())?;
+    Ok((fd, n))
+}
+
+/// Writes the checkpoint into `heap_fd` (empty, or from [`prepare_heap`]);
+/// returns (heap image fd, state fd).
+pub fn write(heap_fd: OwnedFd) -> std::io::Result<(OwnedFd, OwnedFd)> {
     let info = heap::write_image(heap_fd.as_raw_fd())?;
     let typemap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
     let sites = sections::sites()

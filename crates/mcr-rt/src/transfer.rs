@@ -145,6 +145,10 @@ struct Ctx<'a> {
     /// Lowest start and highest end of all moves (set once they are sorted):
     /// a cheap first test before the binary search.
     moves_span: (u64, u64),
+    /// Spans of the old globals, thread-locals, functions and libraries:
+    /// a word outside all of them needs no lookup (most words of a large
+    /// untyped buffer are data, and were 40% of a 1 GB transfer).
+    static_spans: Vec<(u64, u64)>,
 }
 
 /// Where a type's pointers are: precise slots with their pointee type, and
@@ -278,6 +282,9 @@ impl<'a> Ctx<'a> {
                 self.map_offset(ot, nt, off).unwrap_or(0)
             };
             return Ok(Some(m.new + el * nt.size + noff));
+        }
+        if !self.static_spans.iter().any(|&(a, b)| a <= p && p < b) {
+            return Ok(None);
         }
         if let Some(r) = self.translate_static(&self.old_globals, p, target) {
             return r;
@@ -702,6 +709,21 @@ fn context<'a>(
             new_globals.insert(o, v);
         }
     }
+    let span = |v: &[(u64, u64, &str, &str)]| match (
+        v.first(),
+        v.iter().map(|g| g.0 + g.1.max(1)).max(),
+    ) {
+        (Some(f), Some(end)) => Some((f.0, end)),
+        _ => None,
+    };
+    let funcs = (state.functions.iter().map(|f| f.1).min())
+        .zip(state.functions.iter().map(|f| f.1 + 1).max());
+    let libs = library_shifts(state);
+    let lib_span = (libs.iter().map(|l| l.0).min()).zip(libs.iter().map(|l| l.1).max());
+    let static_spans = [span(&old_globals), span(&old_tls), funcs, lib_span]
+        .into_iter()
+        .flatten()
+        .collect();
     Ctx {
         v: Versions::new(
             &state.typemap,
@@ -719,9 +741,10 @@ fn context<'a>(
             .map(|(n, a)| (*a, n.as_str()))
             .collect(),
         new_funcs: std::cell::OnceCell::new(),
-        libs: library_shifts(state),
+        libs,
         slots: HashMap::new(),
         moves_span: (0, 0),
+        static_spans,
     }
 }
 

@@ -171,6 +171,15 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
     // Needed by the checkpoint; read before the program stops.
     let _ = crate::checkpoint::functions();
     ph.done("check");
+    // The image's pages, allocated before the program stops: the copy in
+    // the checkpoint then runs at memory speed. Not fatal: without it the
+    // checkpoint allocates as it writes.
+    let heap_fd = match checkpoint::prepare_heap() {
+        Ok((fd, _)) => fd,
+        Err(_) => checkpoint::memfd("mcr-heap")
+            .map_err(|e| UpdateError(format!("refused: cannot create the heap image: {e}")))?,
+    };
+    ph.done("prepare");
 
     if fault("quiesce") {
         return err("rolled back: quiescence failed (MCR_FAULT=quiesce)");
@@ -203,7 +212,7 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
         })
         .and_then(|()| {
             ph.done("quiesce");
-            let r = with_quiesced(req, &mut ph, q0);
+            let r = with_quiesced(req, &mut ph, q0, heap_fd);
             if r.is_err() {
                 quiesce::resume();
             }
@@ -219,12 +228,13 @@ fn with_quiesced<W: Write>(
     req: &UpdateRequest,
     ph: &mut Phases<'_, W>,
     q0: Instant,
+    heap_fd: OwnedFd,
 ) -> Result<UpdateReport, UpdateError> {
     if fault("checkpoint") {
         return err("rolled back: checkpoint failed (MCR_FAULT=checkpoint)");
     }
-    let (heap_fd, state_fd) =
-        checkpoint::write().map_err(|e| UpdateError(format!("rolled back: checkpoint: {e}")))?;
+    let (heap_fd, state_fd) = checkpoint::write(heap_fd)
+        .map_err(|e| UpdateError(format!("rolled back: checkpoint: {e}")))?;
     ph.done("checkpoint");
     // Workers start-up forked: frozen, their checkpoints for the new
     // master's replayed forks. Dropped (any failure below), they resume.
