@@ -18,6 +18,7 @@ use mcr_types::{TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 
 mod carved;
+mod global_values;
 
 #[derive(Debug)]
 pub enum TransferError {
@@ -593,7 +594,8 @@ fn library_shifts(state: &State) -> Vec<(u64, u64, i64)> {
 
 /// Writes the old value of a global (or of one thread's thread-local) into
 /// its new-version counterpart at `na`, of new type `nty`, converted by
-/// the types' plan; values of hooked types are queued for their hook.
+/// the types' plan, all of it (the caller rewrites its pointers); values
+/// of hooked types are queued for their hook.
 ///
 /// # Safety
 /// `na` must be a live variable as long as `nty` (or, with no known type,
@@ -604,7 +606,6 @@ unsafe fn pour(
     g: &crate::checkpoint::SavedGlobal,
     na: u64,
     nty: &str,
-    has_ptr: bool,
 ) -> Result<(), TransferError> {
     let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
     let old = from_hex(&g.bytes);
@@ -613,17 +614,7 @@ unsafe fn pour(
     let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
     match (ot, nt) {
         (Some(o), Some(n)) => {
-            match g.startup_bytes.as_deref().filter(|_| !has_ptr) {
-                // Field by field: what start-up set and nothing changed
-                // since (a worker's pid, a descriptor) keeps the new
-                // start-up's value.
-                Some(s) => {
-                    let s = from_hex(s);
-                    ctx.v
-                        .convert_changed(o, n, &old, &s, dst, &g.name, &mut Vec::new())?
-                }
-                None => ctx.v.convert(o, n, &old, dst, &g.name)?,
-            }
+            ctx.v.convert(o, n, &old, dst, &g.name)?;
             planner.collect_copy(&ctx.v, o, n, &old, na, 1)?;
         }
         _ => {
@@ -754,6 +745,9 @@ pub fn run(
     let tls = thread_locals::pair(&state.threads);
     let tls_views = TlsViews::of(state, &tls);
     let mut ctx = context(state, &new_map, &decls, &tls_views);
+    // Before anything touches the old heap: which unchanged pointers of
+    // the globals lead only to start-up state nobody changed.
+    let mut pristine = global_values::Pristine::prepare(state, &ctx);
     let mut planner = crate::hooks::Planner::new(&ctx.v, hooks);
     let mut report = UpdateReport::default();
 
@@ -1002,33 +996,10 @@ pub fn run(
         }
     }
 
-    // Globals: old state wins, except scalars start-up would set anyway.
-    let mut fixed_globals = Vec::new();
-    for g in &state.globals {
-        let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
-            continue;
-        };
-        let ot = ctx.v.old_type(&g.type_name);
-        let has_ptr = match ot {
-            Some(t) => {
-                let look = |n: &str| ctx.v.old_type(n).cloned();
-                let mut s = Vec::new();
-                pointer_slots(&look, t, 0, &mut s, 0);
-                !s.is_empty() || mcr_types::plan::has_union(&look, t, 0)
-            }
-            None => true,
-        };
-        if g.unchanged_since_startup && !has_ptr {
-            if std::env::var_os("MCR_DEBUG").is_some() {
-                eprintln!("mcr-rt: global {} kept from the new start-up", g.name);
-            }
-            continue;
-        }
-        // SAFETY: the new global is as long as its descriptor says.
-        unsafe { pour(&ctx, &mut planner, g, na, nty, has_ptr) }?;
-        report.globals += 1;
-        fixed_globals.push((na, nty.to_string(), g.name.clone()));
-    }
+    // Globals: kept from the new start-up unless changed since the old one,
+    // field by field (global_values.rs).
+    let mut fixed_globals =
+        global_values::transfer(&mut ctx, &mut planner, state, &mut pristine, &mut report)?;
     // Thread-locals: old state always wins (no start-up snapshot of them).
     for p in &tls {
         for g in &p.old.vars {
@@ -1038,7 +1009,7 @@ pub fn run(
             let (na, nty) = (i.addr as u64, i.var.type_name);
             // SAFETY: the variable in a live, parked thread of this process,
             // as long as its descriptor says.
-            unsafe { pour(&ctx, &mut planner, g, na, nty, true) }?;
+            unsafe { pour(&ctx, &mut planner, g, na, nty) }?;
             report.thread_locals += 1;
             let label = thread_locals::instance_label(&g.name, &p.old.key);
             fixed_globals.push((na, nty.to_string(), label));
@@ -1292,8 +1263,18 @@ pub(crate) fn run_worker(
         // SAFETY: the new global is `nt.size` bytes long per its descriptor.
         let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
         let mut refs = Vec::new();
-        ctx.v
-            .convert_changed(ot, nt, &now, &at_startup, dst, &g.name, &mut refs)?;
+        // The old worker's heap is not here to look at: an unchanged
+        // pointer keeps the new start-up's value.
+        ctx.v.convert_changed(
+            ot,
+            nt,
+            &now,
+            &at_startup,
+            dst,
+            &g.name,
+            &mut refs,
+            &mut |_| true,
+        )?;
         for r in refs {
             for wd in (r.at..r.at + r.len.saturating_sub(7)).step_by(8) {
                 // SAFETY: a word inside the pointer or union leaf just converted.
