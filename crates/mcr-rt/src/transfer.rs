@@ -819,10 +819,12 @@ pub fn run(
                         .element_count(ot, o.size as u64, true)
                         .min(ctx.v.element_count(nt, nsize, false));
                     // Built at start-up and never changed since, with no
-                    // pointers: what the new start-up built wins (a changed
-                    // default), as for globals.
-                    let keep_new =
-                        unchanged_startup.contains(&(o.addr as u64)) && ctx.slots_of(tn).is_empty();
+                    // pointers, or part of a start-up graph that a global
+                    // left for the new start-up's (global_values.rs): what
+                    // the new start-up built wins (a changed default, a new
+                    // table), as for globals.
+                    let keep_new = unchanged_startup.contains(&(o.addr as u64))
+                        && (ctx.slots_of(tn).is_empty() || pristine.keeps_new(o.addr as u64));
                     if std::env::var_os("MCR_DEBUG").is_some() {
                         eprintln!(
                             "mcr-rt: start-up object {tn} at {:#x}: unchanged {}, pointers {}, kept from the new start-up: {keep_new}",
@@ -854,12 +856,21 @@ pub fn run(
                         same_layout: same,
                         in_place: false,
                     });
-                    typed.push((n, tn, count));
+                    if !keep_new {
+                        typed.push((n, tn, count)); // its pointers are old ones
+                    }
                     report.objects_precise += 1;
                 }
                 _ => {
-                    let k = src.len().min(dst.len());
-                    dst[..k].copy_from_slice(&src[..k]);
+                    // Part of a start-up graph left for the new one: the
+                    // new bytes stay (a string the new entry points to).
+                    let keep_new = unchanged_startup.contains(&(o.addr as u64))
+                        && pristine.keeps_new(o.addr as u64);
+                    if !keep_new {
+                        let k = src.len().min(dst.len());
+                        dst[..k].copy_from_slice(&src[..k]);
+                        untyped.push((n, nsize, old_site));
+                    }
                     ctx.moves.push(Move {
                         old: o.addr as u64,
                         old_size: o.size as u64,
@@ -869,7 +880,6 @@ pub fn run(
                         same_layout: true,
                         in_place: false,
                     });
-                    untyped.push((n, nsize, old_site));
                     report.objects_conservative += 1;
                 }
             }

@@ -51,6 +51,11 @@ pub(super) struct Pristine {
     dirty: HashSet<u64>,
     /// Answers per pointer value; after `prepare`, the only answers.
     decided: HashMap<u64, bool>,
+    /// Start-up objects a global leaf that kept its new value led to.
+    kept_roots: Vec<u64>,
+    /// Those and every heap object they lead to: their new-version
+    /// counterparts keep what the new start-up put in them.
+    kept: HashSet<u64>,
     frozen: bool,
     budget: u64,
     debug: bool,
@@ -72,6 +77,8 @@ impl Pristine {
             clean: HashSet::new(),
             dirty: HashSet::new(),
             decided: HashMap::new(),
+            kept_roots: Vec::new(),
+            kept: HashSet::new(),
             frozen: false,
             budget: WALK_BUDGET_WORDS,
             debug: std::env::var_os("MCR_DEBUG").is_some(),
@@ -112,13 +119,41 @@ impl Pristine {
             );
         }
         p.frozen = true;
+        // The graphs behind the leaves that keep their new value: all clean.
+        let mut work = std::mem::take(&mut p.kept_roots);
+        while let Some(a) = work.pop() {
+            if !p.kept.insert(a) {
+                continue;
+            }
+            let size = p.startup.get(&a).map_or(0, |s| s.0);
+            for w in (a.next_multiple_of(8)..(a + size).saturating_sub(7)).step_by(8) {
+                // SAFETY: an aligned word inside a live inherited object,
+                // not yet touched by the transfer.
+                let v = unsafe { (w as *const u64).read() };
+                if v >= p.heap.0 && v < p.heap.1 {
+                    if let Some((b, _, _)) = p.startup_object(v) {
+                        work.push(b);
+                    }
+                }
+            }
+        }
         p
+    }
+
+    /// Is the old start-up object at `addr` part of a graph that a global
+    /// left behind for the new start-up's (a leaf that kept its new value
+    /// leads to it)? Its counterpart then keeps the new start-up's
+    /// contents too: the new global points to the new graph, and a table
+    /// nobody changed is the new version's table.
+    pub(super) fn keeps_new(&self, addr: u64) -> bool {
+        self.kept.contains(&addr)
     }
 
     /// `true`: the leaf keeps the new start-up's value.
     fn decide(&mut self, u: &UnchangedRef) -> bool {
         let precise = u.target.is_some();
         let mut keep_new = true;
+        let mut roots = Vec::new();
         for w in u.old.chunks_exact(8) {
             let v = u64::from_le_bytes(w.try_into().unwrap());
             if v == 0 || (!precise && v < 4096) {
@@ -137,6 +172,12 @@ impl Pristine {
                 keep_new = false;
                 break;
             }
+            if v >= self.heap.0 && v < self.heap.1 {
+                roots.extend(self.startup_object(v).map(|o| o.0));
+            }
+        }
+        if keep_new && !self.frozen {
+            self.kept_roots.extend(roots);
         }
         if self.debug {
             eprintln!(
