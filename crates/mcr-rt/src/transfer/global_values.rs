@@ -179,7 +179,7 @@ impl Pristine {
         if keep_new && !self.frozen {
             self.kept_roots.extend(roots);
         }
-        if self.debug {
+        if self.debug && self.frozen {
             eprintln!(
                 "mcr-rt: global {}: unchanged since start-up, {}",
                 u.path,
@@ -356,7 +356,7 @@ pub(super) fn transfer(
         }
         if debug {
             eprintln!(
-                "mcr-rt: global {} ({nty}) at {na:#x}: fields changed since start-up carried, {n} pointers rewritten",
+                "mcr-rt: global {} ({nty}) at {na:#x}: field by field since start-up, {n} pointers rewritten",
                 g.name
             );
         }
