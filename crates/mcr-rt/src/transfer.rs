@@ -85,28 +85,11 @@ extern "C" {
     fn free(p: *mut u8);
 }
 
-/// Maps the old binary's image read-only at its old addresses, so string
-/// literals and constant tables that old state points to stay readable.
+/// Maps the old binary's image (and the earlier ones it had mapped)
+/// read-only at their old addresses, so string literals and constant
+/// tables that old state points to stay readable (`old_images`).
 pub fn map_old_image(state: &State) {
-    let path = format!("/proc/{}/exe", state.old_pid);
-    let Ok(f) = std::fs::File::open(&path) else {
-        return;
-    };
-    use std::os::fd::AsRawFd;
-    for &(a, b, off) in &state.image {
-        // SAFETY: a fixed, non-replacing, read-only private mapping at the
-        // old addresses; failure (address taken) just leaves it unmapped.
-        unsafe {
-            libc::mmap(
-                a as *mut libc::c_void,
-                (b - a) as usize,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE,
-                f.as_raw_fd(),
-                off as libc::off_t,
-            );
-        }
-    }
+    crate::old_images::map(state.old_pid, &state.image, &state.earlier_images);
 }
 
 /// An old object whose contents now live at another address: rebuilt in a

@@ -106,3 +106,33 @@ fn everything_survives_v1_to_v1() {
     assert_eq!(c.cmd("ALLOWED DEL"), "no");
     s.check();
 }
+
+/// A pointer the program re-pointed at run time to a string constant keeps
+/// pointing to the old binary's constant: it must stay readable through
+/// later updates too (v1 -> v2 -> v1 -> v2), when the binary that holds it
+/// is no longer the old version's but its ancestor's.
+#[test]
+fn run_time_choice_survives_chained_updates() {
+    let case = Case::new("ptr_globals");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    assert_eq!(c.cmd("MODE slow"), "OK");
+    assert_eq!(c.cmd("DENY GET"), "OK");
+    assert_eq!(c.cmd("PUT k 1"), "OK");
+    // Everything but the module list, which is each version's own.
+    let state = |d: String| {
+        d.split(' ')
+            .filter(|w| !w.starts_with("modules="))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let before = state(s.dump());
+    for (i, b) in [&b2, &b1, &b2].into_iter().enumerate() {
+        s.update_ok(b);
+        assert_eq!(state(s.dump()), before, "after update {}", i + 1);
+        s.check();
+    }
+    assert_eq!(c.cmd("ALLOWED GET"), "no");
+    assert_eq!(c.cmd("GET k"), "1");
+}

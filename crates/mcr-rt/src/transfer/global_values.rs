@@ -41,7 +41,8 @@ const WALK_BUDGET_WORDS: u64 = 32 << 20;
 /// Which old pointer values lead only to start-up state nobody changed.
 pub(super) struct Pristine {
     heap: (u64, u64),
-    /// Old image and shared-library ranges: static data.
+    /// Old images (the old binary's and earlier ones) and shared-library
+    /// ranges: static data.
     statics: Vec<(u64, u64)>,
     /// Old start-up objects: address -> (size, unchanged since start-up).
     startup: HashMap<u64, (u64, bool)>,
@@ -65,6 +66,12 @@ impl Pristine {
     fn new(state: &State) -> Pristine {
         let mut statics: Vec<(u64, u64)> = state.image.iter().map(|&(a, b, _)| (a, b)).collect();
         statics.extend(state.libraries.iter().map(|&(_, a, b)| (a, b)));
+        statics.extend(
+            state
+                .earlier_images
+                .iter()
+                .flat_map(|i| i.ranges.iter().map(|&(a, b, _)| (a, b))),
+        );
         statics.sort();
         Pristine {
             heap: (state.heap.base, state.heap.base + state.heap.len),
