@@ -107,6 +107,11 @@ impl Versions<'_> {
                     let nt = self
                         .new_type(&nf.ty)
                         .ok_or_else(|| PlanError::UnknownType(nf.ty.clone()))?;
+                    if !self.field_has_rule(ot, nt) {
+                        // A transform hook covers the type (as in
+                        // `convert`): the field keeps the new value for it.
+                        continue;
+                    }
                     if f.bit_size.is_some() || nf.bit_size.is_some() {
                         let (off, bit) = (f.offset as usize, f.bit_offset.unwrap_or(0));
                         let width = f.bit_size.unwrap_or(ot.size as u32 * 8);
