@@ -27,8 +27,11 @@ pub struct SavedImage {
     pub ranges: Vec<(u64, u64, u64)>,
 }
 
+/// (start, end, file offset) of the mappings of one image.
+type Ranges = Vec<(u64, u64, u64)>;
+
 /// The images this process mapped, with the files they came from.
-static MAPPED: Mutex<Vec<(OwnedFd, Vec<(u64, u64, u64)>)>> = Mutex::new(Vec::new());
+static MAPPED: Mutex<Vec<(OwnedFd, Ranges)>> = Mutex::new(Vec::new());
 
 /// Maps the old process's own image (`image`, from its executable) and
 /// every earlier image it had mapped (`earlier`), read-only at their

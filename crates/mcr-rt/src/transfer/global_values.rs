@@ -329,16 +329,10 @@ pub(super) fn transfer(
         // SAFETY: the new global is `nt.size` bytes long per its descriptor.
         let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
         let mut refs = Vec::new();
-        ctx.v.convert_changed(
-            ot,
-            nt,
-            &old,
-            &startup,
-            dst,
-            &g.name,
-            &mut refs,
-            &mut |u| pristine.decide(u),
-        )?;
+        ctx.v
+            .convert_changed(ot, nt, &old, &startup, dst, &g.name, &mut refs, &mut |u| {
+                pristine.decide(u)
+            })?;
         planner.collect_copy(&ctx.v, ot, nt, &old, na, 1)?;
         report.globals += 1;
         let mut n = 0;
