@@ -728,9 +728,11 @@ pub fn run(
     let tls = thread_locals::pair(&state.threads);
     let tls_views = TlsViews::of(state, &tls);
     let mut ctx = context(state, &new_map, &decls, &tls_views);
+    lap("context built");
     // Before anything touches the old heap: which unchanged pointers of
     // the globals lead only to start-up state nobody changed.
     let mut pristine = global_values::Pristine::prepare(state, &ctx);
+    lap("unchanged pointers of globals decided");
     let mut planner = crate::hooks::Planner::new(&ctx.v, hooks);
     let mut report = UpdateReport::default();
 
