@@ -428,4 +428,53 @@ mod tests {
         assert_eq!(refs[0].path, "wk[1].p");
         assert_eq!(refs[0].at, dst.as_ptr() as usize + 56);
     }
+
+    /// An array of pointers (an allow-list) is one leaf: asked about once,
+    /// with all its elements, and kept or taken whole, even when it grew.
+    #[test]
+    fn an_array_of_pointers_is_decided_whole() {
+        let arr = |n: u64| {
+            let mut a = ty(&format!("char *[{n}]"), TypeKind::Array, 8 * n);
+            a.target = Some("char *".into());
+            a.count = Some(n);
+            a
+        };
+        let mut p = ty("char *", TypeKind::Pointer, 8);
+        p.target = Some("char".into());
+        let map = |n: u64| TypeMap {
+            types: vec![ty("char", TypeKind::Scalar, 1), p.clone(), arr(n)],
+            ..TypeMap::new()
+        };
+        let (old, new) = (map(3), map(4));
+        let v = Versions::new(&old, &new, Renames::new());
+        let words = |w: &[u64]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let now = words(&[0x10, 0x20, 0]);
+        let fresh = words(&[0x90, 0xa0, 0xb0, 0]);
+        for keep in [true, false] {
+            let (mut dst, mut refs, mut asked) = (fresh.clone(), vec![], 0);
+            v.convert_changed(
+                v.old_type("char *[3]").unwrap(),
+                v.new_type("char *[4]").unwrap(),
+                &now,
+                &now,
+                &mut dst,
+                "allow",
+                &mut refs,
+                &mut |u| {
+                    asked += 1;
+                    assert_eq!((u.path, u.old, u.target), ("allow", &now[..], Some("char")));
+                    keep
+                },
+            )
+            .unwrap();
+            assert_eq!(asked, 1);
+            if keep {
+                assert_eq!(dst, fresh);
+                assert!(refs.is_empty());
+            } else {
+                assert_eq!(dst, words(&[0x10, 0x20, 0, 0]));
+                assert_eq!((refs.len(), refs[0].len), (1, 32));
+            }
+        }
+    }
 }
