@@ -86,6 +86,13 @@ struct Report {
     /// untyped memory, or reached only through pointers from it) keep the
     /// old layout's bytes.
     unconverted: Vec<String>,
+    /// Process-wide globals of both versions whose type holds pointers (or
+    /// unions). Each pointer field that still holds its value from the end
+    /// of the old start-up takes the new start-up's value when all it
+    /// leads to is static data or start-up state nobody changed, else the
+    /// old value: decided at update time, from the running program's
+    /// start-up snapshot, which a type map does not have.
+    pointer_globals: Vec<String>,
 }
 
 /// The old types whose values an update converts: those of carried-over
@@ -340,6 +347,16 @@ fn report<'a>(o: &'a TypeMap, n: &'a TypeMap, hooks: &[HookDecl]) -> Report {
         .filter(|g| is_transferred(g) && !old_names.contains(g.name.as_str()))
         .map(|g| g.name.clone())
         .collect();
+    // Thread-locals always take the old value (no start-up snapshot of them).
+    let pointer_globals = o
+        .globals
+        .iter()
+        .filter(|g| {
+            is_transferred(g) && !g.thread_local && new_globals.contains_key(g.name.as_str())
+        })
+        .filter(|g| v.old_type(&g.ty).is_some_and(|t| v.holds_refs(t)))
+        .map(|g| g.name.clone())
+        .collect();
 
     let new_sites: HashMap<&str, &mcr_types::model::AllocSite> =
         n.alloc_sites.iter().map(|s| (s.id.as_str(), s)).collect();
@@ -397,6 +414,7 @@ fn report<'a>(o: &'a TypeMap, n: &'a TypeMap, hooks: &[HookDecl]) -> Report {
         refused: !refused_by.is_empty(),
         unconverted,
         refused_by,
+        pointer_globals,
     }
 }
 
@@ -544,6 +562,23 @@ pub fn run(old: &str, new: &str, json: bool) -> Result<bool> {
         println!(
             "globals added: {} (the new version's start-up sets them)",
             r.globals_added.join(", ")
+        );
+    }
+    if !r.pointer_globals.is_empty() {
+        const SHOWN: usize = 12;
+        let more = r.pointer_globals.len().saturating_sub(SHOWN);
+        println!(
+            "{} globals hold pointers: which of their pointer fields take the new start-up's \
+             value is decided at update time (one unchanged since the old start-up does when all \
+             it leads to is static data or start-up state nobody changed; otherwise the old \
+             value, rewritten): {}{}",
+            r.pointer_globals.len(),
+            r.pointer_globals[..r.pointer_globals.len() - more].join(", "),
+            if more > 0 {
+                format!(" and {more} more (--json lists all)")
+            } else {
+                String::new()
+            }
         );
     }
     let s = &r.alloc_sites;
@@ -946,5 +981,57 @@ type = "int"
             "{:?}",
             r.refused_by
         );
+    }
+
+    /// A global holding a pointer (and one holding it in a struct) is
+    /// listed as decided at update time; `table` (no pointers) and a
+    /// thread-local pointer (always the old value) are not.
+    #[test]
+    fn pointer_globals_are_listed() {
+        let extra = TypeMap::from_toml(
+            r#"
+schema = 1
+[[types]]
+name = "int *"
+kind = "pointer"
+size = 8
+target = "int"
+[[types]]
+name = "struct holder"
+kind = "struct"
+size = 8
+[[types.fields]]
+name = "p"
+offset = 0
+type = "int *"
+[[globals]]
+name = "mode"
+symbol = "mode"
+type = "int *"
+size = 8
+file = "t.c"
+[[globals]]
+name = "h"
+symbol = "h"
+type = "struct holder"
+size = 8
+file = "t.c"
+[[globals]]
+name = "tls"
+symbol = "tls"
+type = "int *"
+size = 8
+file = "t.c"
+thread_local = true
+"#,
+        )
+        .unwrap();
+        let with = |mut m: TypeMap| {
+            m.types.extend(extra.types.iter().cloned());
+            m.globals.extend(extra.globals.iter().cloned());
+            m
+        };
+        let r = report(&with(old(false)), &with(new()), &[]);
+        assert_eq!(r.pointer_globals, vec!["mode".to_string(), "h".to_string()]);
     }
 }

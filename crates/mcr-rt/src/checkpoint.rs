@@ -65,6 +65,10 @@ pub struct State {
     /// descriptor address), by address.
     #[serde(default)]
     pub carved: Vec<(u64, u64, u64)>,
+    /// Images of earlier versions this process keeps mapped (old state
+    /// may point to their constants): see `old_images`.
+    #[serde(default)]
+    pub earlier_images: Vec<crate::old_images::SavedImage>,
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -346,6 +350,7 @@ pub fn write(heap_fd: OwnedFd) -> std::io::Result<(OwnedFd, OwnedFd)> {
             .iter()
             .map(|c| (c.addr as u64, c.size as u64, c.site as u64))
             .collect(),
+        earlier_images: crate::old_images::saved(),
     };
     let state_fd = memfd("mcr-state")?;
     let mut f = std::fs::File::from(state_fd.try_clone()?);

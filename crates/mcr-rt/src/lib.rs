@@ -12,6 +12,7 @@ pub mod globals;
 pub mod hooks;
 pub mod init;
 pub mod mappings;
+pub mod old_images;
 pub mod profile;
 pub mod quiesce;
 pub mod report;

@@ -18,6 +18,7 @@ use mcr_types::{TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 
 mod carved;
+mod global_values;
 
 #[derive(Debug)]
 pub enum TransferError {
@@ -84,28 +85,11 @@ extern "C" {
     fn free(p: *mut u8);
 }
 
-/// Maps the old binary's image read-only at its old addresses, so string
-/// literals and constant tables that old state points to stay readable.
+/// Maps the old binary's image (and the earlier ones it had mapped)
+/// read-only at their old addresses, so string literals and constant
+/// tables that old state points to stay readable (`old_images`).
 pub fn map_old_image(state: &State) {
-    let path = format!("/proc/{}/exe", state.old_pid);
-    let Ok(f) = std::fs::File::open(&path) else {
-        return;
-    };
-    use std::os::fd::AsRawFd;
-    for &(a, b, off) in &state.image {
-        // SAFETY: a fixed, non-replacing, read-only private mapping at the
-        // old addresses; failure (address taken) just leaves it unmapped.
-        unsafe {
-            libc::mmap(
-                a as *mut libc::c_void,
-                (b - a) as usize,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE,
-                f.as_raw_fd(),
-                off as libc::off_t,
-            );
-        }
-    }
+    crate::old_images::map(state.old_pid, &state.image, &state.earlier_images);
 }
 
 /// An old object whose contents now live at another address: rebuilt in a
@@ -600,7 +584,8 @@ fn library_shifts(state: &State) -> Vec<(u64, u64, i64)> {
 
 /// Writes the old value of a global (or of one thread's thread-local) into
 /// its new-version counterpart at `na`, of new type `nty`, converted by
-/// the types' plan; values of hooked types are queued for their hook.
+/// the types' plan, all of it (the caller rewrites its pointers); values
+/// of hooked types are queued for their hook.
 ///
 /// # Safety
 /// `na` must be a live variable as long as `nty` (or, with no known type,
@@ -611,7 +596,6 @@ unsafe fn pour(
     g: &crate::checkpoint::SavedGlobal,
     na: u64,
     nty: &str,
-    has_ptr: bool,
 ) -> Result<(), TransferError> {
     let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
     let old = from_hex(&g.bytes);
@@ -620,17 +604,7 @@ unsafe fn pour(
     let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
     match (ot, nt) {
         (Some(o), Some(n)) => {
-            match g.startup_bytes.as_deref().filter(|_| !has_ptr) {
-                // Field by field: what start-up set and nothing changed
-                // since (a worker's pid, a descriptor) keeps the new
-                // start-up's value.
-                Some(s) => {
-                    let s = from_hex(s);
-                    ctx.v
-                        .convert_changed(o, n, &old, &s, dst, &g.name, &mut Vec::new())?
-                }
-                None => ctx.v.convert(o, n, &old, dst, &g.name)?,
-            }
+            ctx.v.convert(o, n, &old, dst, &g.name)?;
             planner.collect_copy(&ctx.v, o, n, &old, na, 1)?;
         }
         _ => {
@@ -777,6 +751,11 @@ pub fn run(
     let tls = thread_locals::pair(&state.threads);
     let tls_views = TlsViews::of(state, &tls);
     let mut ctx = context(state, &new_map, &decls, &tls_views);
+    lap("context built");
+    // Before anything touches the old heap: which unchanged pointers of
+    // the globals lead only to start-up state nobody changed.
+    let mut pristine = global_values::Pristine::prepare(state, &ctx);
+    lap("unchanged pointers of globals decided");
     let mut planner = crate::hooks::Planner::new(&ctx.v, hooks);
     let mut report = UpdateReport::default();
 
@@ -848,10 +827,12 @@ pub fn run(
                         .element_count(ot, o.size as u64, true)
                         .min(ctx.v.element_count(nt, nsize, false));
                     // Built at start-up and never changed since, with no
-                    // pointers: what the new start-up built wins (a changed
-                    // default), as for globals.
-                    let keep_new =
-                        unchanged_startup.contains(&(o.addr as u64)) && ctx.slots_of(tn).is_empty();
+                    // pointers, or part of a start-up graph that a global
+                    // left for the new start-up's (global_values.rs): what
+                    // the new start-up built wins (a changed default, a new
+                    // table), as for globals.
+                    let keep_new = unchanged_startup.contains(&(o.addr as u64))
+                        && (ctx.slots_of(tn).is_empty() || pristine.keeps_new(o.addr as u64));
                     if std::env::var_os("MCR_DEBUG").is_some() {
                         eprintln!(
                             "mcr-rt: start-up object {tn} at {:#x}: unchanged {}, pointers {}, kept from the new start-up: {keep_new}",
@@ -883,12 +864,21 @@ pub fn run(
                         same_layout: same,
                         in_place: false,
                     });
-                    typed.push((n, tn, count));
+                    if !keep_new {
+                        typed.push((n, tn, count)); // its pointers are old ones
+                    }
                     report.objects_precise += 1;
                 }
                 _ => {
-                    let k = src.len().min(dst.len());
-                    dst[..k].copy_from_slice(&src[..k]);
+                    // Part of a start-up graph left for the new one: the
+                    // new bytes stay (a string the new entry points to).
+                    let keep_new = unchanged_startup.contains(&(o.addr as u64))
+                        && pristine.keeps_new(o.addr as u64);
+                    if !keep_new {
+                        let k = src.len().min(dst.len());
+                        dst[..k].copy_from_slice(&src[..k]);
+                        untyped.push((n, nsize, old_site));
+                    }
                     ctx.moves.push(Move {
                         old: o.addr as u64,
                         old_size: o.size as u64,
@@ -898,7 +888,6 @@ pub fn run(
                         same_layout: true,
                         in_place: false,
                     });
-                    untyped.push((n, nsize, old_site));
                     report.objects_conservative += 1;
                 }
             }
@@ -1025,33 +1014,10 @@ pub fn run(
         }
     }
 
-    // Globals: old state wins, except scalars start-up would set anyway.
-    let mut fixed_globals = Vec::new();
-    for g in &state.globals {
-        let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
-            continue;
-        };
-        let ot = ctx.v.old_type(&g.type_name);
-        let has_ptr = match ot {
-            Some(t) => {
-                let look = |n: &str| ctx.v.old_type(n).cloned();
-                let mut s = Vec::new();
-                pointer_slots(&look, t, 0, &mut s, 0);
-                !s.is_empty() || mcr_types::plan::has_union(&look, t, 0)
-            }
-            None => true,
-        };
-        if g.unchanged_since_startup && !has_ptr {
-            if std::env::var_os("MCR_DEBUG").is_some() {
-                eprintln!("mcr-rt: global {} kept from the new start-up", g.name);
-            }
-            continue;
-        }
-        // SAFETY: the new global is as long as its descriptor says.
-        unsafe { pour(&ctx, &mut planner, g, na, nty, has_ptr) }?;
-        report.globals += 1;
-        fixed_globals.push((na, nty.to_string(), g.name.clone()));
-    }
+    // Globals: kept from the new start-up unless changed since the old one,
+    // field by field (global_values.rs).
+    let mut fixed_globals =
+        global_values::transfer(&mut ctx, &mut planner, state, &mut pristine, &mut report)?;
     // Thread-locals: old state always wins (no start-up snapshot of them).
     for p in &tls {
         for g in &p.old.vars {
@@ -1061,7 +1027,7 @@ pub fn run(
             let (na, nty) = (i.addr as u64, i.var.type_name);
             // SAFETY: the variable in a live, parked thread of this process,
             // as long as its descriptor says.
-            unsafe { pour(&ctx, &mut planner, g, na, nty, true) }?;
+            unsafe { pour(&ctx, &mut planner, g, na, nty) }?;
             report.thread_locals += 1;
             let label = thread_locals::instance_label(&g.name, &p.old.key);
             fixed_globals.push((na, nty.to_string(), label));
@@ -1315,8 +1281,18 @@ pub(crate) fn run_worker(
         // SAFETY: the new global is `nt.size` bytes long per its descriptor.
         let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
         let mut refs = Vec::new();
-        ctx.v
-            .convert_changed(ot, nt, &now, &at_startup, dst, &g.name, &mut refs)?;
+        // The old worker's heap is not here to look at: an unchanged
+        // pointer keeps the new start-up's value.
+        ctx.v.convert_changed(
+            ot,
+            nt,
+            &now,
+            &at_startup,
+            dst,
+            &g.name,
+            &mut refs,
+            &mut |_| true,
+        )?;
         for r in refs {
             for wd in (r.at..r.at + r.len.saturating_sub(7)).step_by(8) {
                 // SAFETY: a word inside the pointer or union leaf just converted.

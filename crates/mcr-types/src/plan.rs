@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use thiserror::Error;
 
 mod since_startup;
-pub use since_startup::ChangedRef;
+pub use since_startup::{ChangedRef, UnchangedRef};
 
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum PlanError {
@@ -97,6 +97,8 @@ pub struct Versions<'a> {
     /// `identical` of whole types, by (old name, new name): objects of one
     /// type are many, and the answer is the same for all of them.
     same: std::cell::RefCell<HashMap<(usize, usize), bool>>,
+    /// `holds_refs` of old types, by address of the old type.
+    refs: std::cell::RefCell<HashMap<usize, bool>>,
 }
 
 fn index(m: &TypeMap) -> HashMap<&str, &TypeDef> {
@@ -121,6 +123,7 @@ impl<'a> Versions<'a> {
             hooks: HashMap::new(),
             hooks_twice: HashMap::new(),
             same: Default::default(),
+            refs: Default::default(),
         }
     }
 

@@ -11,9 +11,14 @@
 //!
 //! Leaves are scalars, enums, bit-fields, and arrays of scalars taken whole
 //! (a `char name[16]` is one value: mixing its bytes would make a string
-//! neither version wrote). Pointers and unions are leaves too; they are
-//! converted (copied) when changed and reported to the caller, which knows
-//! whether the objects they point to exist in this process.
+//! neither version wrote). Pointers and unions are leaves too, and so is an
+//! array of pointers (an allow-list: mixing its elements would make a list
+//! neither version built). They are converted (copied) when changed and
+//! reported to the caller, which knows whether the objects they point to
+//! exist in this process. One that still holds its start-up value is the
+//! caller's to decide too ([`UnchangedRef`]): the pointer did not change,
+//! but what it points to may have (a table built at start-up that received
+//! entries since), and only the caller can look.
 
 use super::{is_scalar_kind, is_sync_type, read_bits, write_bits, PlanError, Versions};
 use crate::model::{TypeDef, TypeKind};
@@ -32,13 +37,46 @@ pub struct ChangedRef {
     pub target: Option<String>,
 }
 
+/// A pointer or union leaf that still holds its value from the end of the
+/// old start-up, handed to the caller's decision: `true` keeps the new
+/// start-up's value, `false` takes the old one (then reported as a
+/// [`ChangedRef`], to be translated like a changed one).
+pub struct UnchangedRef<'b> {
+    /// Path of the leaf (`allow[0]`), for messages.
+    pub path: &'b str,
+    /// The old bytes of the leaf (a pointer, every element of an array of
+    /// pointers, or a union's bytes).
+    pub old: &'b [u8],
+    /// The pointee type (of every element, for an array of pointers);
+    /// `None` for a union.
+    pub target: Option<&'b str>,
+}
+
 impl Versions<'_> {
+    /// Does a value of old type `t` hold pointers or unions anywhere?
+    /// (Cached per type: globals are arrays of many elements.)
+    pub fn holds_refs(&self, t: &TypeDef) -> bool {
+        let key = t as *const TypeDef as usize;
+        if let Some(&b) = self.refs.borrow().get(&key) {
+            return b;
+        }
+        let look = |n: &str| self.old_type(n).cloned();
+        let mut slots = Vec::new();
+        super::pointer_slots(&look, t, 0, &mut slots, 0);
+        let b = !slots.is_empty() || super::has_union(&look, t, 0);
+        self.refs.borrow_mut().insert(key, b);
+        b
+    }
+
     /// Converts one value of old type `o` into new type `n` like
     /// [`Versions::convert`], except for leaves whose bytes in `now` equal
     /// those in `startup` (the old value at the end of the old version's
     /// start-up): those keep what `dst` holds (the new version's start-up
-    /// value). Pointer or union leaves that changed since start-up and are
-    /// not zero are pushed to `changed_refs`.
+    /// value). Pointer or union leaves that still hold their non-zero
+    /// start-up value are put to `unchanged_ref` (`true`: keep the new
+    /// value). Pointer or
+    /// union leaves that took the old value and are not zero are pushed to
+    /// `changed_refs`.
     #[allow(clippy::too_many_arguments)]
     pub fn convert_changed(
         &self,
@@ -49,8 +87,12 @@ impl Versions<'_> {
         dst: &mut [u8],
         path: &str,
         changed_refs: &mut Vec<ChangedRef>,
+        unchanged_ref: &mut dyn FnMut(&UnchangedRef) -> bool,
     ) -> Result<(), PlanError> {
-        if now == startup || is_sync_type(&o.name) || is_sync_type(&n.name) {
+        if is_sync_type(&o.name) || is_sync_type(&n.name) {
+            return Ok(());
+        }
+        if now == startup && !self.holds_refs(o) {
             return Ok(());
         }
         match (o.kind, n.kind) {
@@ -65,6 +107,11 @@ impl Versions<'_> {
                     let nt = self
                         .new_type(&nf.ty)
                         .ok_or_else(|| PlanError::UnknownType(nf.ty.clone()))?;
+                    if !self.field_has_rule(ot, nt) {
+                        // A transform hook covers the type (as in
+                        // `convert`): the field keeps the new value for it.
+                        continue;
+                    }
                     if f.bit_size.is_some() || nf.bit_size.is_some() {
                         let (off, bit) = (f.offset as usize, f.bit_offset.unwrap_or(0));
                         let width = f.bit_size.unwrap_or(ot.size as u32 * 8);
@@ -93,6 +140,7 @@ impl Versions<'_> {
                         &mut dst[no..no + ns],
                         &format!("{path}.{}", f.name),
                         changed_refs,
+                        unchanged_ref,
                     )?;
                 }
                 Ok(())
@@ -101,7 +149,7 @@ impl Versions<'_> {
                 let (ot, nt) = self.elems(o, n)?;
                 if !matches!(ot.kind, TypeKind::Struct | TypeKind::Array) {
                     // An array of scalars (a string, a buffer) is one value.
-                    return self.leaf(o, n, now, dst, path, changed_refs);
+                    return self.leaf(o, n, now, startup, dst, path, changed_refs, unchanged_ref);
                 }
                 let (os, ns) = (ot.size.max(1) as usize, nt.size.max(1) as usize);
                 let k = (now.len().min(startup.len()) / os).min(dst.len() / ns);
@@ -114,27 +162,50 @@ impl Versions<'_> {
                         &mut dst[i * ns..(i + 1) * ns],
                         &format!("{path}[{i}]"),
                         changed_refs,
+                        unchanged_ref,
                     )?;
                 }
                 Ok(())
             }
-            _ => self.leaf(o, n, now, dst, path, changed_refs),
+            _ => self.leaf(o, n, now, startup, dst, path, changed_refs, unchanged_ref),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn leaf(
         &self,
         o: &TypeDef,
         n: &TypeDef,
         now: &[u8],
+        startup: &[u8],
         dst: &mut [u8],
         path: &str,
         changed_refs: &mut Vec<ChangedRef>,
+        unchanged_ref: &mut dyn FnMut(&UnchangedRef) -> bool,
     ) -> Result<(), PlanError> {
         let elem = (o.kind == TypeKind::Array)
             .then(|| self.old_type(o.target.as_deref().unwrap_or("")))
             .flatten();
         let scalar = is_scalar_kind(o.kind) || elem.is_some_and(|e| is_scalar_kind(e.kind));
+        if now == startup {
+            // A scalar, or a null pointer since start-up: nothing of the
+            // old state to keep.
+            if scalar || now.iter().all(|&b| b == 0) {
+                return Ok(());
+            }
+            let ptr = |t: &TypeDef| (t.kind == TypeKind::Pointer).then(|| t.target.clone());
+            let target = ptr(o)
+                .or_else(|| elem.and_then(ptr))
+                .map(|t| t.unwrap_or_default());
+            let keep_new = unchanged_ref(&UnchangedRef {
+                path,
+                old: now,
+                target: target.as_deref(),
+            });
+            if keep_new {
+                return Ok(());
+            }
+        }
         self.convert(o, n, now, dst, path)?;
         if !scalar && now.iter().any(|&b| b != 0) {
             let ptr = |t: &TypeDef| {
@@ -275,6 +346,7 @@ mod tests {
             &mut dst,
             "wk",
             &mut refs,
+            &mut |_| panic!("no pointer is unchanged since start-up"),
         )
         .unwrap();
         let i32_at = |o: usize| i32::from_le_bytes(dst[o..o + 4].try_into().unwrap());
@@ -293,5 +365,116 @@ mod tests {
         assert_eq!((refs[0].len, refs[0].target.as_deref()), (8, Some("int")));
         // Worker 1: nothing changed since start-up, all new.
         assert_eq!(&dst[40..80], &rec2(201, 10)[..]);
+    }
+
+    /// Pointers that still hold their start-up value go to the caller's
+    /// decision: kept new when it says so, else taken old and reported.
+    #[test]
+    fn unchanged_pointers_are_the_callers_to_decide() {
+        // struct wrec { int pid; int fd; long forwarded; char name[4]; int *p; }
+        let mut w = ty("struct wrec", TypeKind::Struct, 32);
+        w.fields = vec![
+            field("pid", 0, "int"),
+            field("fd", 4, "int"),
+            field("forwarded", 8, "long"),
+            field("name", 16, "char[4]"),
+            field("p", 24, "int *"),
+        ];
+        let map = versions_map(w);
+        let v = Versions::new(&map, &map, Renames::new());
+        let rec = |pid: i32, p: u64| {
+            bytes(&[
+                &pid.to_le_bytes(),
+                &[0; 4],
+                &0i64.to_le_bytes(),
+                b"ab\0\0",
+                &[0; 4],
+                &p.to_le_bytes(),
+            ])
+        };
+        // Nothing changed since start-up; the new start-up made other
+        // pids and pointers.
+        let old = bytes(&[&rec(100, 0x1000), &rec(101, 0x2000)]);
+        let new = bytes(&[&rec(200, 0x9000), &rec(201, 0xa000)]);
+        let mut dst = new.clone();
+        let (mut refs, mut asked) = (vec![], vec![]);
+        v.convert_changed(
+            v.old_type("struct wrec[2]").unwrap(),
+            v.new_type("struct wrec[2]").unwrap(),
+            &old,
+            &old,
+            &mut dst,
+            "wk",
+            &mut refs,
+            &mut |u| {
+                let p = u64::from_le_bytes(u.old.try_into().unwrap());
+                asked.push((u.path.to_string(), p, u.target.map(str::to_string)));
+                p == 0x1000 // "its pointee is unchanged": keep the new value
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            asked,
+            vec![
+                ("wk[0].p".to_string(), 0x1000, Some("int".to_string())),
+                ("wk[1].p".to_string(), 0x2000, Some("int".to_string())),
+            ]
+        );
+        let u64_at = |o: usize| u64::from_le_bytes(dst[o..o + 8].try_into().unwrap());
+        // Scalars: the new start-up's; wk[0].p kept new, wk[1].p old.
+        assert_eq!(&dst[..24], &new[..24]);
+        assert_eq!((u64_at(24), u64_at(56)), (0x9000, 0x2000));
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].path, "wk[1].p");
+        assert_eq!(refs[0].at, dst.as_ptr() as usize + 56);
+    }
+
+    /// An array of pointers (an allow-list) is one leaf: asked about once,
+    /// with all its elements, and kept or taken whole, even when it grew.
+    #[test]
+    fn an_array_of_pointers_is_decided_whole() {
+        let arr = |n: u64| {
+            let mut a = ty(&format!("char *[{n}]"), TypeKind::Array, 8 * n);
+            a.target = Some("char *".into());
+            a.count = Some(n);
+            a
+        };
+        let mut p = ty("char *", TypeKind::Pointer, 8);
+        p.target = Some("char".into());
+        let map = |n: u64| TypeMap {
+            types: vec![ty("char", TypeKind::Scalar, 1), p.clone(), arr(n)],
+            ..TypeMap::new()
+        };
+        let (old, new) = (map(3), map(4));
+        let v = Versions::new(&old, &new, Renames::new());
+        let words = |w: &[u64]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let now = words(&[0x10, 0x20, 0]);
+        let fresh = words(&[0x90, 0xa0, 0xb0, 0]);
+        for keep in [true, false] {
+            let (mut dst, mut refs, mut asked) = (fresh.clone(), vec![], 0);
+            v.convert_changed(
+                v.old_type("char *[3]").unwrap(),
+                v.new_type("char *[4]").unwrap(),
+                &now,
+                &now,
+                &mut dst,
+                "allow",
+                &mut refs,
+                &mut |u| {
+                    asked += 1;
+                    assert_eq!((u.path, u.old, u.target), ("allow", &now[..], Some("char")));
+                    keep
+                },
+            )
+            .unwrap();
+            assert_eq!(asked, 1);
+            if keep {
+                assert_eq!(dst, fresh);
+                assert!(refs.is_empty());
+            } else {
+                assert_eq!(dst, words(&[0x10, 0x20, 0, 0]));
+                assert_eq!((refs.len(), refs[0].len), (1, 32));
+            }
+        }
     }
 }

@@ -1,0 +1,85 @@
+//! The images of earlier versions' binaries, mapped read-only at their old
+//! addresses and kept mapped through later updates.
+//!
+//! Old state may point into the old binary's constant data: a `const char
+//! *mode` an admin command re-pointed to another string literal keeps the
+//! old version's literal (literals have no name to translate by). The new
+//! version maps the old image read-only (never executable) at its old
+//! address so such pointers stay readable. After a second update the
+//! pointer is still there, but the image it points into is no longer the
+//! old process's own: it is one the old process itself had mapped from its
+//! predecessor. So every process keeps the files of the images it mapped
+//! open (runtime-private, close-on-exec descriptors) and lists them in its
+//! checkpoint; the next version opens each through
+//! `/proc/<old pid>/fd/<n>` (the same access as `/proc/<old pid>/exe`) and
+//! maps it again at the same addresses.
+
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
+
+/// An earlier binary's image as the checkpointing process holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedImage {
+    /// The descriptor of the binary in the checkpointing process.
+    pub fd: i32,
+    /// (start, end, file offset) of each mapping.
+    pub ranges: Vec<(u64, u64, u64)>,
+}
+
+/// (start, end, file offset) of the mappings of one image.
+type Ranges = Vec<(u64, u64, u64)>;
+
+/// The images this process mapped, with the files they came from.
+static MAPPED: Mutex<Vec<(OwnedFd, Ranges)>> = Mutex::new(Vec::new());
+
+/// Maps the old process's own image (`image`, from its executable) and
+/// every earlier image it had mapped (`earlier`), read-only at their
+/// addresses. A range whose address is taken here stays unmapped.
+pub fn map(old_pid: u32, image: &[(u64, u64, u64)], earlier: &[SavedImage]) {
+    let sources = std::iter::once((format!("/proc/{old_pid}/exe"), image)).chain(
+        earlier
+            .iter()
+            .map(|e| (format!("/proc/{old_pid}/fd/{}", e.fd), &e.ranges[..])),
+    );
+    let mut mapped = MAPPED.lock().unwrap();
+    for (path, ranges) in sources {
+        let Ok(f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let mut kept = Vec::new();
+        for &(a, b, off) in ranges {
+            // SAFETY: a fixed, non-replacing, read-only private mapping at
+            // the old addresses; failure (address taken) leaves it unmapped.
+            let p = unsafe {
+                libc::mmap(
+                    a as *mut libc::c_void,
+                    (b - a) as usize,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE,
+                    f.as_raw_fd(),
+                    off as libc::off_t,
+                )
+            };
+            if p as u64 == a {
+                kept.push((a, b, off));
+            }
+        }
+        if !kept.is_empty() {
+            mapped.push((crate::control::to_private_fd(OwnedFd::from(f)), kept));
+        }
+    }
+}
+
+/// The earlier images this process has mapped, for its checkpoint.
+pub fn saved() -> Vec<SavedImage> {
+    MAPPED
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(fd, ranges)| SavedImage {
+            fd: fd.as_raw_fd(),
+            ranges: ranges.clone(),
+        })
+        .collect()
+}
