@@ -5,8 +5,10 @@
 //! object whose type kept its layout, or whose type is unknown, stays where
 //! it is; one whose type changed is re-allocated in the new layout and every
 //! precise pointer to it is rewritten. Pointers into the old binary (globals,
-//! functions) are rewritten through names. A changed object that untyped
-//! memory points to cannot move safely: the update is refused.
+//! functions) are rewritten through names. A changed object that a hidden
+//! reference (untyped memory, an integer, a char buffer, a union) holds
+//! keeps its address and is converted in place when it fits (`pinned`);
+//! otherwise the update is refused.
 
 use crate::checkpoint::{from_hex, State};
 use crate::heap::{self, Site};
@@ -18,6 +20,7 @@ use mcr_types::{TypeDef, TypeKind, TypeMap};
 use std::collections::HashMap;
 
 mod carved;
+mod pinned;
 
 #[derive(Debug)]
 pub enum TransferError {
@@ -43,6 +46,7 @@ pub enum TransferError {
         allocator: String,
         site: String,
     },
+    Pinned(pinned::PinError),
 }
 
 impl std::fmt::Display for TransferError {
@@ -65,11 +69,18 @@ impl std::fmt::Display for TransferError {
             ),
             TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
             TransferError::Hook(m) => f.write_str(m),
+            TransferError::Pinned(e) => write!(f, "{e}"),
             TransferError::CarvedGrows { ty, old_size, new_size, allocator, site } => write!(
                 f,
                 "an object of `{ty}` carved by {allocator} at {site} needs {new_size} bytes in the new version but has {old_size}: objects carved by a pool or slab allocator cannot move, so `{ty}` must not grow"
             ),
         }
+    }
+}
+
+impl From<pinned::PinError> for TransferError {
+    fn from(e: pinned::PinError) -> Self {
+        TransferError::Pinned(e)
     }
 }
 
@@ -333,7 +344,7 @@ impl<'a> Ctx<'a> {
             {
                 continue;
             }
-            if m.in_place && p == m.old {
+            if self.keeps_address(m, p) {
                 continue;
             }
             if !m.same_layout {
@@ -771,6 +782,9 @@ pub fn run(
     let mut pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
     let carved_parents = carved::parents(state);
     pairs.retain(|old, _| !carved_parents.contains(old));
+    // Changed objects that hidden references hold stay where they are.
+    let pins = pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &old_sites)?;
+    lap("hidden references scanned");
     let new_sizes: HashMap<u64, u64> = new_startup.iter().map(|o| (o.addr, o.size)).collect();
     let unchanged_startup: std::collections::HashSet<u64> = state
         .startup_objects
@@ -900,6 +914,22 @@ pub fn run(
             typed.push((o.addr as u64, tn, count));
             continue;
         }
+        if pins.contains(&(o.addr as u64)) {
+            let size = o.size as u64;
+            pinned::convert(
+                &mut ctx,
+                &mut planner,
+                o.addr as u64,
+                size,
+                tn,
+                (ot, nt),
+                count,
+                site_ptr,
+            )?;
+            typed.push((o.addr as u64, tn, count));
+            report.objects_pinned += 1;
+            continue;
+        }
         let tail = o.size as u64 - count * ot.size;
         let new_size = count * nt.size + tail;
         // SAFETY: allocation through the runtime's own typed entry point.
@@ -978,10 +1008,11 @@ pub fn run(
                 continue;
             }
             if let Some(m) = ctx.move_containing(p).filter(|m| !m.same_layout) {
-                // A carved object converted in place kept its address: a
-                // pointer to its start is still right (stale words in a
-                // pool's free space typically are such pointers).
-                if m.in_place && p == m.old {
+                // A carved or pinned object converted in place kept its
+                // address: a pointer to its start (or to a field that kept
+                // its offset) is still right (stale words in a pool's free
+                // space typically are such pointers).
+                if ctx.keeps_address(m, p) {
                     continue;
                 }
                 return Err(TransferError::MovedReferencedFromUntyped {

@@ -1,0 +1,536 @@
+//! Typed heap objects held by hidden references (issue 5). A word that is
+//! not a pointer by type (a `uintptr_t` or `long`, bytes of a char buffer,
+//! untyped memory, a union member) may hold an object's address; such a
+//! word cannot be rewritten safely (it may be a number that only looks
+//! like an address), so the object it names must keep its address.
+//!
+//! Before the transfer decides which objects move, [`find`] scans every
+//! hidden word of the old state (globals, thread-locals, typed and untyped
+//! heap objects, carved objects and the blocks around them) for addresses
+//! inside typed heap objects whose layout changes. Such an object is
+//! *pinned*: [`convert`] turns it into its new layout where it is (through a
+//! copy of the old bytes, as the layouts overlap) and records the new size
+//! and site in its heap header; precise pointers to it are then rewritten
+//! as for any moved object, whose new address is its old one.
+//!
+//! Refused, naming the type and the holder:
+//! - a pinned object whose new layout does not fit in its heap slot's
+//!   usable bytes (it can neither move nor stay);
+//! - a hidden reference to an interior address whose offset changes in the
+//!   new layout (it would name another field).
+//!
+//! A reference found only in unions is weaker: union members are scanned
+//! conservatively and rewritten anyway, so an object referenced only from
+//! unions is pinned when it fits and otherwise moves as before.
+
+use super::{site_text, Ctx, Move, TransferError};
+use crate::checkpoint::{from_hex, SavedSite, State};
+use crate::heap::{self, Site};
+use mcr_types::plan::{has_union, pointer_slots, union_ranges, Versions};
+use mcr_types::{TypeDef, TypeKind};
+use std::collections::{HashMap, HashSet};
+
+/// Why an object held by a hidden reference cannot be kept.
+#[derive(Debug)]
+pub enum PinError {
+    DoesNotFit {
+        ty: String,
+        old_size: u64,
+        new_size: u64,
+        usable: u64,
+        from: String,
+    },
+    Interior {
+        ty: String,
+        from: String,
+        old_off: u64,
+        new_off: Option<u64>,
+    },
+}
+
+impl std::fmt::Display for PinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinError::DoesNotFit { ty, old_size, new_size, usable, from } => write!(
+                f,
+                "an object of `{ty}` grows from {old_size} to {new_size} bytes and is referenced from {from}, which is not a pointer by type; it cannot move and does not fit in place (its heap slot has {usable} usable bytes)"
+            ),
+            PinError::Interior { ty, from, old_off, new_off } => {
+                write!(
+                    f,
+                    "an object of `{ty}` changes layout and {from} holds the address of byte {old_off} inside it, "
+                )?;
+                match new_off {
+                    Some(n) => write!(f, "which is byte {n} in the new layout"),
+                    None => write!(f, "which has no counterpart in the new layout"),
+                }?;
+                f.write_str(": the object stays in place but that reference, not a pointer by type, cannot be rewritten")
+            }
+        }
+    }
+}
+
+/// An old typed heap object whose layout changes: it moves unless pinned.
+struct Candidate<'s> {
+    addr: u64,
+    size: u64,
+    ty: &'s str,
+    ot: &'s TypeDef,
+    nt: &'s TypeDef,
+    count: u64,
+}
+
+impl Candidate<'_> {
+    fn new_size(&self) -> u64 {
+        self.count * self.nt.size + (self.size - self.count * self.ot.size)
+    }
+}
+
+/// A hidden word naming a candidate: which one, where inside, whether it
+/// lies in a union, and who holds it.
+struct Ref {
+    cand: usize,
+    rel: u64,
+    union: bool,
+    from: String,
+}
+
+/// Where the words of one old type are: precise pointer offsets (skipped)
+/// and union ranges.
+struct OldSlots {
+    precise: HashSet<u64>,
+    unions: Vec<(u64, u64)>,
+}
+
+/// How to read the words of one value.
+enum Shape<'s> {
+    /// Every word may be an address.
+    Untyped,
+    /// `count` elements of an old type, then an untyped tail.
+    Typed(&'s TypeDef, u64),
+}
+
+struct Scanner<'s, 'c> {
+    v: &'c Versions<'s>,
+    cands: Vec<Candidate<'s>>,
+    span: (u64, u64),
+    slots: HashMap<&'s str, OldSlots>,
+    refs: Vec<Ref>,
+}
+
+impl<'s> Scanner<'s, '_> {
+    fn slots(&mut self, t: &'s TypeDef) -> &OldSlots {
+        let v = self.v;
+        self.slots.entry(t.name.as_str()).or_insert_with(|| {
+            let look = |n: &str| v.old_type(n).cloned();
+            let mut precise = Vec::new();
+            pointer_slots(&look, t, 0, &mut precise, 0);
+            let mut unions = Vec::new();
+            union_ranges(&look, t, 0, &mut unions, 0);
+            OldSlots {
+                precise: precise.into_iter().map(|(o, _)| o).collect(),
+                unions,
+            }
+        })
+    }
+
+    /// The candidate containing `p`.
+    fn candidate(&self, p: u64) -> Option<usize> {
+        if p < self.span.0 || p >= self.span.1 {
+            return None;
+        }
+        let i = self.cands.partition_point(|c| c.addr <= p).checked_sub(1)?;
+        (p < self.cands[i].addr + self.cands[i].size.max(1)).then_some(i)
+    }
+
+    /// Scans the words of one old value (`bytes`, which lived at `addr`).
+    /// `from(off, field)` says who holds a reference found at offset `off`.
+    fn scan(&mut self, addr: u64, bytes: &[u8], shape: Shape<'s>, from: &dyn Fn(u64) -> String) {
+        if self.cands.is_empty() {
+            return;
+        }
+        let (ty, count) = match shape {
+            Shape::Untyped => (None, 0),
+            Shape::Typed(t, n) => (Some(t), n),
+        };
+        let len = bytes.len() as u64;
+        let mut w = addr.next_multiple_of(8);
+        while w + 8 <= addr + len {
+            let k = w - addr;
+            w += 8;
+            let p = u64::from_ne_bytes(bytes[k as usize..k as usize + 8].try_into().unwrap());
+            if p < 4096 {
+                continue;
+            }
+            let Some(cand) = self.candidate(p) else {
+                continue;
+            };
+            let mut union = false;
+            if let Some(t) = ty.filter(|t| t.size > 0 && k < count * t.size) {
+                let off = k % t.size;
+                let s = self.slots(t);
+                if s.precise.contains(&off) {
+                    continue;
+                }
+                union = s.unions.iter().any(|&(o, l)| off >= o && off < o + l);
+            }
+            self.refs.push(Ref {
+                cand,
+                rel: p - self.cands[cand].addr,
+                union,
+                from: from(k),
+            });
+        }
+    }
+}
+
+/// `off` inside a value of old type `t`, as a C programmer names it:
+/// (`.a.b[2]`, leaf type).
+fn field_at(v: &Versions, t: &TypeDef, off: u64, depth: u32) -> (String, String) {
+    if depth < 16 {
+        match t.kind {
+            TypeKind::Struct => {
+                for f in &t.fields {
+                    let Some(ft) = v.old_type(&f.ty) else {
+                        continue;
+                    };
+                    if off >= f.offset && off < f.offset + ft.size.max(1) {
+                        let (p, leaf) = field_at(v, ft, off - f.offset, depth + 1);
+                        return (format!(".{}{p}", f.name), leaf);
+                    }
+                }
+            }
+            TypeKind::Array => {
+                if let Some(e) = t.target.as_deref().and_then(|n| v.old_type(n)) {
+                    if e.size > 0 && e.kind != TypeKind::Scalar {
+                        let (p, leaf) = field_at(v, e, off % e.size, depth + 1);
+                        return (format!("[{}]{p}", off / e.size), leaf);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (String::new(), t.name.clone())
+}
+
+/// A global's identity (`name`, `file:name` for a static, or
+/// `file:function:name` for a function's static) as a C programmer says it.
+fn global_text(what: &str, id: &str) -> String {
+    let mut parts = id.rsplitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(n), Some(file), None) => format!("the {what} `{n}` (static, {file})"),
+        (Some(n), Some(func), Some(file)) => {
+            format!("the {what} `{n}` (static in `{func}`, {file})")
+        }
+        _ => format!("the {what} `{id}`"),
+    }
+}
+
+/// "the global `g` (`T`)" or "field `.a` (`long`) of the global `g`".
+fn describe(v: &Versions, t: Option<&TypeDef>, off: u64, whole: &str) -> String {
+    let Some(t) = t else {
+        return whole.to_string();
+    };
+    match field_at(v, t, off, 0) {
+        (p, leaf) if p.is_empty() => format!("{whole} (`{leaf}`)"),
+        (p, leaf) => format!(
+            "field `{}` (`{leaf}`) of {whole}",
+            p.trim_start_matches('.')
+        ),
+    }
+}
+
+/// Finds the objects to pin (see the module comment). `inherited` are the
+/// old heap objects, `pairs` those poured into new start-up counterparts
+/// (they move whatever holds them: a hidden reference to one whose layout
+/// changes is refused later, as before), `carved_parents` the heap blocks
+/// holding carved objects.
+pub(super) fn find<'s>(
+    state: &'s State,
+    ctx: &Ctx<'s>,
+    inherited: &[heap::Object],
+    pairs: &HashMap<u64, u64>,
+    carved_parents: &HashSet<u64>,
+    old_sites: &HashMap<u64, &'s SavedSite>,
+) -> Result<HashSet<u64>, TransferError> {
+    let v = &ctx.v;
+    let type_of = |site: u64| -> Option<(&'s str, &'s TypeDef)> {
+        let tn = old_sites.get(&site)?.type_name.as_deref()?;
+        Some((tn, v.old_type(tn).filter(|t| t.size > 0)?))
+    };
+    let mut cands = Vec::new();
+    for o in inherited {
+        let (a, size) = (o.addr as u64, o.size as u64);
+        if pairs.contains_key(&a) || carved_parents.contains(&a) {
+            continue;
+        }
+        let Some((tn, ot)) = type_of(o.site as u64) else {
+            continue;
+        };
+        let Some(nt) = v.new_type(tn).filter(|t| t.size > 0) else {
+            continue;
+        };
+        if v.identical(ot, nt, 0) {
+            continue;
+        }
+        let count = v.element_count(ot, size, true);
+        cands.push(Candidate {
+            addr: a,
+            size,
+            ty: tn,
+            ot,
+            nt,
+            count,
+        });
+    }
+    if cands.is_empty() {
+        return Ok(HashSet::new());
+    }
+    cands.sort_by_key(|c| c.addr);
+    let span = (
+        cands[0].addr,
+        cands
+            .iter()
+            .map(|c| c.addr + c.size.max(1))
+            .max()
+            .unwrap_or(0),
+    );
+    let mut sc = Scanner {
+        v,
+        cands,
+        span,
+        slots: HashMap::new(),
+        refs: Vec::new(),
+    };
+
+    // Globals, as they will be poured. One kept from the new start-up (no
+    // pointer, unchanged since start-up: see `transfer::run`) holds
+    // nothing of the old heap once the transfer is over.
+    for g in &state.globals {
+        let ot = v.old_type(&g.type_name);
+        if g.unchanged_since_startup {
+            let look = |n: &str| v.old_type(n).cloned();
+            let has_ptr = ot.is_none_or(|t| {
+                let mut s = Vec::new();
+                pointer_slots(&look, t, 0, &mut s, 0);
+                !s.is_empty() || has_union(&look, t, 0)
+            });
+            if !has_ptr {
+                continue;
+            }
+        }
+        let bytes = from_hex(&g.bytes);
+        let shape = ot.map_or(Shape::Untyped, |t| Shape::Typed(t, 1));
+        let whole = global_text("global", &g.name);
+        sc.scan(g.addr, &bytes, shape, &|k| describe(v, ot, k, &whole));
+    }
+    for t in &state.threads {
+        for g in &t.vars {
+            let ot = v.old_type(&g.type_name);
+            let bytes = from_hex(&g.bytes);
+            let shape = ot.map_or(Shape::Untyped, |t| Shape::Typed(t, 1));
+            let whole = global_text("thread-local", &g.name);
+            sc.scan(g.addr, &bytes, shape, &|k| describe(v, ot, k, &whole));
+        }
+    }
+    // The old heap, still at its old addresses.
+    for o in inherited {
+        let (a, size) = (o.addr as u64, o.size as u64);
+        let site = old_sites.get(&(o.site as u64)).copied();
+        let typed = type_of(o.site as u64);
+        let ranges = if carved_parents.contains(&a) {
+            super::carved::gaps(a, size, &state.carved)
+        } else {
+            vec![(a, size)]
+        };
+        for (ra, rlen) in ranges {
+            // SAFETY: a range inside a live inherited object.
+            let bytes = unsafe { std::slice::from_raw_parts(ra as *const u8, rlen as usize) };
+            match typed.filter(|_| ra == a && rlen == size) {
+                Some((tn, ot)) => {
+                    let count = v.element_count(ot, size, true);
+                    let whole = format!(
+                        "an object of `{tn}` allocated at {}",
+                        site_text(site, state)
+                    );
+                    sc.scan(a, bytes, Shape::Typed(ot, count), &|k| {
+                        if k >= count * ot.size {
+                            format!("the bytes after the last `{tn}` of {whole}")
+                        } else {
+                            describe(v, Some(ot), k % ot.size, &whole)
+                        }
+                    });
+                }
+                None => {
+                    let whole = format!("untyped memory allocated at {}", site_text(site, state));
+                    sc.scan(ra, bytes, Shape::Untyped, &|_| whole.clone());
+                }
+            }
+        }
+    }
+    for &(a, size, site) in &state.carved {
+        let saved = old_sites.get(&site).copied();
+        // SAFETY: a carved object inside a live inherited heap block.
+        let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, size as usize) };
+        match type_of(site) {
+            Some((tn, ot)) => {
+                let count = v.element_count(ot, size, true);
+                let whole = format!("a carved `{tn}` allocated at {}", site_text(saved, state));
+                sc.scan(a, bytes, Shape::Typed(ot, count), &|k| {
+                    describe(v, Some(ot), k % ot.size, &whole)
+                });
+            }
+            None => {
+                let whole = format!("untyped memory carved at {}", site_text(saved, state));
+                sc.scan(a, bytes, Shape::Untyped, &|_| whole.clone());
+            }
+        }
+    }
+    decide(ctx, &sc.cands, &sc.refs)
+}
+
+/// Which referenced candidates are pinned; refuses those that cannot be.
+fn decide(ctx: &Ctx, cands: &[Candidate], refs: &[Ref]) -> Result<HashSet<u64>, TransferError> {
+    let mut by_cand: HashMap<usize, Vec<&Ref>> = HashMap::new();
+    for r in refs {
+        by_cand.entry(r.cand).or_default().push(r);
+    }
+    let mut pinned = HashSet::new();
+    let mut order: Vec<_> = by_cand.into_iter().collect();
+    order.sort_by_key(|(c, _)| *c);
+    for (i, rs) in order {
+        let c = &cands[i];
+        let usable = heap::usable_size(c.addr as usize) as u64;
+        let fits = c.new_size() <= usable;
+        let hidden: Vec<&&Ref> = rs.iter().filter(|r| !r.union).collect();
+        if let Some(first) = hidden.first() {
+            if !fits {
+                return Err(PinError::DoesNotFit {
+                    ty: c.ty.to_string(),
+                    old_size: c.size,
+                    new_size: c.new_size(),
+                    usable,
+                    from: first.from.clone(),
+                }
+                .into());
+            }
+            for r in &hidden {
+                let n = new_offset(ctx, c.ot, c.nt, c.size, r.rel);
+                if n != Some(r.rel) {
+                    return Err(PinError::Interior {
+                        ty: c.ty.to_string(),
+                        from: r.from.clone(),
+                        old_off: r.rel,
+                        new_off: n,
+                    }
+                    .into());
+                }
+            }
+        } else if !fits {
+            continue; // only unions: it moves and they are rewritten
+        }
+        if std::env::var_os("MCR_DEBUG").is_some() {
+            eprintln!(
+                "mcr-rt: {} at {:#x} kept in place: referenced from {}",
+                c.ty, c.addr, rs[0].from
+            );
+        }
+        pinned.insert(c.addr);
+    }
+    Ok(pinned)
+}
+
+/// Offset `rel` inside an old object of `size` bytes of `ot` elements (then
+/// a tail), as an offset inside the same object converted to `nt`.
+fn new_offset(ctx: &Ctx, ot: &TypeDef, nt: &TypeDef, size: u64, rel: u64) -> Option<u64> {
+    let count = ctx.v.element_count(ot, size, true);
+    if ot.size == 0 {
+        return None;
+    }
+    if rel >= count * ot.size {
+        return Some(count * nt.size + (rel - count * ot.size));
+    }
+    if rel.is_multiple_of(ot.size) {
+        return Some(rel / ot.size * nt.size);
+    }
+    let off = ctx.map_offset(ot, nt, rel % ot.size)?;
+    Some(rel / ot.size * nt.size + off)
+}
+
+impl Ctx<'_> {
+    /// Whether a word holding `p`, inside the old extent of `m`, is still
+    /// right without being rewritten: `m` kept its address and the offset
+    /// of `p` inside it did not change.
+    pub(super) fn keeps_address(&self, m: &Move, p: u64) -> bool {
+        if !m.in_place {
+            return false;
+        }
+        let rel = p - m.old;
+        if rel == 0 {
+            return true;
+        }
+        match (self.v.old_type(&m.old_ty), self.v.new_type(&m.new_ty)) {
+            (Some(ot), Some(nt)) => new_offset(self, ot, nt, m.old_size, rel) == Some(rel),
+            _ => true,
+        }
+    }
+}
+
+/// Converts the pinned object `addr` (`size` bytes of `count` old `ot`
+/// elements, then a tail) to `count` new `nt` elements where it is, and
+/// records it as a [`Move`] to its own address. `find` checked it fits.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn convert(
+    ctx: &mut Ctx,
+    planner: &mut crate::hooks::Planner,
+    addr: u64,
+    size: u64,
+    tn: &str,
+    (ot, nt): (&TypeDef, &TypeDef),
+    count: u64,
+    site: *const Site,
+) -> Result<(), TransferError> {
+    let new_size = count * nt.size + (size - count * ot.size);
+    let room = heap::usable_size(addr as usize) as u64;
+    if new_size > room {
+        return Err(PinError::DoesNotFit {
+            ty: tn.to_string(),
+            old_size: size,
+            new_size,
+            usable: room,
+            from: "a hidden reference".into(),
+        }
+        .into());
+    }
+    // SAFETY: a live inherited object whose heap slot has `room` usable
+    // bytes; no other thread runs during the transfer.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, room as usize) };
+    let old = bytes[..size as usize].to_vec();
+    bytes[..new_size.max(size) as usize].fill(0);
+    let (os, ns) = (ot.size as usize, nt.size as usize);
+    for e in 0..count as usize {
+        ctx.v.convert(
+            ot,
+            nt,
+            &old[e * os..(e + 1) * os],
+            &mut bytes[e * ns..(e + 1) * ns],
+            tn,
+        )?;
+    }
+    let (from, to) = (count as usize * os, count as usize * ns);
+    bytes[to..to + (old.len() - from)].copy_from_slice(&old[from..]);
+    planner.collect_copy(&ctx.v, ot, nt, &old, addr, count)?;
+    let resized = heap::resize_in_place(addr as usize, new_size as usize, site);
+    debug_assert!(resized, "{tn} at {addr:#x} fits its slot (checked above)");
+    ctx.moves.push(Move {
+        old: addr,
+        old_size: size,
+        new: addr,
+        old_ty: tn.into(),
+        new_ty: tn.into(),
+        same_layout: false,
+        in_place: true,
+    });
+    Ok(())
+}
