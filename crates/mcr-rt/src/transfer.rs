@@ -782,9 +782,6 @@ pub fn run(
     let mut pairs = pair_startup_objects(state, &old_sites, &sizes, new_startup);
     let carved_parents = carved::parents(state);
     pairs.retain(|old, _| !carved_parents.contains(old));
-    // Changed objects that hidden references hold stay where they are.
-    let pins = pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &old_sites)?;
-    lap("hidden references scanned");
     let new_sizes: HashMap<u64, u64> = new_startup.iter().map(|o| (o.addr, o.size)).collect();
     let unchanged_startup: std::collections::HashSet<u64> = state
         .startup_objects
@@ -796,6 +793,9 @@ pub fn run(
     let mut typed: Vec<(u64, &str, u64)> = Vec::new();
     let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
     lap("start-up objects paired");
+    // Changed objects that hidden references hold stay where they are.
+    let pins = pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &old_sites)?;
+    lap("hidden references scanned");
     // What an old site means here, worked out once per site.
     type SiteInfo<'s> = (
         Option<&'s crate::checkpoint::SavedSite>,

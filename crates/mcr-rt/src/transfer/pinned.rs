@@ -70,6 +70,10 @@ impl std::fmt::Display for PinError {
     }
 }
 
+/// What an old allocation site allocates: its type's name, its old type,
+/// and its new type if the layout changes.
+type Facts<'s> = Option<(&'s str, &'s TypeDef, Option<&'s TypeDef>)>;
+
 /// An old typed heap object whose layout changes: it moves unless pinned.
 struct Candidate<'s> {
     addr: u64,
@@ -95,12 +99,14 @@ struct Ref {
     from: String,
 }
 
-/// Where the words of one old type are: precise pointer offsets (skipped)
-/// and union ranges.
-struct OldSlots {
-    precise: HashSet<u64>,
-    unions: Vec<(u64, u64)>,
-}
+/// What each byte offset of one old type is: [`HIDDEN`], [`PRECISE`] (the
+/// start of a pointer slot: skipped) or [`UNION`]. A table, because the scan
+/// asks once per word that lands in a candidate, and precise pointers into
+/// changed objects are the common case (a list of changed nodes).
+type Words = std::rc::Rc<[u8]>;
+const HIDDEN: u8 = 0;
+const PRECISE: u8 = 1;
+const UNION: u8 = 2;
 
 /// How to read the words of one value.
 enum Shape<'s> {
@@ -114,24 +120,40 @@ struct Scanner<'s, 'c> {
     v: &'c Versions<'s>,
     cands: Vec<Candidate<'s>>,
     span: (u64, u64),
-    slots: HashMap<&'s str, OldSlots>,
+    /// Start and end of each candidate, apart: the binary search runs per
+    /// word and touches only these.
+    starts: Vec<u64>,
+    ends: Vec<u64>,
+    /// By the type's address (types live as long as the maps).
+    words: HashMap<usize, Words>,
     refs: Vec<Ref>,
 }
 
 impl<'s> Scanner<'s, '_> {
-    fn slots(&mut self, t: &'s TypeDef) -> &OldSlots {
+    /// What each byte of an old `t` value is.
+    fn word_kinds(&mut self, t: &TypeDef) -> Words {
         let v = self.v;
-        self.slots.entry(t.name.as_str()).or_insert_with(|| {
-            let look = |n: &str| v.old_type(n).cloned();
-            let mut precise = Vec::new();
-            pointer_slots(&look, t, 0, &mut precise, 0);
-            let mut unions = Vec::new();
-            union_ranges(&look, t, 0, &mut unions, 0);
-            OldSlots {
-                precise: precise.into_iter().map(|(o, _)| o).collect(),
-                unions,
-            }
-        })
+        self.words
+            .entry(t as *const TypeDef as usize)
+            .or_insert_with(|| {
+                let look = |n: &str| v.old_type(n).cloned();
+                let mut kinds = vec![HIDDEN; t.size as usize];
+                let mut unions = Vec::new();
+                union_ranges(&look, t, 0, &mut unions, 0);
+                for (o, l) in unions {
+                    let end = (o + l).min(t.size) as usize;
+                    kinds[(o as usize).min(end)..end].fill(UNION);
+                }
+                let mut precise = Vec::new();
+                pointer_slots(&look, t, 0, &mut precise, 0);
+                for (o, _) in precise {
+                    if let Some(k) = kinds.get_mut(o as usize) {
+                        *k = PRECISE;
+                    }
+                }
+                kinds.into()
+            })
+            .clone()
     }
 
     /// The candidate containing `p`.
@@ -139,8 +161,8 @@ impl<'s> Scanner<'s, '_> {
         if p < self.span.0 || p >= self.span.1 {
             return None;
         }
-        let i = self.cands.partition_point(|c| c.addr <= p).checked_sub(1)?;
-        (p < self.cands[i].addr + self.cands[i].size.max(1)).then_some(i)
+        let i = self.starts.partition_point(|&a| a <= p).checked_sub(1)?;
+        (p < self.ends[i]).then_some(i)
     }
 
     /// Scans the words of one old value (`bytes`, which lived at `addr`).
@@ -149,9 +171,10 @@ impl<'s> Scanner<'s, '_> {
         if self.cands.is_empty() {
             return;
         }
-        let (ty, count) = match shape {
-            Shape::Untyped => (None, 0),
-            Shape::Typed(t, n) => (Some(t), n),
+        // Typed: the word kinds of one element, and how many bytes they cover.
+        let (kinds, esize, typed_len) = match shape {
+            Shape::Typed(t, n) if t.size > 0 => (Some(self.word_kinds(t)), t.size, n * t.size),
+            _ => (None, 1, 0),
         };
         let len = bytes.len() as u64;
         let mut w = addr.next_multiple_of(8);
@@ -162,18 +185,17 @@ impl<'s> Scanner<'s, '_> {
             if p < 4096 {
                 continue;
             }
+            let kind = match &kinds {
+                Some(kinds) if k < typed_len => kinds[(k % esize) as usize],
+                _ => HIDDEN,
+            };
+            if kind == PRECISE {
+                continue;
+            }
             let Some(cand) = self.candidate(p) else {
                 continue;
             };
-            let mut union = false;
-            if let Some(t) = ty.filter(|t| t.size > 0 && k < count * t.size) {
-                let off = k % t.size;
-                let s = self.slots(t);
-                if s.precise.contains(&off) {
-                    continue;
-                }
-                union = s.unions.iter().any(|&(o, l)| off >= o && off < o + l);
-            }
+            let union = kind == UNION;
             self.refs.push(Ref {
                 cand,
                 rel: p - self.cands[cand].addr,
@@ -255,23 +277,30 @@ pub(super) fn find<'s>(
     old_sites: &HashMap<u64, &'s SavedSite>,
 ) -> Result<HashSet<u64>, TransferError> {
     let v = &ctx.v;
-    let type_of = |site: u64| -> Option<(&'s str, &'s TypeDef)> {
-        let tn = old_sites.get(&site)?.type_name.as_deref()?;
-        Some((tn, v.old_type(tn).filter(|t| t.size > 0)?))
+    // What each old site allocates (type name, old type, new type when
+    // its layout changes), worked out once per site; neighbours in the
+    // heap mostly share a site, so the last answer is kept at hand.
+    let mut by_site: HashMap<u64, Facts<'s>> = HashMap::new();
+    let mut last: (u64, Facts<'s>) = (u64::MAX, None);
+    let mut facts = |site: u64| -> Facts<'s> {
+        if last.0 != site {
+            let f = *by_site.entry(site).or_insert_with(|| {
+                let tn = old_sites.get(&site)?.type_name.as_deref()?;
+                let ot = v.old_type(tn).filter(|t| t.size > 0)?;
+                let nt = v.new_type(tn).filter(|t| t.size > 0);
+                Some((tn, ot, nt.filter(|nt| !v.identical(ot, nt, 0))))
+            });
+            last = (site, f);
+        }
+        last.1
     };
     let mut cands = Vec::new();
     for o in inherited {
         let (a, size) = (o.addr as u64, o.size as u64);
+        let Some((tn, ot, Some(nt))) = facts(o.site as u64) else {
+            continue;
+        };
         if pairs.contains_key(&a) || carved_parents.contains(&a) {
-            continue;
-        }
-        let Some((tn, ot)) = type_of(o.site as u64) else {
-            continue;
-        };
-        let Some(nt) = v.new_type(tn).filter(|t| t.size > 0) else {
-            continue;
-        };
-        if v.identical(ot, nt, 0) {
             continue;
         }
         let count = v.element_count(ot, size, true);
@@ -298,9 +327,11 @@ pub(super) fn find<'s>(
     );
     let mut sc = Scanner {
         v,
+        starts: cands.iter().map(|c| c.addr).collect(),
+        ends: cands.iter().map(|c| c.addr + c.size.max(1)).collect(),
         cands,
         span,
-        slots: HashMap::new(),
+        words: HashMap::new(),
         refs: Vec::new(),
     };
 
@@ -334,56 +365,59 @@ pub(super) fn find<'s>(
             sc.scan(g.addr, &bytes, shape, &|k| describe(v, ot, k, &whole));
         }
     }
-    // The old heap, still at its old addresses.
+    // The old heap, still at its old addresses. Who holds a reference is
+    // only worked out when one is found (site names cost a search).
     for o in inherited {
         let (a, size) = (o.addr as u64, o.size as u64);
-        let site = old_sites.get(&(o.site as u64)).copied();
-        let typed = type_of(o.site as u64);
-        let ranges = if carved_parents.contains(&a) {
-            super::carved::gaps(a, size, &state.carved)
-        } else {
-            vec![(a, size)]
-        };
-        for (ra, rlen) in ranges {
+        let site = || old_sites.get(&(o.site as u64)).copied();
+        let untyped = |ra: u64, rlen: u64, sc: &mut Scanner<'s, '_>| {
             // SAFETY: a range inside a live inherited object.
             let bytes = unsafe { std::slice::from_raw_parts(ra as *const u8, rlen as usize) };
-            match typed.filter(|_| ra == a && rlen == size) {
-                Some((tn, ot)) => {
-                    let count = v.element_count(ot, size, true);
-                    let whole = format!(
-                        "an object of `{tn}` allocated at {}",
-                        site_text(site, state)
-                    );
-                    sc.scan(a, bytes, Shape::Typed(ot, count), &|k| {
-                        if k >= count * ot.size {
-                            format!("the bytes after the last `{tn}` of {whole}")
-                        } else {
-                            describe(v, Some(ot), k % ot.size, &whole)
-                        }
-                    });
-                }
-                None => {
-                    let whole = format!("untyped memory allocated at {}", site_text(site, state));
-                    sc.scan(ra, bytes, Shape::Untyped, &|_| whole.clone());
-                }
+            sc.scan(ra, bytes, Shape::Untyped, &|_| {
+                format!("untyped memory allocated at {}", site_text(site(), state))
+            });
+        };
+        if !carved_parents.is_empty() && carved_parents.contains(&a) {
+            for (ra, rlen) in super::carved::gaps(a, size, &state.carved) {
+                untyped(ra, rlen, &mut sc);
             }
+            continue;
         }
+        let Some((tn, ot, _)) = facts(o.site as u64) else {
+            untyped(a, size, &mut sc);
+            continue;
+        };
+        let count = v.element_count(ot, size, true);
+        // SAFETY: a live inherited object of `size` bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, size as usize) };
+        sc.scan(a, bytes, Shape::Typed(ot, count), &|k| {
+            let whole = format!(
+                "an object of `{tn}` allocated at {}",
+                site_text(site(), state)
+            );
+            if k >= count * ot.size {
+                format!("the bytes after the last `{tn}` of {whole}")
+            } else {
+                describe(v, Some(ot), k % ot.size, &whole)
+            }
+        });
     }
     for &(a, size, site) in &state.carved {
         let saved = old_sites.get(&site).copied();
         // SAFETY: a carved object inside a live inherited heap block.
         let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, size as usize) };
-        match type_of(site) {
-            Some((tn, ot)) => {
+        match facts(site) {
+            Some((tn, ot, _)) => {
                 let count = v.element_count(ot, size, true);
-                let whole = format!("a carved `{tn}` allocated at {}", site_text(saved, state));
                 sc.scan(a, bytes, Shape::Typed(ot, count), &|k| {
+                    let whole = format!("a carved `{tn}` allocated at {}", site_text(saved, state));
                     describe(v, Some(ot), k % ot.size, &whole)
                 });
             }
             None => {
-                let whole = format!("untyped memory carved at {}", site_text(saved, state));
-                sc.scan(a, bytes, Shape::Untyped, &|_| whole.clone());
+                sc.scan(a, bytes, Shape::Untyped, &|_| {
+                    format!("untyped memory carved at {}", site_text(saved, state))
+                });
             }
         }
     }
