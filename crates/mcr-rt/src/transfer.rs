@@ -320,7 +320,9 @@ impl<'a> Ctx<'a> {
     /// Words of a typed value that are not pointers by type (integers, char
     /// arrays) but hold the address of an object that moved: one whose
     /// layout did not change is followed (as in untyped memory); one whose
-    /// layout changed cannot be, and the update is refused.
+    /// layout changed cannot be, and the update is refused. Objects such
+    /// words hold were pinned beforehand (`pinned`), so this only fires
+    /// for those that could not be (start-up objects paired elsewhere).
     fn check_hidden_references(
         &self,
         addr: u64,

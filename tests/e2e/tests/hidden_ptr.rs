@@ -260,6 +260,27 @@ fn rec_every_kind_v1_to_v2_to_v1_kept_in_place() {
     records_kept_in_place(&RKINDS, true);
 }
 
+/// A blob ending in a flexible int array (32 bytes: a 16-byte header, 4
+/// ints), its header reordered in v2, held by a uintptr_t global: kept in
+/// place, its header converted once and its ints kept as the tail (read as
+/// a second header, data[0] would be 3: KNOWN_FAILURES #2).
+#[test]
+fn flexible_array_blob_v1_to_v2_kept_in_place() {
+    let case = Case::new("hidden_ptr");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    assert_eq!(c.cmd("BHIDE 4"), "OK");
+    assert_eq!(c.cmd("BDUMP"), "4,42,0,7,14,21");
+    let addr = c.cmd("BADDR");
+    let rep = s.update_ok(&b2);
+    assert_eq!(rep.objects_pinned, 1, "{rep:?}");
+    assert_eq!(s.version(), "2");
+    assert_eq!(c.cmd("BDUMP"), "4,42,0,7,14,21");
+    assert_eq!(c.cmd("BADDR"), addr);
+    s.check();
+}
+
 /// An integer holding the address of `flags`, which moves from offset 32 to
 /// 0 in v2: the record can stay but that integer would then name `flags`'s
 /// old place (now `label`): refused, the old version serving on.

@@ -127,6 +127,11 @@ struct Scanner<'s, 'c> {
     /// By the type's address (types live as long as the maps).
     words: HashMap<usize, Words>,
     refs: Vec<Ref>,
+    /// Per candidate: bit 0 once a hidden reference to its start is
+    /// recorded, bit 1 once a union's. More of those change nothing (a
+    /// start stays right), and a hash table in untyped memory may hold
+    /// thousands: each would cost a holder's description.
+    start_seen: Vec<u8>,
 }
 
 impl<'s> Scanner<'s, '_> {
@@ -196,9 +201,17 @@ impl<'s> Scanner<'s, '_> {
                 continue;
             };
             let union = kind == UNION;
+            let rel = p - self.cands[cand].addr;
+            if rel == 0 {
+                let bit = 1 << union as u8;
+                if self.start_seen[cand] & bit != 0 {
+                    continue;
+                }
+                self.start_seen[cand] |= bit;
+            }
             self.refs.push(Ref {
                 cand,
-                rel: p - self.cands[cand].addr,
+                rel,
                 union,
                 from: from(k),
             });
@@ -329,6 +342,7 @@ pub(super) fn find<'s>(
         v,
         starts: cands.iter().map(|c| c.addr).collect(),
         ends: cands.iter().map(|c| c.addr + c.size.max(1)).collect(),
+        start_seen: vec![0; cands.len()],
         cands,
         span,
         words: HashMap::new(),
@@ -567,4 +581,64 @@ pub(super) fn convert(
         in_place: true,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{describe, global_text};
+    use mcr_types::plan::Versions;
+    use mcr_types::TypeMap;
+
+    fn map() -> TypeMap {
+        serde_json::from_str(
+            r#"{"schema": 1, "types": [
+                {"name": "long", "kind": "scalar", "size": 8, "encoding": "signed"},
+                {"name": "char", "kind": "scalar", "size": 1, "encoding": "char"},
+                {"name": "char[16]", "kind": "array", "size": 16, "target": "char", "count": 16},
+                {"name": "struct in", "kind": "struct", "size": 24, "fields": [
+                    {"name": "n", "offset": 0, "type": "long"},
+                    {"name": "tag", "offset": 8, "type": "char[16]"}]},
+                {"name": "struct in[2]", "kind": "array", "size": 48, "target": "struct in", "count": 2},
+                {"name": "struct out", "kind": "struct", "size": 56, "fields": [
+                    {"name": "id", "offset": 0, "type": "long"},
+                    {"name": "ins", "offset": 8, "type": "struct in[2]"}]}
+            ]}"#,
+        )
+        .expect("type map")
+    }
+
+    #[test]
+    fn holders_are_named_as_in_c() {
+        let m = map();
+        let v = Versions::new(&m, &m, Default::default());
+        let out = v.old_type("struct out");
+        assert_eq!(
+            describe(&v, out, 0, "the global `o`"),
+            "field `id` (`long`) of the global `o`"
+        );
+        assert_eq!(
+            describe(&v, out, 8 + 24 + 8, "the global `o`"),
+            "field `ins[1].tag` (`char[16]`) of the global `o`"
+        );
+        let long = v.old_type("long");
+        assert_eq!(describe(&v, long, 0, "x"), "x (`long`)");
+        assert_eq!(
+            describe(&v, v.old_type("char[16]"), 8, "x"),
+            "x (`char[16]`)"
+        );
+        assert_eq!(describe(&v, None, 8, "untyped memory"), "untyped memory");
+    }
+
+    #[test]
+    fn global_identities_read_as_c() {
+        assert_eq!(global_text("global", "count"), "the global `count`");
+        assert_eq!(
+            global_text("global", "src/a.c:as_int"),
+            "the global `as_int` (static, src/a.c)"
+        );
+        assert_eq!(
+            global_text("thread-local", "a.c:main:buf"),
+            "the thread-local `buf` (static in `main`, a.c)"
+        );
+    }
 }
