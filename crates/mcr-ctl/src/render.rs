@@ -256,9 +256,10 @@ pub fn update(r: &UpdateReport, as_json: bool) {
     }
     println!("updated: pid {} -> {}", r.old_pid, r.new_pid);
     println!(
-        "  objects: {} precise ({} moved to a new layout), {} conservative; {} bytes; {} globals, {} thread-locals",
+        "  objects: {} precise ({} moved to a new layout, {} converted in place: held by hidden references), {} conservative; {} bytes; {} globals, {} thread-locals",
         r.objects_precise,
         r.objects_moved,
+        r.objects_pinned,
         r.objects_conservative,
         r.bytes,
         r.globals,

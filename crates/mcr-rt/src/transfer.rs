@@ -5,8 +5,10 @@
 //! object whose type kept its layout, or whose type is unknown, stays where
 //! it is; one whose type changed is re-allocated in the new layout and every
 //! precise pointer to it is rewritten. Pointers into the old binary (globals,
-//! functions) are rewritten through names. A changed object that untyped
-//! memory points to cannot move safely: the update is refused.
+//! functions) are rewritten through names. A changed object that a hidden
+//! reference (untyped memory, an integer, a char buffer, a union) holds
+//! keeps its address and is converted in place when it fits (`pinned`);
+//! otherwise the update is refused.
 
 use crate::checkpoint::{from_hex, State};
 use crate::heap::{self, Site};
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 
 mod carved;
 mod global_values;
+mod pinned;
 
 #[derive(Debug)]
 pub enum TransferError {
@@ -44,6 +47,7 @@ pub enum TransferError {
         allocator: String,
         site: String,
     },
+    Pinned(pinned::PinError),
 }
 
 impl std::fmt::Display for TransferError {
@@ -66,11 +70,18 @@ impl std::fmt::Display for TransferError {
             ),
             TransferError::GlobalGone(n) => write!(f, "global `{n}` is referenced by the state but gone in the new version"),
             TransferError::Hook(m) => f.write_str(m),
+            TransferError::Pinned(e) => write!(f, "{e}"),
             TransferError::CarvedGrows { ty, old_size, new_size, allocator, site } => write!(
                 f,
                 "an object of `{ty}` carved by {allocator} at {site} needs {new_size} bytes in the new version but has {old_size}: objects carved by a pool or slab allocator cannot move, so `{ty}` must not grow"
             ),
         }
+    }
+}
+
+impl From<pinned::PinError> for TransferError {
+    fn from(e: pinned::PinError) -> Self {
+        TransferError::Pinned(e)
     }
 }
 
@@ -300,7 +311,9 @@ impl<'a> Ctx<'a> {
     /// Words of a typed value that are not pointers by type (integers, char
     /// arrays) but hold the address of an object that moved: one whose
     /// layout did not change is followed (as in untyped memory); one whose
-    /// layout changed cannot be, and the update is refused.
+    /// layout changed cannot be, and the update is refused. Objects such
+    /// words hold were pinned beforehand (`pinned`), so this only fires
+    /// for those that could not be (start-up objects paired elsewhere).
     fn check_hidden_references(
         &self,
         addr: u64,
@@ -324,7 +337,7 @@ impl<'a> Ctx<'a> {
             {
                 continue;
             }
-            if m.in_place && p == m.old {
+            if self.keeps_address(m, p) {
                 continue;
             }
             if !m.same_layout {
@@ -784,6 +797,9 @@ pub fn run(
     let mut typed: Vec<(u64, &str, u64)> = Vec::new();
     let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
     lap("start-up objects paired");
+    // Changed objects that hidden references hold stay where they are.
+    let pins = pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &old_sites)?;
+    lap("hidden references scanned");
     // What an old site means here, worked out once per site.
     type SiteInfo<'s> = (
         Option<&'s crate::checkpoint::SavedSite>,
@@ -912,6 +928,22 @@ pub fn run(
             typed.push((o.addr as u64, tn, count));
             continue;
         }
+        if pins.contains(&(o.addr as u64)) {
+            let size = o.size as u64;
+            pinned::convert(
+                &mut ctx,
+                &mut planner,
+                o.addr as u64,
+                size,
+                tn,
+                (ot, nt),
+                count,
+                site_ptr,
+            )?;
+            typed.push((o.addr as u64, tn, count));
+            report.objects_pinned += 1;
+            continue;
+        }
         let tail = o.size as u64 - count * ot.size;
         let new_size = count * nt.size + tail;
         // SAFETY: allocation through the runtime's own typed entry point.
@@ -990,10 +1022,11 @@ pub fn run(
                 continue;
             }
             if let Some(m) = ctx.move_containing(p).filter(|m| !m.same_layout) {
-                // A carved object converted in place kept its address: a
-                // pointer to its start is still right (stale words in a
-                // pool's free space typically are such pointers).
-                if m.in_place && p == m.old {
+                // A carved or pinned object converted in place kept its
+                // address: a pointer to its start (or to a field that kept
+                // its offset) is still right (stale words in a pool's free
+                // space typically are such pointers).
+                if ctx.keeps_address(m, p) {
                     continue;
                 }
                 return Err(TransferError::MovedReferencedFromUntyped {

@@ -333,3 +333,31 @@ fn heap_find_interior_and_set_site() {
         assert!(heap::find(b + l - 1).is_none());
     }
 }
+
+/// An object the state transfer keeps at its address and converts to a
+/// larger layout: it may take its slot's usable bytes, no more, and its
+/// header then reports the new size and site.
+#[test]
+fn heap_resize_in_place_within_usable_size() {
+    // SAFETY: C allocator calls; writes within the usable size.
+    unsafe {
+        let p = __mcr_malloc(40, &SITE_B);
+        let room = heap::usable_size(p as usize);
+        assert_eq!(room, malloc_usable_size(p));
+        assert!(room >= 40);
+        assert!(!heap::resize_in_place(p as usize, room + 1, &SITE_A));
+        check(p, 40, &SITE_B);
+        assert!(!heap::resize_in_place(p as usize + 8, 40, &SITE_A));
+        assert!(heap::resize_in_place(p as usize, room, &SITE_A));
+        check(p, room, &SITE_A);
+        std::ptr::write_bytes(p as *mut u8, 7, room);
+        assert_eq!(
+            heap::find(p as usize + room - 1).map(|o| o.addr),
+            Some(p as usize)
+        );
+        assert!(heap::resize_in_place(p as usize, 8, &SITE_B));
+        check(p, 8, &SITE_B);
+        assert_eq!(heap::usable_size(p as usize), room);
+        free(p);
+    }
+}

@@ -198,6 +198,11 @@ pub struct UpdateReport {
     /// Of those, converted in place to a changed layout.
     #[serde(default)]
     pub objects_carved_converted: u64,
+    /// Typed heap objects whose layout changed but that a hidden reference
+    /// (an integer, a char buffer, a union, untyped memory) holds: kept at
+    /// their address and converted in place.
+    #[serde(default)]
+    pub objects_pinned: u64,
     /// Registrations the kernel held (epoll `data`) rewritten to moved objects.
     #[serde(default)]
     pub kernel_pointers: u64,

@@ -364,6 +364,26 @@ pub(super) fn realloc(p: *mut u8, size: usize, site: usize, keep_site: bool) -> 
     q
 }
 
+/// Gives the live object whose payload starts at `p` a new size (within
+/// its slot's usable bytes) and site, without moving it: an object kept at
+/// its address and converted to a new layout in place. False when `p` is
+/// not such an object or `size` exceeds its usable bytes.
+pub(super) fn resize_in_place(p: usize, size: usize, site: usize) -> bool {
+    let Some(slot) = locate(p) else {
+        return false;
+    };
+    let h = slot.header();
+    let w = h.word.load(Ordering::Acquire);
+    if w & W_ALLOC == 0 || slot.start + word_offset(w) != p || size > slot.end - p {
+        return false;
+    }
+    let old = word_size(w);
+    h.site.store(site, Ordering::Release);
+    h.word.store(word_with_size(w, size), Ordering::Release);
+    tc().account(0, size as i64 - old as i64);
+    true
+}
+
 /// Sets the site of the live object whose payload starts at `p`.
 pub(super) fn retag(p: usize, site: usize) {
     if let Some(s) = locate(p) {

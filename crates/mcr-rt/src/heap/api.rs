@@ -114,6 +114,22 @@ pub fn set_site(addr: usize, site: *const Site) -> bool {
     with_live_header(addr, |h, _| h.site.store(site as usize, Ordering::Release)).is_some()
 }
 
+/// Bytes usable at the payload `addr` of a live object (its requested size
+/// plus whatever its size class or page run leaves after it); 0 if `addr`
+/// is not the start of a live object.
+pub fn usable_size(addr: usize) -> usize {
+    super::alloc::usable_size(addr as *mut u8)
+}
+
+/// Re-sizes and re-tags the live object starting at `addr` where it is
+/// (see `alloc::resize_in_place`): the state transfer converts an object
+/// that must keep its address to its new layout in its own slot, and the
+/// header must then say what it holds for `mcr-ctl heap` and the next
+/// update. False if it does not fit.
+pub fn resize_in_place(addr: usize, size: usize, site: *const Site) -> bool {
+    super::alloc::resize_in_place(addr, size, site as usize)
+}
+
 /// The live object containing `addr`, with `flag` set in its header (one
 /// lookup: the carve path runs after every pool or slab allocation).
 pub(super) fn find_and_flag(addr: usize, flag: u64) -> Option<Object> {

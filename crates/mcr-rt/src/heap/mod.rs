@@ -34,7 +34,8 @@ mod sync;
 mod thread_cache;
 
 pub use api::{
-    clear_inherited, find, for_each_live, is_inherited, region, set_site, stats, Object, Stats,
+    clear_inherited, find, for_each_live, is_inherited, region, resize_in_place, set_site, stats,
+    usable_size, Object, Stats,
 };
 pub use entry::*;
 pub use global_alloc::RuntimeAlloc;
