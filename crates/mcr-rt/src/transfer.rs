@@ -87,8 +87,13 @@ extern "C" {
 /// Maps the old binary's image read-only at its old addresses, so string
 /// literals and constant tables that old state points to stay readable.
 pub fn map_old_image(state: &State) {
+    // An old version that dropped its privileges is not dumpable, and its
+    // /proc entries are closed to us (we run with the same, dropped
+    // credentials): then the path it ran from (read at checkpoint time; a
+    // binary replaced since reads "... (deleted)" there and is not opened,
+    // and a running one cannot be overwritten in place).
     let path = format!("/proc/{}/exe", state.old_pid);
-    let Ok(f) = std::fs::File::open(&path) else {
+    let Ok(f) = std::fs::File::open(&path).or_else(|_| std::fs::File::open(&state.old_exe)) else {
         return;
     };
     use std::os::fd::AsRawFd;

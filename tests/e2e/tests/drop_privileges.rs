@@ -1,0 +1,190 @@
+//! Fixture drop_privileges: started as root, start-up calls setsid() and
+//! drops to nobody (setgroups, setgid, setuid). The new version is spawned
+//! by the old process, already nobody, so its start-up's calls are replayed
+//! against the old start-up log (mcr-rt identity.rs): the ones whose effect
+//! already holds answer as the old ones did, setsid is made for real.
+//!
+//! These tests must run as root (CI does). Elsewhere they fail, naming the
+//! reason, unless `MCR_E2E_SKIP_ROOT=1` is set, which makes them pass with
+//! a "SKIPPED" line on stderr.
+
+use mcr_e2e::{Case, Opt, Server};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+const NOBODY: u32 = 65534;
+
+/// False (after saying so) when the test must be skipped.
+fn as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("MCR_E2E_SKIP_ROOT").is_some() {
+        eprintln!("SKIPPED: drop_privileges tests need root (MCR_E2E_SKIP_ROOT is set)");
+        return false;
+    }
+    panic!(
+        "the drop_privileges tests start the fixture as root so that it can drop its privileges to \
+         nobody ({NOBODY}); run them as root (CI does), or set MCR_E2E_SKIP_ROOT=1 to skip them"
+    );
+}
+
+/// A case whose directory nobody can enter: the old version, nobody by
+/// then, starts the new binary from it.
+fn case() -> Case {
+    let case = Case::new("drop_privileges");
+    std::fs::set_permissions(case.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod case directory");
+    case
+}
+
+fn bins(case: &Case, v_to: u32, to_defines: &[&str]) -> (PathBuf, PathBuf) {
+    (
+        case.bin(1, Opt::O2),
+        case.bin_with(v_to, Opt::O2, to_defines),
+    )
+}
+
+/// `Uid:`/`Gid:` (real, effective, saved, filesystem) and `Groups:` of a process.
+fn status_ids(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let field = |name: &str| -> Vec<u32> {
+        st.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|v| v.parse().expect("numeric id"))
+            .collect()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+/// Session id of a process (field 6 of /proc/PID/stat: state, ppid, pgrp, session after the name).
+fn session(pid: u32) -> i32 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let rest = st.rsplit_once(')').expect("stat").1;
+    rest.split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .expect("session field")
+}
+
+fn assert_dropped(s: &Server) {
+    let (uid, gid, groups) = status_ids(s.pid);
+    assert_eq!(uid, [NOBODY; 4], "Uid of {} (real, effective, saved, fs)", s.pid);
+    assert_eq!(gid, [NOBODY; 4], "Gid of {}", s.pid);
+    assert_eq!(groups, [NOBODY], "Groups of {}", s.pid);
+    assert_eq!(
+        session(s.pid),
+        s.pid as i32,
+        "pid {} leads its own session",
+        s.pid
+    );
+    s.check();
+}
+
+fn populate(s: &Server) -> mcr_e2e::Client {
+    assert_dropped(s);
+    assert_eq!(s.cmd("INC"), "1");
+    assert_eq!(s.cmd("INC"), "2");
+    let mut c = s.client();
+    assert_eq!(c.cmd("SET alpha 10"), "OK");
+    assert_eq!(c.cmd("SET beta 20"), "OK");
+    assert_eq!(c.cmd("GET alpha"), "10");
+    assert_eq!(s.dump(), "n=2 alpha=10 beta=20");
+    c
+}
+
+fn across(v_to: u32) {
+    if !as_root() {
+        return;
+    }
+    let case = case();
+    let (b1, b2) = bins(&case, v_to, &[]);
+    let mut s = case.start(&b1);
+    let mut c = populate(&s);
+    let old_sid = session(s.pid);
+
+    let rep = s.update_ok(&b2);
+    assert_eq!(s.version(), v_to.to_string());
+    assert_dropped(&s);
+    assert_ne!(session(s.pid), old_sid, "the new version left the old session");
+    assert_eq!(s.dump(), "n=2 alpha=10 beta=20");
+    // The connection from before the update still works.
+    assert_eq!(c.cmd("GET beta"), "20");
+    assert_eq!(c.cmd("SET gamma 30"), "OK");
+    assert_eq!(s.cmd("INC"), "3");
+    assert!(rep.new_pid != rep.old_pid);
+
+    // Once more: the new version's own log (its replayed calls) serves the
+    // next update.
+    s.update_ok(&b2);
+    assert_dropped(&s);
+    assert_eq!(s.dump(), "n=3 alpha=10 beta=20 gamma=30");
+    assert_eq!(c.cmd("GET gamma"), "30");
+}
+
+#[test]
+fn drop_privileges_v1_to_v1() {
+    across(1);
+}
+
+#[test]
+fn drop_privileges_v1_to_v2() {
+    across(2);
+}
+
+/// A fault in each phase: the old version (nobody, its session) serves on;
+/// then, faults cleared, the update goes through.
+#[test]
+fn drop_privileges_rolls_back_in_every_phase() {
+    if !as_root() {
+        return;
+    }
+    let case = case();
+    let (b1, b2) = bins(&case, 2, &[]);
+    let mut s = case.start(&b1);
+    let mut c = populate(&s);
+    let old = s.pid;
+    for phase in mcr_e2e::FAULT_PHASES {
+        assert_eq!(s.cmd(&format!("FAULT {phase}")), "OK");
+        let msg = s.update_rolls_back(&b2, &[]);
+        assert!(
+            msg.contains("rolled back") || msg.contains("exited"),
+            "{phase}: {msg}"
+        );
+        assert_eq!(s.pid, old);
+        assert_eq!(s.version(), "1");
+        assert_dropped(&s);
+        assert_eq!(c.cmd("GET alpha"), "10", "{phase}");
+    }
+    assert_eq!(s.cmd("FAULT NONE"), "OK");
+    s.update_ok(&b2);
+    assert_dropped(&s);
+    assert_eq!(s.dump(), "n=2 alpha=10 beta=20");
+    assert_eq!(c.cmd("GET alpha"), "10");
+}
+
+/// v2 drops to uid 1 where v1 dropped to 65534: the new version cannot take
+/// other credentials than the old one kept. Rolled back, naming the call
+/// and both uids; the old version serves on.
+#[test]
+fn drop_privileges_to_another_uid_rolls_back() {
+    if !as_root() {
+        return;
+    }
+    let case = case();
+    let (b1, b2) = bins(&case, 2, &["OTHER_UID"]);
+    let mut s = case.start(&b1);
+    let mut c = populate(&s);
+    let msg = s.update_rolls_back(&b2, &[]);
+    assert!(
+        msg.contains("setuid(1)") && msg.contains("setuid(65534)"),
+        "the message names the call and both uids: {msg}"
+    );
+    assert_eq!(s.version(), "1");
+    assert_dropped(&s);
+    assert_eq!(c.cmd("GET beta"), "20");
+    assert_eq!(s.dump(), "n=2 alpha=10 beta=20");
+}
