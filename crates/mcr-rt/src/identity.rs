@@ -136,7 +136,10 @@ fn set_errno(e: c_int) {
 }
 
 fn strerror(e: c_int) -> String {
-    std::io::Error::from_raw_os_error(e).to_string()
+    // SAFETY: strerror returns a NUL-terminated static or thread-local string.
+    unsafe { std::ffi::CStr::from_ptr(libc::strerror(e)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn ids(v: &[u32; 3]) -> String {
