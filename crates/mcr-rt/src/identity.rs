@@ -316,7 +316,9 @@ pub unsafe extern "C" fn setreuid(r: uid_t, e: uid_t) -> c_int {
     let f = real!(setreuid: fn(uid_t, uid_t) -> c_int);
     let args = format!("{}, {}", id(r), id(e));
     // SAFETY: forwarding the caller's arguments.
-    call("setreuid", args, Affects::Uids, never, || unsafe { f(r, e) })
+    call("setreuid", args, Affects::Uids, never, || unsafe {
+        f(r, e)
+    })
 }
 
 /// # Safety
@@ -356,7 +358,9 @@ pub unsafe extern "C" fn setregid(r: gid_t, e: gid_t) -> c_int {
     let f = real!(setregid: fn(gid_t, gid_t) -> c_int);
     let args = format!("{}, {}", id(r), id(e));
     // SAFETY: forwarding the caller's arguments.
-    call("setregid", args, Affects::Gids, never, || unsafe { f(r, e) })
+    call("setregid", args, Affects::Gids, never, || unsafe {
+        f(r, e)
+    })
 }
 
 /// # Safety
@@ -427,9 +431,13 @@ pub unsafe extern "C" fn initgroups(user: *const c_char, g: gid_t) -> c_int {
 pub unsafe extern "C" fn setsid() -> pid_t {
     let f = real!(setsid: fn() -> pid_t);
     // SAFETY: forwarding the call.
-    call("setsid", String::new(), Affects::Session, never, || unsafe {
-        f()
-    })
+    call(
+        "setsid",
+        String::new(),
+        Affects::Session,
+        never,
+        || unsafe { f() },
+    )
 }
 
 /// # Safety

@@ -72,7 +72,11 @@ fn session(pid: u32) -> i32 {
 
 fn assert_dropped(s: &Server) {
     let (uid, gid, groups) = status_ids(s.pid);
-    assert_eq!(uid, [NOBODY; 4], "Uid of {} (real, effective, saved, fs)", s.pid);
+    assert_eq!(
+        uid, [NOBODY; 4],
+        "Uid of {} (real, effective, saved, fs)",
+        s.pid
+    );
     assert_eq!(gid, [NOBODY; 4], "Gid of {}", s.pid);
     assert_eq!(groups, [NOBODY], "Groups of {}", s.pid);
     assert_eq!(
@@ -109,7 +113,11 @@ fn across(v_to: u32) {
     let rep = s.update_ok(&b2);
     assert_eq!(s.version(), v_to.to_string());
     assert_dropped(&s);
-    assert_ne!(session(s.pid), old_sid, "the new version left the old session");
+    assert_ne!(
+        session(s.pid),
+        old_sid,
+        "the new version left the old session"
+    );
     assert_eq!(s.dump(), "n=2 alpha=10 beta=20");
     // String literals of the old binary that the state points to: read
     // from its image, mapped from the path it ran from.
