@@ -46,8 +46,9 @@ fn bins(case: &Case, v_to: u32, to_defines: &[&str]) -> (PathBuf, PathBuf) {
     )
 }
 
-/// `Uid:`/`Gid:` (real, effective, saved, filesystem) and `Groups:` of a process.
-fn status_ids(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+/// `Uid:`/`Gid:` (real, effective, saved, filesystem) and `Groups:` of a
+/// process (`pid`) or one of its threads (`pid/task/tid`).
+fn status_ids(pid: &str) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
     let field = |name: &str| -> Vec<u32> {
         st.lines()
@@ -71,14 +72,22 @@ fn session(pid: u32) -> i32 {
 }
 
 fn assert_dropped(s: &Server) {
-    let (uid, gid, groups) = status_ids(s.pid);
-    assert_eq!(
-        uid, [NOBODY; 4],
-        "Uid of {} (real, effective, saved, fs)",
-        s.pid
+    // Every thread: the runtime's own (its control thread) too.
+    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.pid))
+        .expect("/proc/PID/task")
+        .flatten()
+        .map(|e| format!("{}/task/{}", s.pid, e.file_name().to_string_lossy()))
+        .collect();
+    assert!(
+        tasks.len() >= 2,
+        "the runtime's control thread runs: {tasks:?}"
     );
-    assert_eq!(gid, [NOBODY; 4], "Gid of {}", s.pid);
-    assert_eq!(groups, [NOBODY], "Groups of {}", s.pid);
+    for t in std::iter::once(s.pid.to_string()).chain(tasks) {
+        let (uid, gid, groups) = status_ids(&t);
+        assert_eq!(uid, [NOBODY; 4], "Uid of {t} (real, effective, saved, fs)");
+        assert_eq!(gid, [NOBODY; 4], "Gid of {t}");
+        assert_eq!(groups, [NOBODY], "Groups of {t}");
+    }
     assert_eq!(
         session(s.pid),
         s.pid as i32,
