@@ -210,3 +210,66 @@ fn drop_privileges_to_another_uid_rolls_back() {
     assert_eq!(c.cmd("GET beta"), "20");
     assert_eq!(s.dump(), "n=2 alpha=10 beta=20");
 }
+
+/// Master pid, then its workers' (fork_workers' PIDS).
+fn worker_pids(s: &Server) -> Vec<u32> {
+    s.cmd("PIDS")
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect()
+}
+
+fn assert_master_root_workers_nobody(s: &Server) -> Vec<u32> {
+    let pids = worker_pids(s);
+    assert_eq!(pids.len(), 3, "master and two workers: {pids:?}");
+    assert_eq!(
+        status_ids(&pids[0].to_string()).0,
+        [0; 4],
+        "master stays root"
+    );
+    for w in &pids[1..] {
+        let (uid, gid, groups) = status_ids(&w.to_string());
+        assert_eq!(uid, [NOBODY; 4], "Uid of worker {w}");
+        assert_eq!(gid, [NOBODY; 4], "Gid of worker {w}");
+        assert_eq!(groups, [NOBODY], "Groups of worker {w}");
+    }
+    pids
+}
+
+/// nginx's shape (fork_workers -DWORKERS_DROP): the master stays root, the
+/// workers it forks at start-up drop to nobody. The new master is root like
+/// the old one; its new workers drop for real and receive their old
+/// counterparts' state. Rolled back in the master's or a worker's transfer,
+/// the new workers go with the new master.
+#[test]
+fn workers_drop_privileges_master_stays_root() {
+    if !as_root() {
+        return;
+    }
+    let case = Case::new("fork_workers");
+    let b1 = case.bin_with(1, Opt::O2, &["WORKERS_DROP"]);
+    let b2 = case.bin_with(2, Opt::O2, &["WORKERS_DROP"]);
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    assert_eq!(c.cmd("W 0 5"), "W 0 5");
+    assert_eq!(c.cmd("W 1 7"), "W 1 7");
+    s.check();
+    let old = assert_master_root_workers_nobody(&s);
+    for phase in ["transfer", "worker"] {
+        assert_eq!(s.cmd(&format!("FAULT {phase}")), "OK");
+        let msg = s.update_rolls_back(&b2, &[]);
+        assert!(msg.contains("rolled back"), "{phase}: {msg}");
+        assert_eq!(worker_pids(&s), old, "{phase}: the old workers serve on");
+    }
+    assert_eq!(s.cmd("FAULT NONE"), "OK");
+    let r = s
+        .update(&b2)
+        .unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
+    assert_eq!(r.workers, 2, "workers paired: {r:?}");
+    assert_eq!(s.version(), "2");
+    let new = assert_master_root_workers_nobody(&s);
+    assert!(new.iter().all(|p| !old.contains(p)), "{old:?} -> {new:?}");
+    assert_eq!(s.dump(), "forwarded=2 0:5:1 1:7:1");
+    s.check();
+    assert_eq!(c.cmd("W 0 1"), "W 0 6");
+}
