@@ -22,7 +22,8 @@
 //!   call is made. A credential call the kernel then refuses with `EPERM`
 //!   rolls the update back with a message naming the call, the old
 //!   start-up's call and this process's credentials: the new version cannot
-//!   take credentials the old one gave up.
+//!   take credentials the old one gave up (unless the old start-up's call
+//!   was refused too: the program lived with that, the failure is its).
 //!
 //! `setsid` never "already holds": the new version is a member of the old
 //! version's session, not its leader, so it is made for real and the new
@@ -244,7 +245,12 @@ fn replay(
     } else {
         perform(real)
     };
-    if r < 0 && e == libc::EPERM && affects.is_credential() {
+    // Refused: the new version cannot take what the old one gave up. Unless
+    // the old start-up's call was refused too (and survived that).
+    let old_failed = old
+        .as_ref()
+        .is_some_and(|(_, o)| o.identity.as_ref().is_some_and(|w| w.result < 0));
+    if r < 0 && e == libc::EPERM && affects.is_credential() && !old_failed {
         let mine = describe(&creds());
         let msg = match &old {
             Some((_, o)) if o.key == args => format!(
