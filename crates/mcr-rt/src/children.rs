@@ -198,6 +198,12 @@ struct ChildRestore {
 
 static MY_RESTORE: Mutex<Option<ChildRestore>> = Mutex::new(None);
 
+/// This process was forked by a replaying master and has not received its
+/// state yet (it dies with that master until commit).
+pub(crate) fn awaiting_commit() -> bool {
+    MY_RESTORE.lock().is_ok_and(|r| r.is_some())
+}
+
 unsafe fn fork_replayed(f: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t {
     let k = FORKS_REPLAYED.fetch_add(1, Ordering::SeqCst);
     let mut sv = [-1i32; 2];

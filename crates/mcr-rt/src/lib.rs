@@ -10,6 +10,7 @@ pub mod children;
 pub mod control;
 pub mod globals;
 pub mod hooks;
+pub mod identity;
 pub mod init;
 pub mod mappings;
 pub mod old_images;

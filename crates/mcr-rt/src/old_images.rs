@@ -36,15 +36,26 @@ static MAPPED: Mutex<Vec<(OwnedFd, Ranges)>> = Mutex::new(Vec::new());
 /// Maps the old process's own image (`image`, from its executable) and
 /// every earlier image it had mapped (`earlier`), read-only at their
 /// addresses. A range whose address is taken here stays unmapped.
-pub fn map(old_pid: u32, image: &[(u64, u64, u64)], earlier: &[SavedImage]) {
+///
+/// An old version that dropped its privileges is not dumpable, and its
+/// /proc entries are closed to us (we run with the same, dropped
+/// credentials): its own image is then opened from the path it ran from,
+/// `old_exe` (read at checkpoint time; a binary replaced since reads
+/// "... (deleted)" there and is not opened, and a running one cannot be
+/// overwritten in place). Its earlier images stay unmapped then.
+pub fn map(old_pid: u32, old_exe: &str, image: &[(u64, u64, u64)], earlier: &[SavedImage]) {
     let sources = std::iter::once((format!("/proc/{old_pid}/exe"), image)).chain(
         earlier
             .iter()
             .map(|e| (format!("/proc/{old_pid}/fd/{}", e.fd), &e.ranges[..])),
     );
     let mut mapped = MAPPED.lock().unwrap();
-    for (path, ranges) in sources {
-        let Ok(f) = std::fs::File::open(&path) else {
+    for (k, (path, ranges)) in sources.enumerate() {
+        let opened = std::fs::File::open(&path);
+        let Ok(f) = (match k {
+            0 => opened.or_else(|_| std::fs::File::open(old_exe)),
+            _ => opened,
+        }) else {
             continue;
         };
         let mut kept = Vec::new();

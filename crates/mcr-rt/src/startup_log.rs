@@ -37,6 +37,11 @@ pub struct Entry {
     /// `fork`: the child's pid (entries of this kind have no descriptors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
+    /// A process identity call (`setuid`, `setgroups`, `setsid`, ...; see
+    /// `identity.rs`): its result and the credentials it left. Such entries
+    /// have no descriptors; `key` holds the call's arguments as written in C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::identity::Outcome>,
     #[serde(skip)]
     pub claimed: bool,
     /// Made by this process's own start-up during replay (no old
@@ -113,6 +118,7 @@ pub fn record_fork(pid: i32) {
         open: true,
         closed: vec![],
         pid: Some(pid),
+        identity: None,
         claimed: false,
         fresh: false,
     });
@@ -148,6 +154,7 @@ pub fn replay_fork(pid: i32) -> usize {
             open: true,
             closed: vec![],
             pid: Some(pid),
+            identity: None,
             claimed: true,
             fresh: false,
         }),
@@ -212,9 +219,58 @@ fn record(kind: &str, key: String, fds: Vec<c_int>) {
         open: true,
         closed: vec![],
         pid: None,
+        identity: None,
         claimed: false,
         fresh: mode == REPLAYING,
     });
+}
+
+/// A process identity call of start-up (old version), or one the new
+/// version's start-up made without an old counterpart (kept for the next
+/// update). Not logged once start-up is over.
+pub(crate) fn record_identity(kind: &str, key: String, outcome: crate::identity::Outcome) {
+    let mode = MODE.load(Ordering::SeqCst);
+    if mode == DONE || !logging() {
+        return;
+    }
+    LOG.lock().unwrap().push(Entry {
+        kind: kind.into(),
+        key,
+        fds: vec![],
+        bound: None,
+        listening: false,
+        open: true,
+        closed: vec![],
+        pid: None,
+        identity: Some(outcome),
+        claimed: false,
+        fresh: mode == REPLAYING,
+    });
+}
+
+/// In replay, claims the old start-up's next identity call of this kind
+/// (in call order, whatever its arguments): its position in the log and
+/// the entry as logged.
+pub(crate) fn claim_identity(kind: &str) -> Option<(usize, Entry)> {
+    if MODE.load(Ordering::SeqCst) != REPLAYING || !logging() {
+        return None;
+    }
+    let mut log = LOG.lock().unwrap();
+    let (i, e) = log
+        .iter_mut()
+        .enumerate()
+        .find(|(_, e)| !e.claimed && !e.fresh && e.kind == kind && e.identity.is_some())?;
+    e.claimed = true;
+    Some((i, e.clone()))
+}
+
+/// A claimed identity entry now describes this version's call (what the
+/// next update replays against).
+pub(crate) fn amend_identity(index: usize, key: String, outcome: crate::identity::Outcome) {
+    if let Some(e) = LOG.lock().unwrap().get_mut(index) {
+        e.key = key;
+        e.identity = Some(outcome);
+    }
 }
 
 /// Whether `bind`/`listen` on `fd` are logged: while recording, or in
