@@ -100,7 +100,12 @@ extern "C" {
 /// read-only at their old addresses, so string literals and constant
 /// tables that old state points to stay readable (`old_images`).
 pub fn map_old_image(state: &State) {
-    crate::old_images::map(state.old_pid, &state.old_exe, &state.image, &state.earlier_images);
+    crate::old_images::map(
+        state.old_pid,
+        &state.old_exe,
+        &state.image,
+        &state.earlier_images,
+    );
 }
 
 /// An old object whose contents now live at another address: rebuilt in a
