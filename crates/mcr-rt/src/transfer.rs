@@ -357,6 +357,53 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// Converts the object at `addr` (`size` bytes: `count` old `ot`
+    /// elements, then a tail kept as it is) to `count` new `nt` elements
+    /// where it is, and records it as a [`Move`] to its own address (an
+    /// object that cannot move: carved, or held by a hidden reference).
+    /// Returns the old bytes.
+    ///
+    /// # Safety
+    /// `[addr, addr + room)` must be live memory of this object, no other
+    /// thread may use it, and the new size must fit in `room`.
+    unsafe fn convert_in_place(
+        &mut self,
+        addr: u64,
+        size: u64,
+        room: u64,
+        tn: &str,
+        (ot, nt): (&TypeDef, &TypeDef),
+        count: u64,
+    ) -> Result<Vec<u8>, TransferError> {
+        let (os, ns) = (ot.size as usize, nt.size as usize);
+        let (from, to) = (count as usize * os, count as usize * ns);
+        let new_size = to + (size as usize - from);
+        // SAFETY: per the caller's contract.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, room as usize) };
+        let old = bytes[..size as usize].to_vec();
+        bytes[..new_size.max(size as usize)].fill(0);
+        for e in 0..count as usize {
+            self.v.convert(
+                ot,
+                nt,
+                &old[e * os..(e + 1) * os],
+                &mut bytes[e * ns..(e + 1) * ns],
+                tn,
+            )?;
+        }
+        bytes[to..new_size].copy_from_slice(&old[from..]);
+        self.moves.push(Move {
+            old: addr,
+            old_size: size,
+            new: addr,
+            old_ty: tn.into(),
+            new_ty: tn.into(),
+            same_layout: false,
+            in_place: true,
+        });
+        Ok(old)
+    }
+
     /// Rewrites the pointers of `count` values of new type `ty` at `addr`.
     fn fix_pointers(&mut self, addr: u64, ty: &str, count: u64) -> Result<u64, TransferError> {
         let slots = self.slots_of(ty);

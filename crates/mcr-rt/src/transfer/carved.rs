@@ -10,7 +10,7 @@
 //! (never paired with a new start-up object), and their own bytes are
 //! scanned conservatively *around* the carved objects.
 
-use super::{site_text, Ctx, Move, TransferError};
+use super::{site_text, Ctx, TransferError};
 use crate::checkpoint::{SavedSite, State};
 use crate::heap::{self, carved::Carved, Site};
 use mcr_types::protocol::UpdateReport;
@@ -88,30 +88,7 @@ pub(super) fn place<'s>(
         }
         // SAFETY: a live carved object of `size` bytes inside a live heap
         // block; no other thread runs during the transfer.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
-        let old = bytes.to_vec();
-        bytes.fill(0);
-        let (os, ns) = (ot.size as usize, nt.size as usize);
-        for e in 0..count as usize {
-            ctx.v.convert(
-                ot,
-                nt,
-                &old[e * os..(e + 1) * os],
-                &mut bytes[e * ns..(e + 1) * ns],
-                tn,
-            )?;
-        }
-        let (from, to) = ((count * ot.size) as usize, (count * nt.size) as usize);
-        bytes[to..to + tail as usize].copy_from_slice(&old[from..]);
-        ctx.moves.push(Move {
-            old: addr,
-            old_size: size,
-            new: addr,
-            old_ty: tn.into(),
-            new_ty: tn.into(),
-            same_layout: false,
-            in_place: true,
-        });
+        unsafe { ctx.convert_in_place(addr, size, size, tn, (ot, nt), count) }?;
         typed.push((addr, tn, count));
         report.objects_carved_converted += 1;
     }

@@ -553,33 +553,10 @@ pub(super) fn convert(
     }
     // SAFETY: a live inherited object whose heap slot has `room` usable
     // bytes; no other thread runs during the transfer.
-    let bytes = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, room as usize) };
-    let old = bytes[..size as usize].to_vec();
-    bytes[..new_size.max(size) as usize].fill(0);
-    let (os, ns) = (ot.size as usize, nt.size as usize);
-    for e in 0..count as usize {
-        ctx.v.convert(
-            ot,
-            nt,
-            &old[e * os..(e + 1) * os],
-            &mut bytes[e * ns..(e + 1) * ns],
-            tn,
-        )?;
-    }
-    let (from, to) = (count as usize * os, count as usize * ns);
-    bytes[to..to + (old.len() - from)].copy_from_slice(&old[from..]);
+    let old = unsafe { ctx.convert_in_place(addr, size, room, tn, (ot, nt), count) }?;
     planner.collect_copy(&ctx.v, ot, nt, &old, addr, count)?;
     let resized = heap::resize_in_place(addr as usize, new_size as usize, site);
     debug_assert!(resized, "{tn} at {addr:#x} fits its slot (checked above)");
-    ctx.moves.push(Move {
-        old: addr,
-        old_size: size,
-        new: addr,
-        old_ty: tn.into(),
-        new_ty: tn.into(),
-        same_layout: false,
-        in_place: true,
-    });
     Ok(())
 }
 
