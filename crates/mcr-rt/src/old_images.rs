@@ -10,9 +10,11 @@
 //! old process's own: it is one the old process itself had mapped from its
 //! predecessor. So every process keeps the files of the images it mapped
 //! open (runtime-private, close-on-exec descriptors) and lists them in its
-//! checkpoint; the next version opens each through
-//! `/proc/<old pid>/fd/<n>` (the same access as `/proc/<old pid>/exe`) and
-//! maps it again at the same addresses.
+//! checkpoint and hands them to the next version under the same numbers
+//! (inherited at spawn: `/proc/<old pid>/fd` is closed to a new version
+//! that runs with dropped privileges); the next version maps each again at
+//! the same addresses, then closes the inherited descriptor (it keeps its
+//! own).
 
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -42,20 +44,22 @@ static MAPPED: Mutex<Vec<(OwnedFd, Ranges)>> = Mutex::new(Vec::new());
 /// credentials): its own image is then opened from the path it ran from,
 /// `old_exe` (read at checkpoint time; a binary replaced since reads
 /// "... (deleted)" there and is not opened, and a running one cannot be
-/// overwritten in place). Its earlier images stay unmapped then.
+/// overwritten in place). Earlier images come inherited (see the module
+/// documentation), or else through `/proc/<old pid>/fd`.
 pub fn map(old_pid: u32, old_exe: &str, image: &[(u64, u64, u64)], earlier: &[SavedImage]) {
-    let sources = std::iter::once((format!("/proc/{old_pid}/exe"), image)).chain(
-        earlier
-            .iter()
-            .map(|e| (format!("/proc/{old_pid}/fd/{}", e.fd), &e.ranges[..])),
-    );
+    let own = std::fs::File::open(format!("/proc/{old_pid}/exe"))
+        .or_else(|_| std::fs::File::open(old_exe));
+    let sources = std::iter::once((own, image)).chain(earlier.iter().map(|e| {
+        let f = std::fs::File::open(format!("/proc/self/fd/{}", e.fd))
+            .or_else(|_| std::fs::File::open(format!("/proc/{old_pid}/fd/{}", e.fd)));
+        // SAFETY: the descriptor the old version handed us for this image
+        // (reopened just above); nothing else in this process uses it.
+        unsafe { libc::close(e.fd) };
+        (f, &e.ranges[..])
+    }));
     let mut mapped = MAPPED.lock().unwrap();
-    for (k, (path, ranges)) in sources.enumerate() {
-        let opened = std::fs::File::open(&path);
-        let Ok(f) = (match k {
-            0 => opened.or_else(|_| std::fs::File::open(old_exe)),
-            _ => opened,
-        }) else {
+    for (opened, ranges) in sources {
+        let Ok(f) = opened else {
             continue;
         };
         let mut kept = Vec::new();

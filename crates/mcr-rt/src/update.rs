@@ -285,6 +285,10 @@ fn with_quiesced<W: Write>(
         commit_r.as_raw_fd(),
     ];
     handed.extend(workers_fd.as_ref().map(|f| f.as_raw_fd()));
+    // Earlier binaries' images: inherited under their numbers, since
+    // /proc/<pid>/fd is closed to the new version when this one dropped
+    // its privileges (see old_images).
+    handed.extend(crate::old_images::saved().iter().map(|i| i.fd));
     for &fd in &handed {
         set_cloexec(fd, false);
     }

@@ -139,11 +139,14 @@ fn across(v_to: u32) {
     assert!(rep.new_pid != rep.old_pid);
 
     // Once more: the new version's own log (its replayed calls) serves the
-    // next update. (Not HOW: "new" is a literal of the first binary, whose
-    // image a second update does not map; not a matter of privileges.)
+    // next update. "new" is still a literal of the first binary: its image
+    // comes to the third process inherited from the second, whose /proc
+    // entries are closed to it (both run as nobody).
     s.update_ok(&b2);
     assert_dropped(&s);
     assert_eq!(s.dump(), "n=3 alpha=11 beta=20 gamma=30");
+    // beta's literal is the first binary's, gamma's the second's.
+    assert_eq!(s.cmd("HOW"), "alpha=replaced beta=new gamma=new");
     assert_eq!(c.cmd("GET gamma"), "30");
 }
 
