@@ -241,10 +241,61 @@ pub fn describe_pc(pc: u64) -> String {
         .map_or_else(|| format!("{pc:#x}"), |(n, a)| format!("{n}+{:#x}", pc - a))
 }
 
+/// The running executable, opened before `main` at a runtime-private
+/// number (-1: not opened).
+static OWN_EXE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Opens the running executable for [`functions`], before the program runs.
+///
+/// Reading it later from the control thread would hold a low descriptor
+/// for a while; a `fork` or an `open` of the program's start-up meanwhile
+/// would see its numbers shifted (a new worker's epoll instance would not
+/// get its old counterpart's number).
+pub fn open_own_executable() {
+    // SAFETY: open/fcntl/close system calls on a constant path; the low
+    // descriptor is closed at once and the high one kept for the process.
+    unsafe {
+        let low = libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        ) as i32;
+        if low < 0 {
+            return;
+        }
+        let high = libc::syscall(
+            libc::SYS_fcntl,
+            low,
+            libc::F_DUPFD_CLOEXEC,
+            crate::control::PRIVATE_FD_BASE,
+        ) as i32;
+        libc::syscall(libc::SYS_close, low);
+        OWN_EXE.store(high, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The bytes of the running executable.
+fn own_executable_bytes() -> Option<Vec<u8>> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::FileExt;
+    let fd = OWN_EXE.load(std::sync::atomic::Ordering::SeqCst);
+    if fd < 0 {
+        return std::fs::read("/proc/self/exe").ok();
+    }
+    // SAFETY: the descriptor opened above, never closed; ManuallyDrop
+    // keeps it open.
+    let f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    let len = f.metadata().ok()?.len() as usize;
+    let mut data = vec![0u8; len];
+    f.read_exact_at(&mut data, 0).ok()?;
+    Some(data)
+}
+
 /// Function symbols of the running executable at their run-time addresses.
 fn own_functions() -> Vec<(String, u64)> {
     use object::{Object, ObjectSymbol, SymbolKind};
-    let Ok(data) = std::fs::read("/proc/self/exe") else {
+    let Some(data) = own_executable_bytes() else {
         return vec![];
     };
     let Ok(f) = object::File::parse(&*data) else {

@@ -37,11 +37,11 @@
 use crate::blocking_calls::real;
 use crate::checkpoint::SavedGlobal;
 use crate::control::send;
-use crate::{heap, quiesce, restore, snapshot, startup_log, threads};
+use crate::{heap, quiesce, restore, snapshot, startup_log, threads, worker_fds};
 use mcr_types::protocol::{control_socket_name, FreezeRequest, Frozen, Reply, Request};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -69,6 +69,19 @@ pub struct ChildState {
     /// Program objects it built or changed since its start-up.
     #[serde(default)]
     pub objects: Vec<CarriedObject>,
+    /// Descriptors it opened since its start-up (sent beside this state).
+    #[serde(default)]
+    pub runtime_fds: worker_fds::RuntimeFds,
+}
+
+/// What the new master receives of one old worker: its checkpoint and, at
+/// private numbers inherited by `exec`, its run-time descriptors (in
+/// `ChildState::runtime_fds` order).
+#[derive(Serialize, Deserialize)]
+struct OldWorker {
+    state: String,
+    #[serde(default)]
+    fds: Vec<i32>,
 }
 
 /// A heap object of an old worker, by value.
@@ -152,7 +165,7 @@ struct NewChild {
 static NEW_CHILDREN: Mutex<Vec<NewChild>> = Mutex::new(Vec::new());
 static FORKS_REPLAYED: AtomicUsize = AtomicUsize::new(0);
 /// The old workers' checkpoints, by fork order (None: that worker was gone).
-static OLD_STATES: Mutex<Vec<Option<String>>> = Mutex::new(Vec::new());
+static OLD_STATES: Mutex<Vec<Option<OldWorker>>> = Mutex::new(Vec::new());
 /// Descriptors this process inherited from the old version (below the
 /// runtime's range), while replay runs; numbers the program closes leave.
 static INHERITED: Mutex<Vec<i32>> = Mutex::new(Vec::new());
@@ -194,6 +207,8 @@ fn raw_close(fd: i32) {
 struct ChildRestore {
     link: OwnedFd,
     old: Option<ChildState>,
+    /// The old worker's run-time descriptors, at private numbers.
+    fds: Vec<OwnedFd>,
 }
 
 static MY_RESTORE: Mutex<Option<ChildRestore>> = Mutex::new(None);
@@ -238,11 +253,15 @@ unsafe fn fork_replayed(f: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t
     if pid > 0 {
         drop(theirs);
         startup_log::replay_fork(pid);
-        let paired = OLD_STATES
-            .lock()
-            .unwrap()
-            .get(k)
-            .is_some_and(|s| s.is_some());
+        let mut states = OLD_STATES.lock().unwrap();
+        let paired = states.get(k).is_some_and(|s| s.is_some());
+        // Worker k's connections are its new counterpart's now.
+        if let Some(Some(w)) = states.get_mut(k) {
+            for fd in w.fds.drain(..) {
+                raw_close(fd);
+            }
+        }
+        drop(states);
         NEW_CHILDREN.lock().unwrap().push(NewChild {
             pid,
             link: mine,
@@ -287,14 +306,25 @@ unsafe fn fork_replayed(f: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t
         }
     }
     TRACK_INHERITED.store(false, Ordering::SeqCst);
-    let old = OLD_STATES
-        .lock()
-        .unwrap()
-        .get_mut(k)
-        .and_then(|s| s.take())
-        .and_then(|s| serde_json::from_str::<ChildState>(&s).ok());
-    OLD_STATES.lock().unwrap().clear();
-    *MY_RESTORE.lock().unwrap() = Some(ChildRestore { link: theirs, old });
+    let mut states = OLD_STATES.lock().unwrap();
+    let mine = states.get_mut(k).and_then(|s| s.take());
+    // The other old workers' connections are not this one's.
+    for w in states.drain(..).flatten() {
+        for fd in w.fds {
+            raw_close(fd);
+        }
+    }
+    drop(states);
+    // SAFETY: the descriptors the old master handed for this worker.
+    let fds = mine.as_ref().map_or_else(Vec::new, |w| {
+        w.fds.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect()
+    });
+    let old = mine.and_then(|w| serde_json::from_str::<ChildState>(&w.state).ok());
+    *MY_RESTORE.lock().unwrap() = Some(ChildRestore {
+        link: theirs,
+        old,
+        fds,
+    });
     0
 }
 
@@ -310,6 +340,7 @@ pub fn reached_quiescent_point() -> bool {
         return false;
     }
     snapshot::take();
+    worker_fds::note_startup_end();
     let Some(r) = MY_RESTORE.lock().unwrap().take() else {
         return false;
     };
@@ -360,7 +391,7 @@ fn line_from(fd: &OwnedFd, deadline: Option<Instant>) -> Option<String> {
     }
 }
 
-fn restore_child(r: ChildRestore) {
+fn restore_child(mut r: ChildRestore) {
     let fail = |msg: &str| -> ! {
         line_to(&r.link, &format!("error {msg}"));
         eprintln!("mcr-rt: live update failed in a new worker: {msg}");
@@ -373,14 +404,33 @@ fn restore_child(r: ChildRestore) {
     if crate::update::fault("worker") {
         fail("MCR_FAULT=worker");
     }
+    // Its control thread opens files (its symbol table) and sockets at
+    // low numbers for a moment: done once it listens, before the old
+    // worker's descriptors take their numbers.
+    if !crate::control::wait_bound(Duration::from_secs(2)) {
+        fail("the control socket of the new worker did not come up");
+    }
     let new_startup = snapshot::live_objects(true);
     let carried = match &r.old {
         Some(old) => {
-            match restore::with_state(|s| crate::transfer::run_worker(s, old, &new_startup)) {
+            let mut cookies: Vec<u64> = old
+                .runtime_fds
+                .registrations
+                .iter()
+                .map(|g| g.data)
+                .collect();
+            let objects = match restore::with_state(|s| {
+                crate::transfer::run_worker(s, old, &new_startup, &mut cookies)
+            }) {
                 Some(Ok(rep)) => rep.globals + rep.objects_precise + rep.objects_conservative,
                 Some(Err(e)) => fail(&format!("from old worker {}: {e}", old.pid)),
                 None => fail("the new master's restore state is gone"),
+            };
+            let held = std::mem::take(&mut r.fds);
+            if let Err(e) = worker_fds::install(&old.runtime_fds, held, &cookies) {
+                fail(&format!("from old worker {}: {e}", old.pid));
             }
+            objects
         }
         None => 0,
     };
@@ -397,9 +447,6 @@ fn restore_child(r: ChildRestore) {
         unsafe { free(a as *mut u8) };
     }
     heap::clear_inherited();
-    if !crate::control::wait_bound(Duration::from_secs(2)) {
-        fail("the control socket of the new worker did not come up");
-    }
     line_to(&r.link, &format!("ready {carried}"));
     if line_from(&r.link, None).as_deref() != Some("commit") {
         // SAFETY: the update was not committed: this process must not run.
@@ -452,6 +499,12 @@ pub fn wait_ready(timeout: Duration) -> Result<u64, String> {
 pub fn commit_new() {
     for c in NEW_CHILDREN.lock().unwrap().drain(..) {
         line_to(&c.link, "commit");
+    }
+    // Connections of old workers no new fork was paired with end here.
+    for w in OLD_STATES.lock().unwrap().drain(..).flatten() {
+        for fd in w.fds {
+            raw_close(fd);
+        }
     }
     TRACK_INHERITED.store(false, Ordering::SeqCst);
     INHERITED.lock().unwrap().clear();
@@ -544,25 +597,39 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
             globals: crate::checkpoint::saved_globals(),
             startup_objects,
             objects,
+            runtime_fds: worker_fds::collect(),
         };
-        Ok(serde_json::to_string(&st).unwrap_or_default())
+        let fds: Vec<i32> = st.runtime_fds.fds.iter().map(|f| f.number).collect();
+        Ok((serde_json::to_string(&st).unwrap_or_default(), fds))
     })();
-    let state = match frozen {
+    let (state, fds) = match frozen {
         Ok(s) => s,
         Err(message) => {
             let _ = send(&mut out, &Reply::Error { message });
             return;
         }
     };
-    if send(&mut out, &Reply::Frozen(Frozen { pid, state })).is_err() {
+    let count = fds.len() as u32;
+    if send(&mut out, &Reply::Frozen(Frozen { pid, state, fds: count })).is_err() {
         quiesce::resume();
         return;
     }
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(300)));
+    let mut reader = BufReader::new(&conn);
+    let mut line = String::new();
+    // The master asks for the connections once it has read the state (so
+    // no descriptor rides on bytes it reads as text).
+    if count > 0 {
+        let _ = reader.read_line(&mut line);
+        if line.trim() != "fds" || worker_fds::send(conn.as_fd(), &fds).is_err() {
+            quiesce::resume();
+            return;
+        }
+        line.clear();
+    }
     // Committed: leave (the new worker serves). Anything else, the master
     // gone included: resume.
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(300)));
-    let mut line = String::new();
-    let _ = BufReader::new(&conn).read_line(&mut line);
+    let _ = reader.read_line(&mut line);
     if line.trim() == "commit" {
         crate::update::finish_old_process();
     }
@@ -574,6 +641,8 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
 struct FrozenWorker {
     conn: UnixStream,
     state: String,
+    /// Its run-time descriptors, at private numbers.
+    fds: Vec<OwnedFd>,
 }
 
 /// The old workers frozen for an update, by fork order. Dropped without
@@ -592,10 +661,15 @@ impl FrozenWorkers {
         if self.list.is_empty() {
             return Ok(None);
         }
-        let v: Vec<Option<&str>> = self
+        let v: Vec<Option<OldWorker>> = self
             .list
             .iter()
-            .map(|w| w.as_ref().map(|w| w.state.as_str()))
+            .map(|w| {
+                w.as_ref().map(|w| OldWorker {
+                    state: w.state.clone(),
+                    fds: w.fds.iter().map(|f| f.as_raw_fd()).collect(),
+                })
+            })
             .collect();
         let fd = crate::checkpoint::memfd("mcr-workers")?;
         let mut f = std::fs::File::from(fd.try_clone()?);
@@ -603,6 +677,16 @@ impl FrozenWorkers {
         use std::io::Seek;
         f.rewind()?;
         Ok(Some(fd))
+    }
+
+    /// The old workers' run-time descriptors, which the new master must
+    /// inherit under these numbers.
+    pub fn handed_fds(&self) -> Vec<i32> {
+        self.list
+            .iter()
+            .flatten()
+            .flat_map(|w| w.fds.iter().map(|f| f.as_raw_fd()))
+            .collect()
     }
 
     /// The new version serves: the old workers leave.
@@ -668,18 +752,66 @@ pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
         (&conn)
             .write_all(&req)
             .map_err(|e| format!("worker {pid}: {e}"))?;
-        let mut line = String::new();
-        BufReader::new(&conn)
-            .read_line(&mut line)
-            .map_err(|e| format!("worker {pid} did not answer: {e}"))?;
+        // Byte by byte up to the newline: the descriptors asked for next
+        // must not be read as text.
+        let line = read_line_exact(&conn).map_err(|e| format!("worker {pid} did not answer: {e}"))?;
         match serde_json::from_str::<Reply>(&line) {
-            Ok(Reply::Frozen(f)) => out.list.push(Some(FrozenWorker {
-                conn,
-                state: f.state,
-            })),
+            Ok(Reply::Frozen(f)) => {
+                let mut w = FrozenWorker {
+                    conn,
+                    state: f.state,
+                    fds: Vec::new(),
+                };
+                if f.fds > 0 {
+                    (&w.conn)
+                        .write_all(b"fds\n")
+                        .and_then(|_| worker_fds::receive(w.conn.as_fd(), f.fds as usize))
+                        .map(|fds| w.fds = fds)
+                        .map_err(|e| format!("worker {pid}: its connections: {e}"))?;
+                }
+                out.list.push(Some(w));
+            }
             Ok(Reply::Error { message }) => return Err(message),
             _ => return Err(format!("worker {pid}: unexpected answer {line:?}")),
         }
     }
     Ok(out)
+}
+
+/// One line from `conn`, without reading past its newline.
+fn read_line_exact(conn: &UnixStream) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        // Peek what is there, then take exactly up to the newline.
+        buf.resize(64 * 1024, 0);
+        // SAFETY: recv into a local buffer of that length.
+        let n = unsafe {
+            libc::recv(
+                conn.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                libc::MSG_PEEK,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = n as usize;
+        let take = buf[..n].iter().position(|&b| b == b'\n').map_or(n, |i| i + 1);
+        let mut got = vec![0u8; take];
+        (&*conn).read_exact(&mut got)?;
+        out.extend_from_slice(&got);
+        if out.last() == Some(&b'\n') {
+            out.pop();
+            return Ok(String::from_utf8_lossy(&out).into_owned());
+        }
+    }
 }

@@ -146,7 +146,10 @@ pub fn wait_bound(timeout: std::time::Duration) -> bool {
 /// The thread (and every thread it starts) blocks all signals: a signal
 /// sent to the process must reach one of the program's threads, never
 /// ours (timedrun's `waitpid` waits for a SIGTERM to interrupt it).
-pub fn start() {
+///
+/// `in_child`: a forked child does not read its symbol table on that
+/// thread (see `serve`).
+pub fn start(in_child: bool) {
     // Bound here, on the calling thread (the ELF constructor, or the fork
     // child handler), before the program's code runs: a socket made on the
     // control thread would hold a low descriptor for a moment, while the
@@ -164,7 +167,7 @@ pub fn start() {
         let _ = std::thread::Builder::new()
             .name("mcr-control".into())
             .stack_size(256 * 1024)
-            .spawn(move || serve(listener));
+            .spawn(move || serve(listener, in_child));
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
     }
 }
@@ -220,12 +223,17 @@ fn bind_listener() -> Option<UnixListener> {
     }
 }
 
-fn serve(listener: UnixListener) {
+fn serve(listener: UnixListener, in_child: bool) {
     // A new version will likely need its symbol table in its transfer: read
     // it now, while its start-up runs, and report ready only after (so no
     // descriptor of ours is open behind the program's back by then). An
-    // old version reads its own in an update's check phase.
-    if crate::restore::RESTORING.load(std::sync::atomic::Ordering::SeqCst) {
+    // old version reads its own in an update's check phase. Not in a
+    // worker its new master forks: the worker's own start-up runs fresh
+    // (not replayed) right now, and the file would hold a low number for a
+    // moment and shift the ones it opens, which its old counterpart's
+    // connections must find free; it reads the table on its main thread if
+    // its transfer needs it.
+    if crate::restore::RESTORING.load(std::sync::atomic::Ordering::SeqCst) && !in_child {
         let _ = crate::checkpoint::functions();
     }
     BOUND.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -18,7 +18,7 @@ extern "C" fn constructor() {
 extern "C" fn after_fork_child() {
     threads::after_fork_child();
     control::forget_parent_socket();
-    control::start();
+    control::start(true);
 }
 
 /// Idempotent: registers the main thread, the reserved signal, the fork
@@ -36,9 +36,10 @@ pub fn ensure() {
             threads::save_main_sigmask();
         }
         quiesce::install_signal();
+        crate::checkpoint::open_own_executable();
         restore::init_from_env();
         // SAFETY: registering a plain function as the fork child handler.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
-        control::start();
+        control::start(false);
     });
 }

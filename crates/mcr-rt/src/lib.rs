@@ -27,3 +27,4 @@ pub mod threads;
 pub mod trace;
 pub mod transfer;
 pub mod update;
+pub mod worker_fds;

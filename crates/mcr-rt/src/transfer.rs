@@ -1183,6 +1183,7 @@ pub(crate) fn run_worker(
     state: &State,
     w: &crate::children::ChildState,
     new_startup: &[StartupObject],
+    cookies: &mut [u64],
 ) -> Result<UpdateReport, TransferError> {
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
     let tls = TlsViews::default();
@@ -1394,6 +1395,13 @@ pub(crate) fn run_worker(
             }
         }
         report.globals += 1;
+    }
+    // `epoll_event.data` of the worker's connections: a word that may
+    // point into a moved object.
+    for c in cookies.iter_mut() {
+        if let Some(q) = ctx.translate(*c, "")? {
+            *c = q;
+        }
     }
     Ok(report)
 }

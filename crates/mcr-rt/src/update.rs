@@ -285,6 +285,7 @@ fn with_quiesced<W: Write>(
         commit_r.as_raw_fd(),
     ];
     handed.extend(workers_fd.as_ref().map(|f| f.as_raw_fd()));
+    handed.extend(workers.handed_fds());
     // Earlier binaries' images: inherited under their numbers, since
     // /proc/<pid>/fd is closed to the new version when this one dropped
     // its privileges (see old_images).

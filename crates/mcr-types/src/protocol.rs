@@ -38,6 +38,9 @@ pub struct Frozen {
     pub pid: u32,
     /// The worker's checkpoint (JSON the runtime writes and reads; opaque here).
     pub state: String,
+    /// How many descriptors it sends next (`SCM_RIGHTS`), when asked.
+    #[serde(default)]
+    pub fds: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

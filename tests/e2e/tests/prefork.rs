@@ -1,0 +1,206 @@
+//! Fixture prefork: workers forked at start-up accept the clients
+//! themselves (nginx, Apache prefork). Their connections, each with a heap
+//! state registered with epoll by pointer, must stay open across an update
+//! and be served by the new workers with that state, in the new layout.
+
+use mcr_e2e::{Case, Client, Opt, Server};
+use std::time::Duration;
+
+/// `WHO` on a connection: (worker pid, its parent, its slot).
+fn who(c: &mut Client) -> (u32, u32, i32) {
+    let r = c.cmd("WHO");
+    let f: Vec<&str> = r.split_whitespace().collect();
+    assert_eq!(f.len(), 3, "WHO: {r}");
+    (
+        f[0].parse().unwrap(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+    )
+}
+
+struct Conn {
+    c: Client,
+    name: String,
+    sum: i64,
+    adds: i64,
+}
+
+/// Opens `n` named connections, each with a few additions. Returns them
+/// and the expected total of each worker pid.
+fn populate(s: &Server, n: usize) -> Vec<Conn> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut c = s.client();
+        let name = format!("conn{i}");
+        assert_eq!(c.cmd(&format!("NAME {name}")), "OK");
+        let mut sum = 0;
+        for x in 1..=(i as i64 + 1) {
+            let r = c.cmd(&format!("ADD {x}"));
+            sum += x;
+            assert!(r.starts_with(&format!("{sum} ")), "ADD: {r}");
+        }
+        out.push(Conn {
+            c,
+            name,
+            sum,
+            adds: i as i64 + 1,
+        });
+    }
+    out
+}
+
+/// Every connection still answers with its own state, from a worker of
+/// the master `master`; returns the worker pids seen.
+fn check_all(conns: &mut [Conn], master: u32) -> Vec<u32> {
+    let mut workers = Vec::new();
+    for k in conns.iter_mut() {
+        let d = k.c.cmd("DUMP");
+        assert!(
+            d.starts_with(&format!("name={} sum={} adds={} ", k.name, k.sum, k.adds)),
+            "{}: {d}",
+            k.name
+        );
+        assert_eq!(k.c.cmd("CHECK"), "OK", "{}", k.name);
+        let (pid, parent, _) = who(&mut k.c);
+        assert_eq!(parent, master, "{} is served by a child of the master", k.name);
+        workers.push(pid);
+    }
+    workers.sort();
+    workers.dedup();
+    workers
+}
+
+/// `DUMP`'s total: each worker's total over the connections it serves.
+fn totals(conns: &mut [Conn]) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, String)> = conns
+        .iter_mut()
+        .map(|k| {
+            let d = k.c.cmd("DUMP");
+            let t = d.rsplit_once("total=").unwrap().1.to_string();
+            (who(&mut k.c).2 as u32, t)
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn across(v_to: u32, opt: Opt) {
+    let case = Case::new("prefork");
+    let (b1, b2) = (case.bin(1, opt), case.bin(v_to, opt));
+    let mut s = case.start(&b1);
+    let mut conns = populate(&s, 8);
+    let before_admin = s.dump();
+    let old_workers = check_all(&mut conns, s.pid);
+    let before_totals = totals(&mut conns);
+    // A request half received when the update starts.
+    conns[3].c.send(b"ADD 10").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let old_procs = s.processes();
+    assert_eq!(old_procs.len(), 3, "master and two workers: {old_procs:?}");
+
+    let r = s
+        .update(&b2)
+        .unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
+    assert_eq!(r.workers, 2, "workers paired: {r:?}");
+    assert_eq!(s.version(), v_to.to_string());
+    // The admin connection is a client of a worker too.
+    assert_eq!(s.dump(), before_admin, "admin connection's state");
+    s.check();
+
+    // The half request completes on the new worker.
+    conns[3].c.send(b"\n").unwrap();
+    let r = conns[3].c.read_line().unwrap();
+    conns[3].sum += 10;
+    conns[3].adds += 1;
+    assert!(r.starts_with(&format!("{} ", conns[3].sum)), "half request: {r}");
+
+    let new_workers = check_all(&mut conns, s.pid);
+    for w in &new_workers {
+        assert!(!old_workers.contains(w), "worker {w} is an old one");
+    }
+    // Totals per slot, minus the half request's 10.
+    let mut after = totals(&mut conns);
+    for (slot, t) in after.iter_mut() {
+        let slot_of_3 = who(&mut conns[3].c).2 as u32;
+        if *slot == slot_of_3 {
+            *t = (t.parse::<i64>().unwrap() - 10).to_string();
+        }
+    }
+    assert_eq!(after, before_totals, "each worker's total");
+    s.wait_processes(
+        &{
+            let mut v = vec![s.pid];
+            v.extend(&new_workers);
+            // A worker no test connection landed on is still there.
+            for p in s.processes() {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+            }
+            v.sort();
+            v
+        },
+        "old master and workers gone",
+    );
+    assert_eq!(s.processes().len(), 3, "master and two workers after");
+
+    // The connections go on, and new ones are accepted.
+    for k in conns.iter_mut() {
+        let r = k.c.cmd("ADD 1");
+        k.sum += 1;
+        k.adds += 1;
+        assert!(r.starts_with(&format!("{} ", k.sum)), "{}: {r}", k.name);
+    }
+    let mut more = populate(&s, 4);
+    check_all(&mut more, s.pid);
+    check_all(&mut conns, s.pid);
+}
+
+#[test]
+fn connections_v1_to_v1() {
+    across(1, Opt::O2);
+}
+
+#[test]
+fn connections_v1_to_v2() {
+    across(2, Opt::O2);
+}
+
+#[test]
+fn connections_v1_to_v2_o0() {
+    across(2, Opt::O0);
+}
+
+/// Twice in a row: the new workers' connections are carried again.
+#[test]
+fn connections_chained() {
+    let case = Case::new("prefork");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut conns = populate(&s, 6);
+    for b in [&b2, &b1, &b2] {
+        s.update(b)
+            .unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
+        check_all(&mut conns, s.pid);
+        s.check();
+    }
+    assert_eq!(s.version(), "2");
+}
+
+/// A fault in each phase rolls back: the old workers keep their
+/// connections and serve them.
+#[test]
+fn rollback_keeps_connections() {
+    for phase in ["quiesce", "transfer", "worker", "crash"] {
+        let case = Case::new("prefork");
+        let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+        let mut s = case.start_with(&b1, &[("MCR_FAULT", phase)], &[]);
+        let mut conns = populate(&s, 4);
+        let old = check_all(&mut conns, s.pid);
+        let msg = s.update_rolls_back(&b2, &[]);
+        assert!(msg.contains("rolled back"), "{phase}: {msg}");
+        assert_eq!(check_all(&mut conns, s.pid), old, "{phase}: the old workers serve");
+        assert_eq!(s.version(), "1");
+    }
+}
