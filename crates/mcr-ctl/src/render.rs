@@ -287,6 +287,18 @@ pub fn update(r: &UpdateReport, as_json: bool) {
             "  workers: {} forked at start-up, each given its old counterpart's state",
             r.workers
         );
+        if r.worker_fds > 0 {
+            println!(
+                "  worker connections: {} handed to the new workers under their numbers",
+                r.worker_fds
+            );
+        }
+    }
+    if r.children_left > 0 {
+        println!(
+            "  children left on the old version: {} (forked after start-up, they finish as they are)",
+            r.children_left
+        );
     }
     println!("  downtime: {:.2} ms", r.downtime_ms);
 }

@@ -149,9 +149,18 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
         STARTUP_CHILD.store(true, Ordering::SeqCst);
     } else if logged && pid > 0 {
         startup_log::record_fork(pid);
+    } else if on_main && pid > 0 && startup_log::is_startup_over() {
+        if let Ok(mut v) = RUNTIME_FORKS.lock() {
+            v.retain(|&p| is_live_child(p));
+            v.push(pid);
+        }
     }
     pid
 }
+
+/// Children the main thread forked after start-up (a respawned worker, a
+/// per-connection child), oldest first; pruned of dead ones at each fork.
+static RUNTIME_FORKS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 // ---- new master: replayed forks ----
 
@@ -411,6 +420,7 @@ fn restore_child(mut r: ChildRestore) {
         fail("the control socket of the new worker did not come up");
     }
     let new_startup = snapshot::live_objects(true);
+    let mut fds_installed = 0;
     let carried = match &r.old {
         Some(old) => {
             let mut cookies: Vec<u64> = old
@@ -427,8 +437,9 @@ fn restore_child(mut r: ChildRestore) {
                 None => fail("the new master's restore state is gone"),
             };
             let held = std::mem::take(&mut r.fds);
-            if let Err(e) = worker_fds::install(&old.runtime_fds, held, &cookies) {
-                fail(&format!("from old worker {}: {e}", old.pid));
+            match worker_fds::install(&old.runtime_fds, held, &cookies) {
+                Ok(n) => fds_installed = n,
+                Err(e) => fail(&format!("from old worker {}: {e}", old.pid)),
             }
             objects
         }
@@ -447,7 +458,7 @@ fn restore_child(mut r: ChildRestore) {
         unsafe { free(a as *mut u8) };
     }
     heap::clear_inherited();
-    line_to(&r.link, &format!("ready {carried}"));
+    line_to(&r.link, &format!("ready {carried} {fds_installed}"));
     if line_from(&r.link, None).as_deref() != Some("commit") {
         // SAFETY: the update was not committed: this process must not run.
         unsafe { libc::_exit(70) };
@@ -466,13 +477,21 @@ fn restore_child(mut r: ChildRestore) {
 }
 
 /// New master, after its own transfer: every child it forked must report
-/// ready. Returns how many were paired with an old worker.
-pub fn wait_ready(timeout: Duration) -> Result<u64, String> {
+/// ready. Returns how many were paired with an old worker, and how many
+/// descriptors of old workers they took over.
+pub fn wait_ready(timeout: Duration) -> Result<(u64, u64), String> {
     let deadline = Instant::now() + timeout;
     let list = NEW_CHILDREN.lock().unwrap();
+    let mut fds = 0;
     for c in list.iter() {
         match line_from(&c.link, Some(deadline)) {
-            Some(l) if l.starts_with("ready") => {}
+            Some(l) if l.starts_with("ready") => {
+                fds += l
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
             Some(l) => {
                 return Err(format!(
                     "worker {}: {}",
@@ -492,7 +511,7 @@ pub fn wait_ready(timeout: Duration) -> Result<u64, String> {
             None => return Err(format!("worker {} exited during its restore", c.pid)),
         }
     }
-    Ok(list.iter().filter(|c| c.paired).count() as u64)
+    Ok((list.iter().filter(|c| c.paired).count() as u64, fds))
 }
 
 /// New master, committed: its children run.
@@ -649,6 +668,8 @@ struct FrozenWorker {
 /// [`FrozenWorkers::commit`], they resume.
 pub struct FrozenWorkers {
     list: Vec<Option<FrozenWorker>>,
+    /// Live children forked after start-up, not updated.
+    pub children_left: u64,
 }
 
 impl FrozenWorkers {
@@ -732,8 +753,33 @@ fn is_live_child(pid: i32) -> bool {
 /// Freezes every worker start-up forked that still runs. On failure the
 /// ones already frozen resume.
 pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
-    let mut out = FrozenWorkers { list: Vec::new() };
-    for pid in startup_log::forks() {
+    let mut out = FrozenWorkers {
+        list: Vec::new(),
+        children_left: 0,
+    };
+    let startup = startup_log::forks();
+    let later: Vec<i32> = RUNTIME_FORKS
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|&p| is_live_child(p) && !runs_other_program(p))
+        .collect();
+    // A worker start-up forked is gone and one forked since runs this
+    // program: most likely its respawned successor. The new master's
+    // start-up makes a fresh worker for that place, and the successor
+    // would go on serving the old version beside it.
+    if let (Some(&gone), Some(&since)) = (
+        startup.iter().find(|&&p| !is_live_child(p)),
+        later.first(),
+    ) {
+        return Err(format!(
+            "refused: worker {gone}, forked at start-up, is gone and process {since}, forked since, runs the same program (a respawned worker?); a worker forked after start-up is not carried by an update, and it would go on serving the old version"
+        ));
+    }
+    // Otherwise they are per-connection children: they finish as they are.
+    out.children_left = later.len() as u64;
+    for pid in startup {
         if !is_live_child(pid) || runs_other_program(pid) {
             out.list.push(None);
             continue;

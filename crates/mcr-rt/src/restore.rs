@@ -134,7 +134,7 @@ pub fn main_startup_over() -> bool {
     // Workers the start-up forked: each transfers on its own, from its old
     // counterpart's checkpoint, and must be ready too.
     let t = Instant::now();
-    report.workers =
+    (report.workers, report.worker_fds) =
         crate::children::wait_ready(Duration::from_secs(5)).unwrap_or_else(|e| fail(&e));
     status(&format!(
         "phase workers {:.3}",

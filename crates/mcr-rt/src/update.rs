@@ -333,6 +333,7 @@ fn with_quiesced<W: Write>(
             report.downtime_ms = q0.elapsed().as_secs_f64() * 1e3;
             report.phases = std::mem::take(&mut ph.list);
             report.fds_inherited = fds.len() as u64;
+            report.children_left = workers.children_left;
             report.profile_points = req.quiescent_sites.as_ref().map(Vec::len);
             // The new workers serve: the old ones leave.
             workers.commit();

@@ -227,6 +227,14 @@ pub struct UpdateReport {
     /// (each paired with its old counterpart and given its state).
     #[serde(default)]
     pub workers: u64,
+    /// Descriptors those workers opened after their start-up (client
+    /// connections) handed to their new counterparts.
+    #[serde(default)]
+    pub worker_fds: u64,
+    /// Processes the old master forked after its start-up that were not
+    /// updated (per-connection children): they finish on the old version.
+    #[serde(default)]
+    pub children_left: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -204,3 +204,50 @@ fn rollback_keeps_connections() {
         assert_eq!(s.version(), "1");
     }
 }
+
+/// A worker respawned after start-up is not carried: the update is refused
+/// before anything stops, and every worker serves on.
+#[test]
+fn respawned_worker_refused() {
+    let case = Case::new("prefork");
+    let b1 = case.bin(1, Opt::O2);
+    let mut s = case.start(&b1);
+    let mut conns = populate(&s, 4);
+    // Kill the worker of a connection other than the admin one.
+    let admin_worker: u32 = s
+        .cmd("WHO")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("WHO on the admin connection");
+    let victim = conns
+        .iter_mut()
+        .map(|k| who(&mut k.c).0)
+        .find(|&p| p != admin_worker);
+    let victim = match victim {
+        Some(v) => v,
+        None => {
+            // Every test connection landed on one worker: kill the other.
+            let procs = s.processes();
+            *procs
+                .iter()
+                .find(|&&p| p != s.pid && p != admin_worker)
+                .unwrap()
+        }
+    };
+    // SAFETY: a worker process this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let respawned = mcr_e2e::wait_for(Duration::from_secs(5), || {
+        let p = s.processes();
+        (p.len() == 3 && !p.contains(&victim)).then_some(p)
+    })
+    .expect("the master respawns its worker");
+    let msg = s.update_rolls_back(&b1, &[]);
+    assert!(
+        msg.contains("refused") && msg.contains("respawned worker"),
+        "{msg}"
+    );
+    assert_eq!(s.processes(), respawned, "every worker serves on");
+    let mut fresh = populate(&s, 4);
+    check_all(&mut fresh, s.pid);
+}
