@@ -31,8 +31,13 @@
 //! site and order) and the bytes of the objects it built or changed since,
 //! plus library memory they point to (`asprintf`); `transfer::run_worker`
 //! converts and re-points them. A pointer to an old object nothing carried
-//! refuses the update. Not carried: descriptors a worker opened itself after
-//! the fork (its client connections end with it).
+//! refuses the update. Descriptors a worker opened after its start-up (its
+//! client connections) travel beside its checkpoint: see `worker_fds`.
+//!
+//! Children forked after start-up (a respawned worker, a per-connection
+//! child) are recorded; one that stands in for a gone start-up worker
+//! refuses the update (it would serve the old version beside the new
+//! worker made for its place), the others finish on the old version.
 
 use crate::blocking_calls::real;
 use crate::checkpoint::SavedGlobal;

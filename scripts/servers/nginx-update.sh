@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Usage: scripts/servers/nginx-update.sh [MCR_BIN_DIR]
+#
+# nginx 1.22.1 built with mcr-cc (master + 2 workers, the workers accept the
+# clients), updated live to itself (rebuilt into a second directory, so the
+# new binary is a different file) while clients hold keep-alive connections:
+#   1. open connections and make one request on each, and leave one request
+#      half sent (headers without the final empty line);
+#   2. mcr-ctl update MASTER_PID NEW_BINARY;
+#   3. each connection, still the same socket, gets a second response; the
+#      half request completes; a new connection is served; the old master
+#      and workers are gone, the new workers are children of the new master.
+# Then the same with MCR_FAULT=transfer: rolled back, the old processes
+# serve every connection.
+set -euo pipefail
+MCR_LOG_TAG=nginx-update
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BIN="${1:-$REPO_ROOT/target/release}"
+BIN="$(cd "$BIN" && pwd)"
+for b in mcr-cc mcr-ctl; do [ -x "$BIN/$b" ] || die "$BIN/$b not found: cargo build --release first"; done
+V=1.22.1
+OLD="$MCR_WORK/build/mcr-update/nginx-$V-a"
+NEW="$MCR_WORK/build/mcr-update/nginx-$V-b"
+"$SERVERS_DIR/build.sh" nginx "$V" "$BIN/mcr-cc" "$OLD" >/dev/null
+"$SERVERS_DIR/build.sh" nginx "$V" "$BIN/mcr-cc" "$NEW" >/dev/null
+
+run_case() {
+    local fault="$1" port tmp
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    tmp=$(mktemp -d)
+    log "case: ${fault:-commit} (port $port, prefix $tmp)"
+    mkdir -p "$tmp/html" "$tmp/logs" "$tmp/tmp"
+    printf '<html><body>mcr-nginx-%s</body></html>\n' "$port" >"$tmp/html/index.html"
+    cat >"$tmp/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 2;
+error_log $tmp/logs/error.log notice;
+pid $tmp/logs/nginx.pid;
+events { worker_connections 128; }
+http {
+    access_log off;
+    keepalive_timeout 300s;
+    keepalive_requests 10000;
+    client_body_temp_path $tmp/tmp/body;
+    proxy_temp_path $tmp/tmp/proxy;
+    fastcgi_temp_path $tmp/tmp/fastcgi;
+    uwsgi_temp_path $tmp/tmp/uwsgi;
+    scgi_temp_path $tmp/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        root $tmp/html;
+        location / { }
+    }
+}
+CONF
+    MCR_FAULT="$fault" "$OLD/objs/nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/logs/error.log" &
+    local pid=$! rc=0
+    python3 "$SERVERS_DIR/nginx_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/objs/nginx" "${fault:-}" || rc=$?
+    if [ $rc != 0 ]; then tail -20 "$tmp/logs/error.log" >&2 || true; fi
+    pkill -f -- "-c $tmp/nginx.conf" 2>/dev/null || true
+    sleep 0.2
+    pkill -9 -f -- "-c $tmp/nginx.conf" 2>/dev/null || true
+    rm -rf "$tmp"
+    return $rc
+}
+run_case ""
+run_case "transfer"
+log "nginx live update: all checks passed"

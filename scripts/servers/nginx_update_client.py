@@ -1,0 +1,104 @@
+"""Drives nginx through a live update with keep-alive connections held by
+its workers; see nginx-update.sh."""
+import json, os, socket, subprocess, sys, time
+
+port, pid, ctl, new_binary, fault = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+TOKEN = b"mcr-nginx-%d" % port
+N = 8
+
+def connect():
+    for _ in range(200):
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("nginx did not start")
+
+def read_response(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError("connection closed by the server (headers: %r)" % buf)
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    while len(body) < length:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError("connection closed in a body")
+        body += chunk
+    status = head.split(b"\r\n")[0]
+    return status, body
+
+REQ = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+
+def get(s):
+    s.sendall(REQ)
+    status, body = read_response(s)
+    assert status.startswith(b"HTTP/1.1 200"), status
+    assert TOKEN in body, body
+    return body
+
+def children(p):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                st = open("/proc/%s/stat" % d).read()
+            except OSError:
+                continue
+            f = st.rsplit(")", 1)[1].split()
+            if int(f[1]) == p and f[0] not in "ZX":
+                out.append(int(d))
+    return sorted(out)
+
+conns = [connect() for _ in range(N)]
+# nginx starts its workers after binding: the first connect may be early.
+for s in conns:
+    get(s)
+old_workers = children(pid)
+assert len(old_workers) == 2, old_workers
+half = conns[N // 2]
+half.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+time.sleep(0.2)
+
+t0 = time.time()
+r = subprocess.run([ctl, "update", "--json", str(pid), new_binary], capture_output=True, text=True, timeout=120)
+took = time.time() - t0
+print(r.stdout.strip()[-2000:] if fault else "", r.stderr.strip()[-2000:], file=sys.stderr)
+if fault:
+    assert r.returncode != 0, "update with MCR_FAULT=%s must roll back" % fault
+    assert "rolled back" in (r.stdout + r.stderr), r.stdout + r.stderr
+    master = pid
+    assert children(master) == old_workers, (children(master), old_workers)
+else:
+    assert r.returncode == 0, "update failed: %s %s" % (r.stdout, r.stderr)
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    master = rep["new_pid"]
+    assert rep["workers"] == 2, rep
+    assert rep.get("worker_fds", 0) >= N, rep
+    for _ in range(100):
+        if not os.path.exists("/proc/%d" % pid):
+            break
+        time.sleep(0.05)
+    assert not os.path.exists("/proc/%d/stat" % pid) or open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z", "old master still alive"
+    new_workers = children(master)
+    assert len(new_workers) == 2 and not set(new_workers) & set(old_workers), (new_workers, old_workers)
+    print("nginx update: downtime %.1f ms, %d worker connections handed over, %d workers, mcr-ctl took %.0f ms"
+          % (rep["downtime_ms"], rep["worker_fds"], rep["workers"], took * 1e3))
+
+half.sendall(b"\r\n")
+status, body = read_response(half)
+assert status.startswith(b"HTTP/1.1 200") and TOKEN in body, (status, body)
+for i, s in enumerate(conns):
+    for _ in range(3):
+        get(s)
+fresh = connect()
+get(fresh)
+print("nginx %s: %d keep-alive connections served before and after on the same sockets, half request completed, new connection served"
+      % ("rollback" if fault else "update", N))
