@@ -30,6 +30,7 @@ pub const BLOCKING: &[&str] = &[
     "sleep",
     "usleep",
     "pause",
+    "sigsuspend",
     "pthread_create",
 ];
 

@@ -87,12 +87,12 @@ type CondTimedWait = unsafe extern "C" fn(Cv, Mx, Ts) -> c_int;
 
 wrap!(accept, __mcr_accept, (fd: c_int, a: Sa, l: Sl) -> c_int, EventWait, neg);
 wrap!(accept4, __mcr_accept4, (fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int, EventWait, neg);
-wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, EventSet, neg);
-wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, EventSet, neg);
-wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, EventSet, neg);
-wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, EventSet, neg);
-wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, EventSet, neg);
-wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, EventSet, neg);
+wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, EventSet(ep), neg);
+wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, EventSet(ep), neg);
+wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, EventSet(-1), neg);
+wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, EventSet(-1), neg);
+wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, EventSet(-1), neg);
+wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, EventSet(-1), neg);
 wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg);
 wrap!(readv, __mcr_readv, (fd: c_int, v: *const libc::iovec, n: c_int) -> ssize_t, Data(fd), neg);
 wrap!(recv, __mcr_recv, (fd: c_int, b: *mut c_void, n: size_t, f: c_int) -> ssize_t, Data(fd), neg);
@@ -106,6 +106,12 @@ wrap!(nanosleep, __mcr_nanosleep, (t: Ts, r: Tsm) -> c_int, Sleep, neg);
 wrap!(clock_nanosleep, __mcr_clock_nanosleep, (c: libc::clockid_t, f: c_int, t: Ts, r: Tsm) -> c_int, Sleep, |r: c_int| r == libc::EINTR);
 wrap!(usleep, __mcr_usleep, (u: libc::useconds_t) -> c_int, Sleep, neg);
 wrap!(pause, __mcr_pause, () -> c_int, EventWait, neg);
+// `sigsuspend` always ends in EINTR, and the program acts on the flags its
+// handlers set before it calls again (nginx's master loop): an
+// interruption of ours is handed back to it, never retried, so a signal of
+// its own that came with ours is not slept through. It parks at its next
+// call.
+wrap!(sigsuspend, __mcr_sigsuspend, (s: Ss) -> c_int, EventWait, |_: c_int| false);
 
 /// `sigwait` reports errors by return value, not `errno`.
 ///

@@ -3,16 +3,41 @@
 //! allocation, which comes earlier still).
 
 use crate::{control, quiesce, restore, threads};
-use std::sync::Once;
+use libc::{c_char, c_int};
+use std::ffi::{CStr, OsString};
+use std::os::unix::ffi::OsStringExt;
+use std::sync::{Once, OnceLock};
 
 static INIT: Once = Once::new();
 
 #[used]
 #[link_section = ".init_array"]
-static CONSTRUCTOR: extern "C" fn() = constructor;
+static CONSTRUCTOR: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = constructor;
 
-extern "C" fn constructor() {
+/// The program's arguments as it was started, before `main` could rewrite
+/// them (nginx and others overwrite argv for their process titles, and
+/// /proc/self/cmdline shows that title afterwards).
+static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// glibc calls `.init_array` entries with `main`'s arguments.
+extern "C" fn constructor(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+    if !argv.is_null() && argc > 0 {
+        let args = (0..argc as usize)
+            .map(|i| {
+                // SAFETY: glibc hands argc valid NUL-terminated strings.
+                let s = unsafe { CStr::from_ptr(*argv.add(i)) };
+                OsString::from_vec(s.to_bytes().to_vec())
+            })
+            .collect();
+        let _ = ARGS.set(args);
+    }
     ensure();
+}
+
+/// The arguments the program was started with, its name first (None: not
+/// captured, e.g. the runtime linked into a test binary).
+pub fn original_args() -> Option<&'static [OsString]> {
+    ARGS.get().map(Vec::as_slice)
 }
 
 extern "C" fn after_fork_child() {

@@ -44,6 +44,10 @@ pub struct Entry {
     pub identity: Option<crate::identity::Outcome>,
     #[serde(skip)]
     pub claimed: bool,
+    /// Paired with a call of the new start-up that got a fresh resource,
+    /// because this one was closed (see `claim`).
+    #[serde(skip)]
+    pub passed_over: bool,
     /// Made by this process's own start-up during replay (no old
     /// counterpart): logged for the next update, never handed out.
     #[serde(skip)]
@@ -63,9 +67,11 @@ pub fn entries() -> Vec<Entry> {
     LOG.lock().unwrap().clone()
 }
 
-/// Puts the runtime in replay mode with the old version's log.
+/// Puts the runtime in replay mode with the old version's log. Entries
+/// the old program closed stay: each pairs with its call in the new
+/// start-up, which then makes a fresh resource (see `claim`).
 pub fn start_replay(old: Vec<Entry>) {
-    *LOG.lock().unwrap() = old.into_iter().filter(|e| e.open).collect();
+    *LOG.lock().unwrap() = old;
     MODE.store(REPLAYING, Ordering::SeqCst);
 }
 
@@ -77,7 +83,7 @@ pub fn finish_replay() -> Vec<Entry> {
     let mut log = LOG.lock().unwrap();
     let unclaimed = log
         .iter()
-        .filter(|e| !e.claimed && !e.fresh)
+        .filter(|e| !e.claimed && !e.fresh && e.open)
         .map(|e| {
             let mut e = e.clone();
             e.fds.retain(|fd| !e.closed.contains(fd));
@@ -120,6 +126,7 @@ pub fn record_fork(pid: i32) {
         pid: Some(pid),
         identity: None,
         claimed: false,
+        passed_over: false,
         fresh: false,
     });
 }
@@ -140,8 +147,13 @@ pub fn forks() -> Vec<i32> {
 pub fn replay_fork(pid: i32) -> usize {
     let mut log = LOG.lock().unwrap();
     let k = log.iter().filter(|e| e.kind == "fork" && e.claimed).count();
-    match log.iter_mut().find(|e| e.kind == "fork" && !e.claimed) {
-        Some(e) => {
+    match log
+        .iter_mut()
+        .enumerate()
+        .find(|(_, e)| e.kind == "fork" && !e.claimed)
+    {
+        Some((i, e)) => {
+            paired_at(i);
             e.pid = Some(pid);
             e.claimed = true;
         }
@@ -156,6 +168,7 @@ pub fn replay_fork(pid: i32) -> usize {
             pid: Some(pid),
             identity: None,
             claimed: true,
+            passed_over: false,
             fresh: false,
         }),
     }
@@ -190,9 +203,9 @@ pub fn is_startup_over() -> bool {
 /// Called at every event wait of the main thread: the first one ends
 /// start-up (the startup snapshot is taken then). True when a new version
 /// just received its state there.
-pub fn main_reached_quiescent_point() -> bool {
+pub fn main_reached_quiescent_point(kind: crate::quiesce::CallKind) -> bool {
     if crate::children::is_startup_child() {
-        return crate::children::reached_quiescent_point();
+        return crate::children::reached_quiescent_point(kind);
     }
     if !end_startup() {
         return false;
@@ -205,12 +218,32 @@ fn logging() -> bool {
     threads::current().is_some()
 }
 
+/// In replay, where the next entry a call makes without an old counterpart
+/// goes: right after the last entry a call was paired with, so the log the
+/// next update replays is in this start-up's call order (the k-th call of
+/// a kind and key must meet the k-th entry).
+static NEXT_IN_ORDER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn paired_at(index: usize) {
+    NEXT_IN_ORDER.fetch_max(index + 1, Ordering::SeqCst);
+}
+
+fn push_in_call_order(e: Entry, mode: u8) {
+    let mut log = LOG.lock().unwrap();
+    if mode == REPLAYING {
+        let at = NEXT_IN_ORDER.fetch_add(1, Ordering::SeqCst).min(log.len());
+        log.insert(at, e);
+    } else {
+        log.push(e);
+    }
+}
+
 fn record(kind: &str, key: String, fds: Vec<c_int>) {
     let mode = MODE.load(Ordering::SeqCst);
     if mode == DONE || !logging() {
         return;
     }
-    LOG.lock().unwrap().push(Entry {
+    push_in_call_order(Entry {
         kind: kind.into(),
         key,
         fds,
@@ -221,8 +254,9 @@ fn record(kind: &str, key: String, fds: Vec<c_int>) {
         pid: None,
         identity: None,
         claimed: false,
+        passed_over: false,
         fresh: mode == REPLAYING,
-    });
+    }, mode);
 }
 
 /// A process identity call of start-up (old version), or one the new
@@ -233,7 +267,7 @@ pub(crate) fn record_identity(kind: &str, key: String, outcome: crate::identity:
     if mode == DONE || !logging() {
         return;
     }
-    LOG.lock().unwrap().push(Entry {
+    push_in_call_order(Entry {
         kind: kind.into(),
         key,
         fds: vec![],
@@ -244,8 +278,9 @@ pub(crate) fn record_identity(kind: &str, key: String, outcome: crate::identity:
         pid: None,
         identity: Some(outcome),
         claimed: false,
+        passed_over: false,
         fresh: mode == REPLAYING,
-    });
+    }, mode);
 }
 
 /// In replay, claims the old start-up's next identity call of this kind
@@ -260,6 +295,7 @@ pub(crate) fn claim_identity(kind: &str) -> Option<(usize, Entry)> {
         .iter_mut()
         .enumerate()
         .find(|(_, e)| !e.claimed && !e.fresh && e.kind == kind && e.identity.is_some())?;
+    paired_at(i);
     e.claimed = true;
     Some((i, e.clone()))
 }
@@ -283,15 +319,25 @@ fn logs_details(fd: c_int) -> bool {
     }
 }
 
-/// In replay, finds the first unclaimed old entry of this kind and key.
+/// In replay, pairs this call with the first old entry of this kind and
+/// key not paired yet: the k-th call with the k-th entry. An entry the old
+/// program closed (a probe socket, nginx's first error log descriptor) is
+/// passed over and the call makes a fresh resource; handing it the next
+/// entry instead would give a short-lived start-up resource the one the
+/// program keeps (which it would then close).
 fn claim(kind: &str, key: &str) -> Option<Vec<c_int>> {
     if MODE.load(Ordering::SeqCst) != REPLAYING || !logging() {
         return None;
     }
     let mut log = LOG.lock().unwrap();
-    let e = log.iter_mut().find(|e| {
-        !e.claimed && !e.fresh && e.closed.is_empty() && e.kind == kind && e.key == key
+    let (i, e) = log.iter_mut().enumerate().find(|(_, e)| {
+        !e.claimed && !e.passed_over && !e.fresh && e.kind == kind && e.key == key
     })?;
+    paired_at(i);
+    if !e.closed.is_empty() {
+        e.passed_over = true;
+        return None;
+    }
     e.claimed = true;
     Some(e.fds.clone())
 }

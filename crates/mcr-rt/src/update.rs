@@ -15,6 +15,7 @@ use mcr_types::plan::Versions;
 use mcr_types::protocol::{PhaseTime, Reply, UpdateReport, UpdateRequest};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -257,24 +258,25 @@ fn with_quiesced<W: Write>(
 
     let (status_r, status_w) = pipe();
     let (commit_r, commit_w) = pipe();
-    let args: Vec<String> = match &req.args {
-        Some(a) => a.clone(),
+    // The arguments as the program was started: /proc/self/cmdline shows
+    // what it may have written over them since (a process title).
+    let started: Vec<std::ffi::OsString> = match crate::init::original_args() {
+        Some(a) => a.to_vec(),
         None => std::fs::read("/proc/self/cmdline")
             .unwrap_or_default()
             .split(|b| *b == 0)
-            .skip(1)
             .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .map(|s| std::ffi::OsString::from_vec(s.to_vec()))
             .collect(),
     };
-    let arg0 = std::fs::read("/proc/self/cmdline")
-        .ok()
-        .and_then(|c| {
-            c.split(|b| *b == 0)
-                .next()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-        })
-        .unwrap_or_else(|| req.binary.clone());
+    let args: Vec<std::ffi::OsString> = match &req.args {
+        Some(a) => a.iter().map(Into::into).collect(),
+        None => started.iter().skip(1).cloned().collect(),
+    };
+    let arg0 = started
+        .first()
+        .cloned()
+        .unwrap_or_else(|| req.binary.clone().into());
     // Every program descriptor is inherited under its number.
     let fds = program_fds();
     let saved: Vec<(i32, i32)> = fds.iter().map(|&fd| (fd, set_cloexec(fd, false))).collect();

@@ -68,6 +68,12 @@ fn identity(fd: i32) -> Option<(u64, u64)> {
     (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
+fn is_regular_file(fd: i32) -> bool {
+    // SAFETY: fstat into a local.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd, &mut st) } == 0) && st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
 fn link(fd: i32) -> String {
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
         .map(|p| p.to_string_lossy().into_owned())
@@ -85,9 +91,19 @@ pub fn note_startup_end() {
     *AT_STARTUP.lock().unwrap() = v;
 }
 
+/// (device, inode) of every program descriptor this process holds.
+pub fn files_held() -> Vec<(u64, u64)> {
+    crate::update::program_fds()
+        .into_iter()
+        .filter_map(identity)
+        .collect()
+}
+
 /// The old worker's run-time descriptors and the registrations that
-/// involve them (its threads are parked).
-pub fn collect() -> RuntimeFds {
+/// involve them (its threads are parked). A descriptor the master holds
+/// too (`master_files`: a channel to another worker that the master passed
+/// it, as nginx does) is the master's: the new master passes its own.
+pub fn collect(master_files: &[(u64, u64)]) -> RuntimeFds {
     let startup = AT_STARTUP.lock().unwrap().clone();
     let mut out = RuntimeFds::default();
     let mut runtime = HashSet::new();
@@ -100,7 +116,11 @@ pub fn collect() -> RuntimeFds {
         if what == EPOLL {
             epolls.push(fd);
         }
-        if startup.contains(&(fd, dev, ino)) {
+        // A socket or pipe inode is one channel; a regular file's is only
+        // the file (the worker may have opened it again on its own).
+        if startup.contains(&(fd, dev, ino))
+            || (master_files.contains(&(dev, ino)) && !is_regular_file(fd))
+        {
             continue;
         }
         // SAFETY: F_GETFD on a descriptor we hold.
@@ -243,6 +263,14 @@ pub fn install(old: &RuntimeFds, held: Vec<OwnedFd>, cookies: &[u64]) -> Result<
     }
     for (f, h) in old.fds.iter().zip(&held) {
         if identity(f.number).is_some() {
+            if std::env::var_os("MCR_DEBUG_FDS").is_some() {
+                for fd in crate::update::program_fds() {
+                    eprintln!("mcr-rt: new worker fd {fd} -> {}", link(fd));
+                }
+                for f in &old.fds {
+                    eprintln!("mcr-rt: old worker run-time fd {} -> {}", f.number, f.what);
+                }
+            }
             return Err(format!(
                 "descriptor {} of the old worker ({}, opened after its start-up) is taken in the new worker by {} made by its start-up",
                 f.number,

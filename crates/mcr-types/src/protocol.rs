@@ -30,6 +30,11 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FreezeRequest {
     pub timeout_ms: u64,
+    /// (device, inode) of every descriptor the master holds: a worker's
+    /// descriptor that is one of these is the master's (a channel it
+    /// passed), not a connection of the worker's own.
+    #[serde(default)]
+    pub master_files: Vec<(u64, u64)>,
 }
 
 /// A frozen worker's answer to [`Request::Freeze`].

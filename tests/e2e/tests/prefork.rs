@@ -3,7 +3,7 @@
 //! state registered with epoll by pointer, must stay open across an update
 //! and be served by the new workers with that state, in the new layout.
 
-use mcr_e2e::{Case, Client, Opt, Server};
+use mcr_e2e::{program_fds, Case, Client, Opt, Server};
 use std::time::Duration;
 
 /// `WHO` on a connection: (worker pid, its parent, its slot).
@@ -98,12 +98,15 @@ fn across(v_to: u32, opt: Opt) {
     std::thread::sleep(Duration::from_millis(50));
     let old_procs = s.processes();
     assert_eq!(old_procs.len(), 3, "master and two workers: {old_procs:?}");
+    let master_fds = program_fds(s.pid);
 
     let r = s
         .update(&b2)
         .unwrap_or_else(|e| panic!("update failed: {e}\n{}", s.log()));
     assert_eq!(r.workers, 2, "workers paired: {r:?}");
+    assert!(r.worker_fds >= 8, "connections handed over: {r:?}");
     assert_eq!(s.version(), v_to.to_string());
+    assert_eq!(program_fds(s.pid), master_fds, "the master's descriptors");
     // The admin connection is a client of a worker too.
     assert_eq!(s.dump(), before_admin, "admin connection's state");
     s.check();
