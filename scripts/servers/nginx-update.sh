@@ -12,6 +12,15 @@
 #      and workers are gone, the new workers are children of the new master.
 # Then the same with MCR_FAULT=transfer: rolled back, the old processes
 # serve every connection.
+#
+# STATUS: not in CI, because it does not pass yet. The update commits and
+# the keep-alive connections are handed to the new workers under their
+# numbers (the first request after it is answered), but the new processes
+# then crash (docs/decisions.md, "nginx: what still breaks"): a worker on
+# the next request of a carried connection (its per-connection state points
+# into the master's configuration, which the worker's transfer does not
+# translate), and the master at its next SIGCHLD (its accept mutex points
+# into the old master's shared memory zone, which is not carried).
 set -euo pipefail
 MCR_LOG_TAG=nginx-update
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -63,13 +72,16 @@ http {
     }
 }
 CONF
-    MCR_FAULT="$fault" "$OLD/objs/nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/logs/error.log" &
+    # Its own process group: the new master and the workers of either
+    # version stay in it, and the clean-up below ends them all (worker
+    # titles do not name the configuration).
+    MCR_FAULT="$fault" setsid "$OLD/objs/nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/logs/error.log" &
     local pid=$! rc=0
     python3 "$SERVERS_DIR/nginx_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/objs/nginx" "${fault:-}" || rc=$?
     if [ $rc != 0 ]; then tail -20 "$tmp/logs/error.log" >&2 || true; fi
-    pkill -f -- "-c $tmp/nginx.conf" 2>/dev/null || true
+    kill -TERM -- "-$pid" 2>/dev/null || true
     sleep 0.2
-    pkill -9 -f -- "-c $tmp/nginx.conf" 2>/dev/null || true
+    kill -KILL -- "-$pid" 2>/dev/null || true
     rm -rf "$tmp"
     return $rc
 }

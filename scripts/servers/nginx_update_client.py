@@ -78,7 +78,7 @@ if fault:
     assert children(master) == old_workers, (children(master), old_workers)
 else:
     assert r.returncode == 0, "update failed: %s %s" % (r.stdout, r.stderr)
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    rep = json.loads(r.stdout)
     master = rep["new_pid"]
     assert rep["workers"] == 2, rep
     assert rep.get("worker_fds", 0) >= N, rep
