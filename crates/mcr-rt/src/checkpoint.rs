@@ -69,6 +69,9 @@ pub struct State {
     /// may point to their constants): see `old_images`.
     #[serde(default)]
     pub earlier_images: Vec<crate::old_images::SavedImage>,
+    /// Shared anonymous mappings handed over: see `shared_memory`.
+    #[serde(default)]
+    pub shared_mappings: Vec<crate::shared_memory::SharedMapping>,
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -402,6 +405,8 @@ pub fn write(heap_fd: OwnedFd) -> std::io::Result<(OwnedFd, OwnedFd)> {
             .map(|c| (c.addr as u64, c.size as u64, c.site as u64))
             .collect(),
         earlier_images: crate::old_images::saved(),
+        shared_mappings: crate::shared_memory::open_for_handover()
+            .map_err(std::io::Error::other)?,
     };
     let state_fd = memfd("mcr-state")?;
     let mut f = std::fs::File::from(state_fd.try_clone()?);

@@ -75,6 +75,9 @@ pub fn init_from_env() {
     }
     crate::children::init_from_env();
     transfer::map_old_image(&state);
+    if let Err(e) = crate::shared_memory::map(&state.shared_mappings) {
+        fail(&e);
+    }
     startup_log::start_replay(state.startup_log.clone());
     *STATE.lock().unwrap() = Some(state);
     RESTORING.store(true, Ordering::SeqCst);

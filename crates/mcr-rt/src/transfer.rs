@@ -1351,7 +1351,25 @@ pub(crate) fn run_worker(
     }
 
     // Globals, field by field: what changed since the worker's start-up.
-    for g in w.globals.iter().filter(|g| !g.unchanged_since_startup) {
+    // The old worker's heap is not here to look at: an unchanged pointer
+    // keeps the new start-up's value, unless it leads into the old shared
+    // memory, which the new master took over (the new start-up's own zone
+    // is not what the old workers shared).
+    let shared = &state.shared_mappings;
+    let into_shared = |old: &[u8]| {
+        !shared.is_empty()
+            && old.chunks(8).any(|w| {
+                let mut b = [0u8; 8];
+                b[..w.len()].copy_from_slice(w);
+                let p = u64::from_ne_bytes(b);
+                shared.iter().any(|m| m.start <= p && p < m.end)
+            })
+    };
+    for g in w
+        .globals
+        .iter()
+        .filter(|g| !g.unchanged_since_startup || into_shared(&from_hex(&g.bytes)))
+    {
         let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
             continue;
         };
@@ -1367,8 +1385,6 @@ pub(crate) fn run_worker(
         // SAFETY: the new global is `nt.size` bytes long per its descriptor.
         let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
         let mut refs = Vec::new();
-        // The old worker's heap is not here to look at: an unchanged
-        // pointer keeps the new start-up's value.
         ctx.v.convert_changed(
             ot,
             nt,
@@ -1377,7 +1393,7 @@ pub(crate) fn run_worker(
             dst,
             &g.name,
             &mut refs,
-            &mut |_| true,
+            &mut |r| !into_shared(r.old),
         )?;
         for r in refs {
             for wd in (r.at..r.at + r.len.saturating_sub(7)).step_by(8) {

@@ -288,6 +288,7 @@ fn with_quiesced<W: Write>(
     ];
     handed.extend(workers_fd.as_ref().map(|f| f.as_raw_fd()));
     handed.extend(workers.handed_fds());
+    handed.extend(crate::shared_memory::handed_fds());
     // Earlier binaries' images: inherited under their numbers, since
     // /proc/<pid>/fd is closed to the new version when this one dropped
     // its privileges (see old_images).
@@ -323,6 +324,7 @@ fn with_quiesced<W: Write>(
     }
     drop(status_w);
     drop(commit_r);
+    crate::shared_memory::release();
     let mut child = spawned
         .map_err(|e| UpdateError(format!("rolled back: cannot start {}: {e}", req.binary)))?;
     ph.done("spawn");

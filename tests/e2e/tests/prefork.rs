@@ -91,6 +91,7 @@ fn across(v_to: u32, opt: Opt) {
     let mut s = case.start(&b1);
     let mut conns = populate(&s, 8);
     let before_admin = s.dump();
+    let before_shared = s.cmd("SHARED");
     let old_workers = check_all(&mut conns, s.pid);
     let before_totals = totals(&mut conns);
     // A request half received when the update starts.
@@ -109,6 +110,8 @@ fn across(v_to: u32, opt: Opt) {
     assert_eq!(program_fds(s.pid), master_fds, "the master's descriptors");
     // The admin connection is a client of a worker too.
     assert_eq!(s.dump(), before_admin, "admin connection's state");
+    // The shared zone is the old one, seen by every new worker.
+    assert_eq!(s.cmd("SHARED"), before_shared, "shared zone counters");
     s.check();
 
     // The half request completes on the new worker.
@@ -158,6 +161,14 @@ fn across(v_to: u32, opt: Opt) {
     let mut more = populate(&s, 4);
     check_all(&mut more, s.pid);
     check_all(&mut conns, s.pid);
+    // Every ADD and accept since start-up, by any worker of either
+    // version, counted once in the one zone (the half request included).
+    let adds: i64 = conns.iter().chain(&more).map(|k| k.adds).sum();
+    for k in conns.iter_mut().chain(more.iter_mut()) {
+        let r = k.c.cmd("SHARED");
+        let got: i64 = r.split_whitespace().next().unwrap().parse().unwrap();
+        assert_eq!(got, adds, "shared adds seen by {}: {r}", k.name);
+    }
 }
 
 #[test]
