@@ -41,9 +41,9 @@ const WALK_BUDGET_WORDS: u64 = 32 << 20;
 /// Which old pointer values lead only to start-up state nobody changed.
 pub(super) struct Pristine {
     heap: (u64, u64),
-    /// Old images (the old binary's and earlier ones) and shared-library
-    /// ranges: static data.
-    statics: Vec<(u64, u64)>,
+    /// Shared anonymous mappings the new version took over (see
+    /// `shared_memory`): carried, so a pointer into one keeps its value.
+    shared: Vec<(u64, u64)>,
     /// Old start-up objects: address -> (size, unchanged since start-up).
     startup: HashMap<u64, (u64, bool)>,
     /// Start-up objects whose whole reachable graph is unchanged.
@@ -64,18 +64,13 @@ pub(super) struct Pristine {
 
 impl Pristine {
     fn new(state: &State) -> Pristine {
-        let mut statics: Vec<(u64, u64)> = state.image.iter().map(|&(a, b, _)| (a, b)).collect();
-        statics.extend(state.libraries.iter().map(|&(_, a, b)| (a, b)));
-        statics.extend(
-            state
-                .earlier_images
-                .iter()
-                .flat_map(|i| i.ranges.iter().map(|&(a, b, _)| (a, b))),
-        );
-        statics.sort();
         Pristine {
             heap: (state.heap.base, state.heap.base + state.heap.len),
-            statics,
+            shared: state
+                .shared_mappings
+                .iter()
+                .map(|m| (m.start, m.end))
+                .collect(),
             startup: state
                 .startup_objects
                 .iter()
@@ -200,11 +195,6 @@ impl Pristine {
         keep_new
     }
 
-    fn is_static(&self, p: u64) -> bool {
-        let i = self.statics.partition_point(|r| r.0 <= p);
-        i > 0 && p < self.statics[i - 1].1
-    }
-
     /// The start-up object holding `p`, if `p` points into one of the old
     /// heap's start-up objects (inherited here, same address and size).
     fn startup_object(&self, p: u64) -> Option<(u64, u64, bool)> {
@@ -217,8 +207,12 @@ impl Pristine {
     }
 
     /// Does the old pointer value `p` lead only to start-up state nobody
-    /// changed? `precise`: a typed pointer (memory we cannot place is not
-    /// start-up state); else a union's word (such a word is an integer).
+    /// changed? `precise`: a typed pointer; else a union's word (such a
+    /// word is an integer). Outside the heap, static data and the shared
+    /// mappings, nothing of the old process is carried (its stack, where
+    /// nginx's `ngx_os_environ` points, private mappings, libc's own
+    /// memory): the old value would dangle, the new start-up's is the
+    /// same start-up code's answer.
     fn leads_to_startup_state(&mut self, p: u64, precise: bool) -> bool {
         if p >= self.heap.0 && p < self.heap.1 {
             return match self.startup_object(p) {
@@ -226,7 +220,7 @@ impl Pristine {
                 None => false,
             };
         }
-        self.is_static(p) || !precise
+        !precise || !self.shared.iter().any(|&(a, b)| a <= p && p < b)
     }
 
     /// Is the start-up object at `root`, and every old heap object its words
