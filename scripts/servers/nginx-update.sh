@@ -13,14 +13,12 @@
 # Then the same with MCR_FAULT=transfer: rolled back, the old processes
 # serve every connection.
 #
-# STATUS: not in CI, because it does not pass yet. The update commits and
-# the keep-alive connections are handed to the new workers under their
-# numbers (the first request after it is answered), but the new processes
-# then crash (docs/decisions.md, "nginx: what still breaks"): a worker on
-# the next request of a carried connection (its per-connection state points
-# into the master's configuration, which the worker's transfer does not
-# translate), and the master at its next SIGCHLD (its accept mutex points
-# into the old master's shared memory zone, which is not carried).
+# STATUS: not in CI, because it does not pass yet. The update commits, the
+# keep-alive connections are handed to the new workers under their numbers,
+# the shared zone is carried, but a new worker crashes on the next request
+# of a carried connection and a respawned worker cannot start: see
+# docs/decisions.md, "nginx: what still breaks".
+
 set -euo pipefail
 MCR_LOG_TAG=nginx-update
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -335,7 +335,10 @@ unsafe fn fork_replayed(f: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t
     drop(states);
     // SAFETY: the descriptors the old master handed for this worker.
     let fds = mine.as_ref().map_or_else(Vec::new, |w| {
-        w.fds.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect()
+        w.fds
+            .iter()
+            .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect()
     });
     let old = mine.and_then(|w| serde_json::from_str::<ChildState>(&w.state).ok());
     *MY_RESTORE.lock().unwrap() = Some(ChildRestore {
@@ -664,7 +667,16 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
         }
     };
     let count = fds.len() as u32;
-    if send(&mut out, &Reply::Frozen(Frozen { pid, state, fds: count })).is_err() {
+    if send(
+        &mut out,
+        &Reply::Frozen(Frozen {
+            pid,
+            state,
+            fds: count,
+        }),
+    )
+    .is_err()
+    {
         quiesce::resume();
         return;
     }
@@ -804,10 +816,9 @@ pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
     // program: most likely its respawned successor. The new master's
     // start-up makes a fresh worker for that place, and the successor
     // would go on serving the old version beside it.
-    if let (Some(&gone), Some(&since)) = (
-        startup.iter().find(|&&p| !is_live_child(p)),
-        later.first(),
-    ) {
+    if let (Some(&gone), Some(&since)) =
+        (startup.iter().find(|&&p| !is_live_child(p)), later.first())
+    {
         return Err(format!(
             "refused: worker {gone}, forked at start-up, is gone and process {since}, forked since, runs the same program (a respawned worker?); a worker forked after start-up is not carried by an update, and it would go on serving the old version"
         ));
@@ -837,7 +848,8 @@ pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
             .map_err(|e| format!("worker {pid}: {e}"))?;
         // Byte by byte up to the newline: the descriptors asked for next
         // must not be read as text.
-        let line = read_line_exact(&conn).map_err(|e| format!("worker {pid} did not answer: {e}"))?;
+        let line =
+            read_line_exact(&conn).map_err(|e| format!("worker {pid} did not answer: {e}"))?;
         match serde_json::from_str::<Reply>(&line) {
             Ok(Reply::Frozen(f)) => {
                 let mut w = FrozenWorker {
@@ -864,10 +876,9 @@ pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
 /// One line from `conn`, without reading past its newline.
 fn read_line_exact(conn: &UnixStream) -> std::io::Result<String> {
     let mut out = Vec::new();
-    let mut buf = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         // Peek what is there, then take exactly up to the newline.
-        buf.resize(64 * 1024, 0);
         // SAFETY: recv into a local buffer of that length.
         let n = unsafe {
             libc::recv(
@@ -888,7 +899,10 @@ fn read_line_exact(conn: &UnixStream) -> std::io::Result<String> {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         let n = n as usize;
-        let take = buf[..n].iter().position(|&b| b == b'\n').map_or(n, |i| i + 1);
+        let take = buf[..n]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(n, |i| i + 1);
         let mut got = vec![0u8; take];
         (&*conn).read_exact(&mut got)?;
         out.extend_from_slice(&got);

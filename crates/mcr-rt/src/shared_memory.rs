@@ -90,7 +90,12 @@ pub fn open_for_handover() -> Result<Vec<SharedMapping>, String> {
 
 /// The descriptors the new version must inherit.
 pub fn handed_fds() -> Vec<i32> {
-    HANDED.lock().unwrap().iter().map(|f| f.as_raw_fd()).collect()
+    HANDED
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_raw_fd())
+        .collect()
 }
 
 /// Old side, once the new version is spawned (or the update failed).

@@ -243,20 +243,23 @@ fn record(kind: &str, key: String, fds: Vec<c_int>) {
     if mode == DONE || !logging() {
         return;
     }
-    push_in_call_order(Entry {
-        kind: kind.into(),
-        key,
-        fds,
-        bound: None,
-        listening: false,
-        open: true,
-        closed: vec![],
-        pid: None,
-        identity: None,
-        claimed: false,
-        passed_over: false,
-        fresh: mode == REPLAYING,
-    }, mode);
+    push_in_call_order(
+        Entry {
+            kind: kind.into(),
+            key,
+            fds,
+            bound: None,
+            listening: false,
+            open: true,
+            closed: vec![],
+            pid: None,
+            identity: None,
+            claimed: false,
+            passed_over: false,
+            fresh: mode == REPLAYING,
+        },
+        mode,
+    );
 }
 
 /// A process identity call of start-up (old version), or one the new
@@ -267,20 +270,23 @@ pub(crate) fn record_identity(kind: &str, key: String, outcome: crate::identity:
     if mode == DONE || !logging() {
         return;
     }
-    push_in_call_order(Entry {
-        kind: kind.into(),
-        key,
-        fds: vec![],
-        bound: None,
-        listening: false,
-        open: true,
-        closed: vec![],
-        pid: None,
-        identity: Some(outcome),
-        claimed: false,
-        passed_over: false,
-        fresh: mode == REPLAYING,
-    }, mode);
+    push_in_call_order(
+        Entry {
+            kind: kind.into(),
+            key,
+            fds: vec![],
+            bound: None,
+            listening: false,
+            open: true,
+            closed: vec![],
+            pid: None,
+            identity: Some(outcome),
+            claimed: false,
+            passed_over: false,
+            fresh: mode == REPLAYING,
+        },
+        mode,
+    );
 }
 
 /// In replay, claims the old start-up's next identity call of this kind

@@ -156,11 +156,13 @@ fn registrations(epfd: i32) -> Vec<Registration> {
         // "tfd:        5 events:       19 data:     1bb941090010  pos:0 ino:bb24a9 sdev:9"
         let f: Vec<&str> = line.split_whitespace().collect();
         let field = |k: &str| {
-            f.iter().enumerate().find_map(|(i, x)| match x.strip_prefix(k) {
-                Some("") => f.get(i + 1).copied(),
-                Some(v) => Some(v),
-                None => None,
-            })
+            f.iter()
+                .enumerate()
+                .find_map(|(i, x)| match x.strip_prefix(k) {
+                    Some("") => f.get(i + 1).copied(),
+                    Some(v) => Some(v),
+                    None => None,
+                })
         };
         let (Some(fd), Some(events), Some(data), Some(ino)) = (
             field("tfd:").and_then(|x| x.parse::<i32>().ok()),

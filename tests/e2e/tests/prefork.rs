@@ -62,7 +62,11 @@ fn check_all(conns: &mut [Conn], master: u32) -> Vec<u32> {
         );
         assert_eq!(k.c.cmd("CHECK"), "OK", "{}", k.name);
         let (pid, parent, _) = who(&mut k.c);
-        assert_eq!(parent, master, "{} is served by a child of the master", k.name);
+        assert_eq!(
+            parent, master,
+            "{} is served by a child of the master",
+            k.name
+        );
         workers.push(pid);
     }
     workers.sort();
@@ -119,7 +123,10 @@ fn across(v_to: u32, opt: Opt) {
     let r = conns[3].c.read_line().unwrap();
     conns[3].sum += 10;
     conns[3].adds += 1;
-    assert!(r.starts_with(&format!("{} ", conns[3].sum)), "half request: {r}");
+    assert!(
+        r.starts_with(&format!("{} ", conns[3].sum)),
+        "half request: {r}"
+    );
 
     let new_workers = check_all(&mut conns, s.pid);
     for w in &new_workers {
@@ -214,7 +221,11 @@ fn rollback_keeps_connections() {
         let old = check_all(&mut conns, s.pid);
         let msg = s.update_rolls_back(&b2, &[]);
         assert!(msg.contains("rolled back"), "{phase}: {msg}");
-        assert_eq!(check_all(&mut conns, s.pid), old, "{phase}: the old workers serve");
+        assert_eq!(
+            check_all(&mut conns, s.pid),
+            old,
+            "{phase}: the old workers serve"
+        );
         assert_eq!(s.version(), "1");
     }
 }
