@@ -46,6 +46,7 @@ for i in range(n):
     f.readline()  # END
     bad += data != value(i)
 ph = {p["phase"]: p["millis"] for p in rep["phases"]}
+print("phases: " + ", ".join(f"{k} {v:.1f}" for k, v in ph.items()), file=sys.stderr)
 state_ms = ph.get("checkpoint", 0) + ph.get("transfer", 0)
 bw = float(subprocess.check_output([memcpy_bw, str(rep["bytes"])]).decode())
 rate = rep["bytes"] / (state_ms / 1e3) / 1e6
