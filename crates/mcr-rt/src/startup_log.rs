@@ -54,6 +54,26 @@ pub struct Entry {
     pub fresh: bool,
 }
 
+impl Entry {
+    /// A resource of `kind` start-up just made: open, not paired.
+    fn new(kind: &str, key: String) -> Entry {
+        Entry {
+            kind: kind.into(),
+            key,
+            fds: vec![],
+            bound: None,
+            listening: false,
+            open: true,
+            closed: vec![],
+            pid: None,
+            identity: None,
+            claimed: false,
+            passed_over: false,
+            fresh: false,
+        }
+    }
+}
+
 const RECORDING: u8 = 0;
 const DONE: u8 = 1;
 const REPLAYING: u8 = 2;
@@ -116,18 +136,8 @@ pub fn record_fork(pid: i32) {
         return;
     }
     LOG.lock().unwrap().push(Entry {
-        kind: "fork".into(),
-        key: String::new(),
-        fds: vec![],
-        bound: None,
-        listening: false,
-        open: true,
-        closed: vec![],
         pid: Some(pid),
-        identity: None,
-        claimed: false,
-        passed_over: false,
-        fresh: false,
+        ..Entry::new("fork", String::new())
     });
 }
 
@@ -158,18 +168,9 @@ pub fn replay_fork(pid: i32) -> usize {
             e.claimed = true;
         }
         None => log.push(Entry {
-            kind: "fork".into(),
-            key: String::new(),
-            fds: vec![],
-            bound: None,
-            listening: false,
-            open: true,
-            closed: vec![],
             pid: Some(pid),
-            identity: None,
             claimed: true,
-            passed_over: false,
-            fresh: false,
+            ..Entry::new("fork", String::new())
         }),
     }
     k
@@ -228,9 +229,16 @@ fn paired_at(index: usize) {
     NEXT_IN_ORDER.fetch_max(index + 1, Ordering::SeqCst);
 }
 
-fn push_in_call_order(e: Entry, mode: u8) {
+/// Logs `e` while start-up records or replays: in replay it is this
+/// start-up's own (`fresh`), placed in call order.
+fn record_entry(mut e: Entry) {
+    let mode = MODE.load(Ordering::SeqCst);
+    if mode == DONE || !logging() {
+        return;
+    }
     let mut log = LOG.lock().unwrap();
     if mode == REPLAYING {
+        e.fresh = true;
         let at = NEXT_IN_ORDER.fetch_add(1, Ordering::SeqCst).min(log.len());
         log.insert(at, e);
     } else {
@@ -239,54 +247,20 @@ fn push_in_call_order(e: Entry, mode: u8) {
 }
 
 fn record(kind: &str, key: String, fds: Vec<c_int>) {
-    let mode = MODE.load(Ordering::SeqCst);
-    if mode == DONE || !logging() {
-        return;
-    }
-    push_in_call_order(
-        Entry {
-            kind: kind.into(),
-            key,
-            fds,
-            bound: None,
-            listening: false,
-            open: true,
-            closed: vec![],
-            pid: None,
-            identity: None,
-            claimed: false,
-            passed_over: false,
-            fresh: mode == REPLAYING,
-        },
-        mode,
-    );
+    record_entry(Entry {
+        fds,
+        ..Entry::new(kind, key)
+    });
 }
 
 /// A process identity call of start-up (old version), or one the new
 /// version's start-up made without an old counterpart (kept for the next
 /// update). Not logged once start-up is over.
 pub(crate) fn record_identity(kind: &str, key: String, outcome: crate::identity::Outcome) {
-    let mode = MODE.load(Ordering::SeqCst);
-    if mode == DONE || !logging() {
-        return;
-    }
-    push_in_call_order(
-        Entry {
-            kind: kind.into(),
-            key,
-            fds: vec![],
-            bound: None,
-            listening: false,
-            open: true,
-            closed: vec![],
-            pid: None,
-            identity: Some(outcome),
-            claimed: false,
-            passed_over: false,
-            fresh: mode == REPLAYING,
-        },
-        mode,
-    );
+    record_entry(Entry {
+        identity: Some(outcome),
+        ..Entry::new(kind, key)
+    });
 }
 
 /// In replay, claims the old start-up's next identity call of this kind
