@@ -8,6 +8,7 @@ pub mod call_site;
 pub mod checkpoint;
 pub mod children;
 pub mod control;
+pub mod epoll_info;
 pub mod globals;
 pub mod hooks;
 pub mod identity;

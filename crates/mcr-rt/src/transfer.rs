@@ -455,44 +455,20 @@ fn rewrite_epoll_registrations(ctx: &Ctx) -> Result<u64, TransferError> {
         return Ok(0);
     }
     let mut n = 0;
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return Ok(0);
-    };
-    for e in dir.flatten() {
-        let Some(epfd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if std::fs::read_link(e.path())
-            .map(|l| l.to_string_lossy() != "anon_inode:[eventpoll]")
-            .unwrap_or(true)
-        {
-            continue;
-        }
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")).unwrap_or_default();
-        for line in info.lines().filter(|l| l.starts_with("tfd:")) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let field = |k: &str| {
-                f.iter()
-                    .position(|x| *x == k)
-                    .and_then(|i| f.get(i + 1))
-                    .copied()
-            };
-            let (Some(tfd), Some(events), Some(data)) = (
-                field("tfd:").and_then(|x| x.parse::<i32>().ok()),
-                field("events:").and_then(|x| u32::from_str_radix(x, 16).ok()),
-                field("data:").and_then(|x| u64::from_str_radix(x, 16).ok()),
-            ) else {
-                continue;
-            };
-            if ctx.move_containing(data).is_none() {
+    for epfd in crate::epoll_info::instances() {
+        for r in crate::epoll_info::registrations(epfd) {
+            if ctx.move_containing(r.data).is_none() {
                 continue;
             }
-            let Some(q) = ctx.translate(data, "")? else {
+            let Some(q) = ctx.translate(r.data, "")? else {
                 continue;
             };
-            let mut ev = libc::epoll_event { events, u64: q };
+            let mut ev = libc::epoll_event {
+                events: r.events,
+                u64: q,
+            };
             // SAFETY: re-registering an existing registration with a new cookie.
-            if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, tfd, &mut ev) } == 0 {
+            if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, r.fd, &mut ev) } == 0 {
                 n += 1;
             }
         }

@@ -21,6 +21,7 @@
 //! Both old and new worker hold the connections until commit; only the old
 //! one ever runs until then, so no byte is read twice or lost.
 
+use crate::epoll_info;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io::{IoSlice, IoSliceMut};
@@ -80,8 +81,6 @@ fn link(fd: i32) -> String {
         .unwrap_or_default()
 }
 
-const EPOLL: &str = "anon_inode:[eventpoll]";
-
 /// The worker's start-up is over: what it holds now is its start-up's.
 pub fn note_startup_end() {
     let v = crate::update::program_fds()
@@ -113,7 +112,7 @@ pub fn collect(master_files: &[(u64, u64)]) -> RuntimeFds {
             continue;
         };
         let what = link(fd);
-        if what == EPOLL {
+        if what == epoll_info::EPOLL_LINK {
             epolls.push(fd);
         }
         // A socket or pipe inode is one channel; a regular file's is only
@@ -150,40 +149,17 @@ pub fn collect(master_files: &[(u64, u64)]) -> RuntimeFds {
 /// A target whose number now names another file (closed and reused
 /// without `EPOLL_CTL_DEL`) is left out: it is not that descriptor's.
 fn registrations(epfd: i32) -> Vec<Registration> {
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")).unwrap_or_default();
-    let mut out = Vec::new();
-    for line in info.lines().filter(|l| l.starts_with("tfd:")) {
-        // "tfd:        5 events:       19 data:     1bb941090010  pos:0 ino:bb24a9 sdev:9"
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let field = |k: &str| {
-            f.iter()
-                .enumerate()
-                .find_map(|(i, x)| match x.strip_prefix(k) {
-                    Some("") => f.get(i + 1).copied(),
-                    Some(v) => Some(v),
-                    None => None,
-                })
-        };
-        let (Some(fd), Some(events), Some(data), Some(ino)) = (
-            field("tfd:").and_then(|x| x.parse::<i32>().ok()),
-            field("events:").and_then(|x| u32::from_str_radix(x, 16).ok()),
-            field("data:").and_then(|x| u64::from_str_radix(x, 16).ok()),
-            field("ino:").and_then(|x| u64::from_str_radix(x, 16).ok()),
-        ) else {
-            continue;
-        };
-        if identity(fd).map(|i| i.1) != Some(ino) {
-            continue;
-        }
-        out.push(Registration {
+    epoll_info::registrations(epfd)
+        .into_iter()
+        .filter(|r| r.ino.is_some() && identity(r.fd).map(|i| i.1) == r.ino)
+        .map(|r| Registration {
             epfd,
-            fd,
-            events,
-            data,
+            fd: r.fd,
+            events: r.events,
+            data: r.data,
             instance_carried: false,
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 /// Sends `fds` (in order) over `sock`, at most [`PER_MESSAGE`] a message.
@@ -297,7 +273,7 @@ pub fn install(old: &RuntimeFds, held: Vec<OwnedFd>, cookies: &[u64]) -> Result<
             if data == r.data {
                 continue;
             }
-        } else if link(r.epfd) != EPOLL {
+        } else if !epoll_info::is_instance(r.epfd) {
             return Err(format!(
                 "descriptor {} of the old worker was an epoll instance its start-up made, watching connection {}; in the new worker it is {}",
                 r.epfd,
