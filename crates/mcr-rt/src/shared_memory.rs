@@ -28,6 +28,11 @@ pub struct SharedMapping {
     pub fd: i32,
 }
 
+/// Whether old address `p` lies in one of the mappings handed over.
+pub fn contains(list: &[SharedMapping], p: u64) -> bool {
+    list.iter().any(|m| m.start <= p && p < m.end)
+}
+
 /// The files opened for the update in progress (old side).
 static HANDED: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 

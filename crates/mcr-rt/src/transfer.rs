@@ -1338,7 +1338,7 @@ pub(crate) fn run_worker(
                 let mut b = [0u8; 8];
                 b[..w.len()].copy_from_slice(w);
                 let p = u64::from_ne_bytes(b);
-                shared.iter().any(|m| m.start <= p && p < m.end)
+                crate::shared_memory::contains(shared, p)
             })
     };
     for g in w

@@ -43,7 +43,7 @@ pub(super) struct Pristine {
     heap: (u64, u64),
     /// Shared anonymous mappings the new version took over (see
     /// `shared_memory`): carried, so a pointer into one keeps its value.
-    shared: Vec<(u64, u64)>,
+    shared: Vec<crate::shared_memory::SharedMapping>,
     /// Old start-up objects: address -> (size, unchanged since start-up).
     startup: HashMap<u64, (u64, bool)>,
     /// Start-up objects whose whole reachable graph is unchanged.
@@ -66,11 +66,7 @@ impl Pristine {
     fn new(state: &State) -> Pristine {
         Pristine {
             heap: (state.heap.base, state.heap.base + state.heap.len),
-            shared: state
-                .shared_mappings
-                .iter()
-                .map(|m| (m.start, m.end))
-                .collect(),
+            shared: state.shared_mappings.clone(),
             startup: state
                 .startup_objects
                 .iter()
@@ -220,7 +216,7 @@ impl Pristine {
                 None => false,
             };
         }
-        !precise || !self.shared.iter().any(|&(a, b)| a <= p && p < b)
+        !precise || !crate::shared_memory::contains(&self.shared, p)
     }
 
     /// Is the start-up object at `root`, and every old heap object its words
