@@ -160,7 +160,13 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
         startup_log::record_fork(pid);
     } else if on_main && pid > 0 && startup_log::is_startup_over() {
         if let Ok(mut v) = RUNTIME_FORKS.lock() {
-            v.retain(|&p| is_live_child(p));
+            // Pruned (a /proc read per child) only when the list has
+            // doubled since: a server forking per connection pays O(1)
+            // reads per fork, not one per live child.
+            if v.len() >= 64 && v.len() >= 2 * RUNTIME_FORKS_PRUNED.load(Ordering::Relaxed) {
+                v.retain(|&p| is_live_child(p));
+                RUNTIME_FORKS_PRUNED.store(v.len(), Ordering::Relaxed);
+            }
             v.push(pid);
         }
     }
@@ -168,8 +174,11 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
 }
 
 /// Children the main thread forked after start-up (a respawned worker, a
-/// per-connection child), oldest first; pruned of dead ones at each fork.
+/// per-connection child), oldest first; dead ones are pruned now and then
+/// (and left out at freeze).
 static RUNTIME_FORKS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Its length after the last pruning.
+static RUNTIME_FORKS_PRUNED: AtomicUsize = AtomicUsize::new(0);
 
 // ---- new master: replayed forks ----
 
@@ -805,12 +814,14 @@ pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
         children_left: 0,
     };
     let startup = startup_log::forks();
+    // A pid listed twice (a dead child's, reused) counts once.
+    let mut seen = std::collections::HashSet::new();
     let later: Vec<i32> = RUNTIME_FORKS
         .lock()
         .unwrap()
         .iter()
         .copied()
-        .filter(|&p| is_live_child(p) && !runs_other_program(p))
+        .filter(|&p| seen.insert(p) && is_live_child(p) && !runs_other_program(p))
         .collect();
     // A worker start-up forked is gone and one forked since runs this
     // program: most likely its respawned successor. The new master's
