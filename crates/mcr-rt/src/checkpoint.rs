@@ -255,25 +255,18 @@ static OWN_EXE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new
 /// would see its numbers shifted (a new worker's epoll instance would not
 /// get its old counterpart's number).
 pub fn open_own_executable() {
-    // SAFETY: open/fcntl/close system calls on a constant path; the low
-    // descriptor is closed at once and the high one kept for the process.
-    unsafe {
-        let low = libc::syscall(
+    // SAFETY: the openat system call on a constant path (not the start-up
+    // log's `open`: this file is not the program's).
+    let low = unsafe {
+        libc::syscall(
             libc::SYS_openat,
             libc::AT_FDCWD,
             c"/proc/self/exe".as_ptr(),
             libc::O_RDONLY | libc::O_CLOEXEC,
-        ) as i32;
-        if low < 0 {
-            return;
-        }
-        let high = libc::syscall(
-            libc::SYS_fcntl,
-            low,
-            libc::F_DUPFD_CLOEXEC,
-            crate::control::PRIVATE_FD_BASE,
-        ) as i32;
-        libc::syscall(libc::SYS_close, low);
+        )
+    } as i32;
+    if low >= 0 {
+        let high = crate::control::raw_to_private(low);
         OWN_EXE.store(high, std::sync::atomic::Ordering::SeqCst);
     }
 }

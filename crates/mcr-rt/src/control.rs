@@ -11,6 +11,20 @@ use std::os::unix::net::{UnixListener, UnixStream};
 /// Runtime-private descriptors are moved at or above this number.
 pub const PRIVATE_FD_BASE: i32 = 900;
 
+/// Moves descriptor `low` to the private range, close-on-exec, with raw
+/// system calls only (no wrapper of ours, no allocation: usable before
+/// `main` and in a fork child handler). Returns the new number, -1 on
+/// failure; `low` is closed either way.
+pub(crate) fn raw_to_private(low: i32) -> i32 {
+    // SAFETY: fcntl and close system calls on a descriptor the caller owns.
+    unsafe {
+        let high =
+            libc::syscall(libc::SYS_fcntl, low, libc::F_DUPFD_CLOEXEC, PRIVATE_FD_BASE) as i32;
+        libc::syscall(libc::SYS_close, low);
+        high
+    }
+}
+
 /// Moves a descriptor to the private range, close-on-exec.
 pub fn to_private_fd(fd: OwnedFd) -> OwnedFd {
     // SAFETY: F_DUPFD_CLOEXEC on an fd we own; the original is dropped.
@@ -216,9 +230,7 @@ fn bind_listener() -> Option<UnixListener> {
             libc::syscall(libc::SYS_close, fd);
             return None;
         }
-        let high =
-            libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, PRIVATE_FD_BASE) as i32;
-        libc::syscall(libc::SYS_close, fd);
+        let high = raw_to_private(fd);
         (high >= 0).then(|| UnixListener::from_raw_fd(high))
     }
 }
