@@ -13,11 +13,11 @@
 # Then the same with MCR_FAULT=transfer: rolled back, the old processes
 # serve every connection.
 #
-# STATUS: not in CI, because it does not pass yet. The update commits, the
-# keep-alive connections are handed to the new workers under their numbers,
-# the shared zone is carried, but a new worker crashes on the next request
-# of a carried connection and a respawned worker cannot start: see
-# docs/decisions.md, "nginx: what still breaks".
+# STATUS: not in CI, because it does not pass yet: the update is rolled
+# back (a worker's connection takes a descriptor number its start-up still
+# held at its first quiescent call), and past that a carried connection and
+# a respawned worker fail: see docs/decisions.md, "nginx: what still
+# breaks".
 
 set -euo pipefail
 MCR_LOG_TAG=nginx-update

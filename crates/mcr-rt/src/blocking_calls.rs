@@ -87,12 +87,12 @@ type CondTimedWait = unsafe extern "C" fn(Cv, Mx, Ts) -> c_int;
 
 wrap!(accept, __mcr_accept, (fd: c_int, a: Sa, l: Sl) -> c_int, EventWait, neg);
 wrap!(accept4, __mcr_accept4, (fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int, EventWait, neg);
-wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, EventSet(ep), neg);
-wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, EventSet(ep), neg);
-wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, EventSet(-1), neg);
-wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, EventSet(-1), neg);
-wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, EventSet(-1), neg);
-wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, EventSet(-1), neg);
+wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, EventSet, neg);
+wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, EventSet, neg);
+wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, EventSet, neg);
+wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, EventSet, neg);
+wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, EventSet, neg);
+wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, EventSet, neg);
 wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg);
 wrap!(readv, __mcr_readv, (fd: c_int, v: *const libc::iovec, n: c_int) -> ssize_t, Data(fd), neg);
 wrap!(recv, __mcr_recv, (fd: c_int, b: *mut c_void, n: size_t, f: c_int) -> ssize_t, Data(fd), neg);

@@ -49,7 +49,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -77,10 +77,6 @@ pub struct ChildState {
     /// Descriptors it opened since its start-up (sent beside this state).
     #[serde(default)]
     pub runtime_fds: worker_fds::RuntimeFds,
-    /// Its start-up ended at its n-th quiescent call (see
-    /// [`reached_quiescent_point`]); 0: unknown, the first.
-    #[serde(default)]
-    pub startup_end_call: u32,
 }
 
 /// What the new master receives of one old worker: its checkpoint and, at
@@ -362,38 +358,20 @@ extern "C" {
     fn free(p: *mut u8);
 }
 
-/// Quiescent calls a start-up child's main thread made during its start-up.
-static STARTUP_CALLS: AtomicU32 = AtomicU32::new(0);
-/// The call that ended it (see [`reached_quiescent_point`]).
-static STARTUP_END_CALL: AtomicU32 = AtomicU32::new(0);
-
-/// A start-up child's main thread is at a quiescent call (`kind`). Its
-/// start-up ends at the first one that would block: a wait that returns at
-/// once is start-up code probing the kernel (nginx's worker waits on an
-/// epoll instance it made ready, to test `EPOLLRDHUP` support, before it
-/// closes its channels), not the idle loop. A new worker receives its
-/// counterpart's state at the call with the same ordinal as the one that
-/// ended the old worker's start-up (both run the same start-up), or at an
-/// earlier one that would block. True when state was transferred.
-pub fn reached_quiescent_point(kind: quiesce::CallKind) -> bool {
-    if startup_log::is_startup_over() {
+/// A start-up child reached its first quiescent point: its start-up is
+/// over (snapshot); a new one receives its counterpart's state here. True
+/// when state was transferred.
+///
+/// Not "its first call that would block", tried this session for nginx
+/// (whose worker waits on a ready epoll instance to probe `EPOLLRDHUP`
+/// before closing its channels): a request already waiting at the
+/// worker's first read was then served before the snapshot, its effects
+/// taken for start-up state and lost in the update (drop_privileges'
+/// worker test, under load). See docs/decisions.md.
+pub fn reached_quiescent_point() -> bool {
+    if !startup_log::end_startup() {
         return false;
     }
-    let n = STARTUP_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-    let ready = quiesce::ready_now(kind) == Some(true);
-    let old_end = MY_RESTORE
-        .lock()
-        .unwrap()
-        .as_ref()
-        .and_then(|r| r.old.as_ref().map(|o| o.startup_end_call));
-    let ends = match old_end {
-        Some(k) if k > 0 => n >= k || !ready,
-        _ => !ready,
-    };
-    if !ends || !startup_log::end_startup() {
-        return false;
-    }
-    STARTUP_END_CALL.store(n, Ordering::SeqCst);
     snapshot::take();
     worker_fds::note_startup_end();
     let Some(r) = MY_RESTORE.lock().unwrap().take() else {
@@ -663,7 +641,6 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
             startup_objects,
             objects,
             runtime_fds: worker_fds::collect(&req.master_files),
-            startup_end_call: STARTUP_END_CALL.load(Ordering::SeqCst),
         };
         let fds: Vec<i32> = st.runtime_fds.fds.iter().map(|f| f.number).collect();
         Ok((serde_json::to_string(&st).unwrap_or_default(), fds))

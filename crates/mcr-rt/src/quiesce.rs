@@ -26,12 +26,11 @@ pub enum CallKind {
     /// An event wait at the top of a loop: `accept`, `sigwait`, `pause`.
     /// The main thread's first such call ends start-up.
     EventWait,
-    /// An event wait on a set of descriptors: `epoll_wait` (with its epoll
-    /// instance), `poll`, `select` (-1). Like `EventWait`; also, the first
-    /// one after a transfer returns `EINTR`, so a loop that built its set
-    /// from start-up state goes round and rebuilds it from the transferred
-    /// state.
-    EventSet(libc::c_int),
+    /// An event wait on a set of descriptors: `epoll_wait`, `poll`,
+    /// `select`. Like `EventWait`; also, the first one after a transfer
+    /// returns `EINTR`, so a loop that built its set from start-up state
+    /// goes round and rebuilds it from the transferred state.
+    EventSet,
     /// Data calls (`read`, `recv*`) and sleeps: quiescent only on fds that
     /// can block (sockets, pipes, terminals).
     Data(libc::c_int),
@@ -140,12 +139,12 @@ pub fn blocking<T: Copy + From<i8>>(
     };
     let mut site = Site { wrapper, pc: None };
     if rec.is_main
-        && (matches!(kind, CallKind::EventWait | CallKind::EventSet(_))
+        && (matches!(kind, CallKind::EventWait | CallKind::EventSet)
             || crate::children::startup_pending(kind))
     {
-        let transferred = crate::startup_log::main_reached_quiescent_point(kind);
+        let transferred = crate::startup_log::main_reached_quiescent_point();
         // This very call was made with a set built from start-up state.
-        if matches!(kind, CallKind::EventSet(_)) && transferred {
+        if matches!(kind, CallKind::EventSet) && transferred {
             // SAFETY: errno is thread-local.
             unsafe { *libc::__errno_location() = libc::EINTR };
             return T::from(-1);
@@ -175,25 +174,6 @@ pub fn blocking<T: Copy + From<i8>>(
         }
         return r;
     }
-}
-
-/// Whether a call of this kind would return at once (its epoll instance or
-/// descriptor has something ready); None when that cannot be asked (a
-/// `poll` or `select` set, `accept`, a signal wait).
-pub fn ready_now(kind: CallKind) -> Option<bool> {
-    let fd = match kind {
-        CallKind::EventSet(ep) if ep >= 0 => ep,
-        CallKind::Data(fd) => fd,
-        _ => return None,
-    };
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll on one descriptor with a zero timeout.
-    let n = unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, 0) };
-    (n >= 0).then_some(n > 0)
 }
 
 /// Marks the thread as about to block in `waiting`, or as busy when an
@@ -336,7 +316,7 @@ pub extern "C" fn __mcr_quiescent_point() {
         return;
     };
     if rec.is_main {
-        crate::startup_log::main_reached_quiescent_point(CallKind::EventWait);
+        crate::startup_log::main_reached_quiescent_point();
     }
     // Declared by the program: quiescent whatever a profile says.
     if update_waits(rec, CallKind::EventWait) {

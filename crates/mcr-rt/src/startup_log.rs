@@ -204,9 +204,9 @@ pub fn is_startup_over() -> bool {
 /// Called at every event wait of the main thread: the first one ends
 /// start-up (the startup snapshot is taken then). True when a new version
 /// just received its state there.
-pub fn main_reached_quiescent_point(kind: crate::quiesce::CallKind) -> bool {
+pub fn main_reached_quiescent_point() -> bool {
     if crate::children::is_startup_child() {
-        return crate::children::reached_quiescent_point(kind);
+        return crate::children::reached_quiescent_point();
     }
     if !end_startup() {
         return false;
