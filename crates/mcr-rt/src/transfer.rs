@@ -382,15 +382,8 @@ impl<'a> Ctx<'a> {
         let bytes = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, room as usize) };
         let old = bytes[..size as usize].to_vec();
         bytes[..new_size.max(size as usize)].fill(0);
-        for e in 0..count as usize {
-            self.v.convert(
-                ot,
-                nt,
-                &old[e * os..(e + 1) * os],
-                &mut bytes[e * ns..(e + 1) * ns],
-                tn,
-            )?;
-        }
+        self.v
+            .convert_elements(ot, nt, &old, bytes, count as usize, tn)?;
         bytes[to..new_size].copy_from_slice(&old[from..]);
         self.moves.push(Move {
             old: addr,
@@ -780,7 +773,9 @@ pub fn run(
         }
     };
     let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
+    lap("new typemap decoded");
     let hooks = crate::hooks::all().map_err(TransferError::Hook)?;
+    lap("hooks");
     let decls: Vec<_> = hooks.iter().map(|h| h.decl.clone()).collect();
     let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
         state.sites.iter().map(|s| (s.addr, s)).collect();
@@ -791,6 +786,7 @@ pub fn run(
     // old thread's variable becomes one to its counterpart's).
     let tls = thread_locals::pair(&state.threads);
     let tls_views = TlsViews::of(state, &tls);
+    lap("tls");
     let mut ctx = context(state, &new_map, &decls, &tls_views);
     lap("context built");
     // Before anything touches the old heap: which unchanged pointers of
@@ -885,15 +881,9 @@ pub fn run(
                             !ctx.slots_of(tn).is_empty()
                         );
                     }
-                    for e in 0..if keep_new { 0 } else { count as usize } {
-                        let (os, ns) = (ot.size as usize, nt.size as usize);
-                        ctx.v.convert(
-                            ot,
-                            nt,
-                            &src[e * os..(e + 1) * os],
-                            &mut dst[e * ns..(e + 1) * ns],
-                            tn,
-                        )?;
+                    if !keep_new {
+                        ctx.v
+                            .convert_elements(ot, nt, src, dst, count as usize, tn)?;
                     }
                     if !keep_new {
                         planner.collect(&ctx.v, ot, nt, o.addr as u64, n, count)?;
@@ -987,16 +977,8 @@ pub fn run(
                 std::slice::from_raw_parts_mut(p, new_size as usize),
             )
         };
-        for e in 0..count as usize {
-            let (os, ns) = (ot.size as usize, nt.size as usize);
-            ctx.v.convert(
-                ot,
-                nt,
-                &src[e * os..(e + 1) * os],
-                &mut dst[e * ns..(e + 1) * ns],
-                tn,
-            )?;
-        }
+        ctx.v
+            .convert_elements(ot, nt, src, dst, count as usize, tn)?;
         dst[(count * nt.size) as usize..].copy_from_slice(&src[(count * ot.size) as usize..]);
         planner.collect(&ctx.v, ot, nt, o.addr as u64, p as u64, count)?;
         ctx.moves.push(Move {
@@ -1011,6 +993,7 @@ pub fn run(
         typed.push((p as u64, tn, count));
         report.objects_moved += 1;
     }
+    lap("heap objects placed");
     let carved_objects = carved::place(
         state,
         &mut ctx,
@@ -1075,6 +1058,7 @@ pub fn run(
         }
     }
 
+    lap("untyped scanned");
     // Globals: kept from the new start-up unless changed since the old one,
     // field by field (global_values.rs).
     let mut fixed_globals =
@@ -1254,15 +1238,8 @@ pub(crate) fn run_worker(
             Some((tn, ot, nt)) => {
                 let count = count.min(ctx.v.element_count(nt, new_size, false));
                 let (os, ns) = (ot.size as usize, nt.size as usize);
-                for e in 0..count as usize {
-                    ctx.v.convert(
-                        ot,
-                        nt,
-                        &src[e * os..(e + 1) * os],
-                        &mut dst[e * ns..(e + 1) * ns],
-                        tn,
-                    )?;
-                }
+                ctx.v
+                    .convert_elements(ot, nt, &src, dst, count as usize, tn)?;
                 let (ot_end, nt_end) = (count as usize * os, count as usize * ns);
                 let k = (src.len() - ot_end.min(src.len())).min(dst.len() - nt_end.min(dst.len()));
                 dst[nt_end..nt_end + k].copy_from_slice(&src[ot_end..ot_end + k]);
