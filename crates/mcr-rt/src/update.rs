@@ -172,14 +172,10 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
     // Needed by the checkpoint; read before the program stops.
     let _ = crate::checkpoint::functions();
     ph.done("check");
-    // The image's pages, allocated before the program stops: the copy in
-    // the checkpoint then runs at memory speed. Not fatal: without it the
-    // checkpoint allocates as it writes.
-    let heap_fd = match checkpoint::prepare_heap() {
-        Ok((fd, _)) => fd,
-        Err(_) => checkpoint::memfd("mcr-heap")
-            .map_err(|e| UpdateError(format!("refused: cannot create the heap image: {e}")))?,
-    };
+    // The image's pages, allocated before the program stops (the copy in
+    // the checkpoint then runs at memory speed), and the type map.
+    let prepared = checkpoint::Prepared::new(old_map)
+        .map_err(|e| UpdateError(format!("refused: cannot create the heap image: {e}")))?;
     ph.done("prepare");
 
     if fault("quiesce") {
@@ -213,7 +209,7 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
         })
         .and_then(|()| {
             ph.done("quiesce");
-            let r = with_quiesced(req, &mut ph, q0, heap_fd);
+            let r = with_quiesced(req, &mut ph, q0, prepared);
             if r.is_err() {
                 quiesce::resume();
             }
@@ -229,12 +225,12 @@ fn with_quiesced<W: Write>(
     req: &UpdateRequest,
     ph: &mut Phases<'_, W>,
     q0: Instant,
-    heap_fd: OwnedFd,
+    prepared: checkpoint::Prepared,
 ) -> Result<UpdateReport, UpdateError> {
     if fault("checkpoint") {
         return err("rolled back: checkpoint failed (MCR_FAULT=checkpoint)");
     }
-    let (heap_fd, state_fd) = checkpoint::write(heap_fd)
+    let (heap_fd, state_fd, image_mapping) = checkpoint::write(prepared)
         .map_err(|e| UpdateError(format!("rolled back: checkpoint: {e}")))?;
     ph.done("checkpoint");
     // Workers start-up forked: frozen, their checkpoints for the new
@@ -328,6 +324,8 @@ fn with_quiesced<W: Write>(
     let mut child = spawned
         .map_err(|e| UpdateError(format!("rolled back: cannot start {}: {e}", req.binary)))?;
     ph.done("spawn");
+    // While the new version starts.
+    drop(image_mapping);
 
     let outcome = follow_new_version(&status_r, &commit_w, ph);
     match outcome {

@@ -111,7 +111,7 @@ fn heap_image_round_trip() {
     // SAFETY: memfd_create with no flags: the child inherits the fd.
     let fd = unsafe { libc::memfd_create(c"mcr-heap-test".as_ptr(), 0) };
     assert!(fd >= 0);
-    let info = heap::write_image(fd).unwrap();
+    let (info, _) = heap::write_image(fd, None).unwrap();
     assert_eq!(info.base as usize, heap::region().0);
     assert!(
         info.written + SPARSE as u64 - (1 << 20) < info.file_len,
@@ -198,7 +198,7 @@ fn heap_image_child() {
     if std::env::var_os(CHAIN_ENV).is_none() {
         // SAFETY: memfd for the grandchild.
         let fd = unsafe { libc::memfd_create(c"mcr-heap-test-2".as_ptr(), 0) };
-        heap::write_image(fd).unwrap();
+        heap::write_image(fd, None).unwrap();
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
                 "heap_image_child",

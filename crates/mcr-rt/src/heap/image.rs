@@ -37,18 +37,27 @@ pub struct ImageInfo {
 
 /// Writes the heap region into `fd` (a memfd or regular file) at offsets
 /// relative to the region base, leaving free pages as holes. `fd` must be
-/// empty or prepared by [`prepare_image`]: holes are not cleared. Call while the
+/// empty or the one `prepared` maps: holes are not cleared. Call while the
 /// program's threads are parked: the heap's locks are held during the
-/// write, so any other thread that allocates waits.
-pub fn write_image(fd: RawFd) -> io::Result<ImageInfo> {
+/// write, so any other thread that allocates waits. Returns the mapping
+/// written through, to drop when the time it takes (unmapping, ending the
+/// copy threads: ~5 ms for 70 MB) does not count, and never with the heap
+/// locked (glibc frees a thread's bookkeeping through `free`).
+pub fn write_image(
+    fd: RawFd,
+    prepared: Option<PreparedImage>,
+) -> io::Result<(ImageInfo, PreparedImage)> {
     init::ensure();
     init::lock_all();
-    let r = write_locked(fd);
+    let r = write_locked(fd, prepared);
     init::unlock_all();
     r
 }
 
-fn write_locked(fd: RawFd) -> io::Result<ImageInfo> {
+fn write_locked(
+    fd: RawFd,
+    prepared: Option<PreparedImage>,
+) -> io::Result<(ImageInfo, PreparedImage)> {
     let top = top();
     let file_len = top * PAGE;
     // Only the length is set: a prepared image keeps the pages
@@ -57,60 +66,246 @@ fn write_locked(fd: RawFd) -> io::Result<ImageInfo> {
     if unsafe { libc::ftruncate(fd, file_len as libc::off_t) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    let map = match prepared {
+        Some(p) => p.grow(fd, file_len)?,
+        None => PreparedImage::map(fd, file_len)?,
+    };
+    let mut runs = Vec::new();
     let written = for_each_image_run(top, |addr, len| {
-        write_all_at(fd, addr, len, addr - region::base())
+        runs.push((addr, len));
+        Ok(())
     })?;
+    map.copy_in(&runs, written);
     let h = region::header();
-    Ok(ImageInfo {
+    let info = ImageInfo {
         base: h.base,
         len: h.len,
         file_len: file_len as u64,
         page_size: PAGE as u64,
         version: VERSION,
         written: written as u64,
-    })
+    };
+    Ok((info, map))
 }
 
-/// Allocates and zeroes, in the empty memfd `fd`, the pages an image of the
-/// heap as it is now would fill. Called while the program still serves: the
-/// checkpoint then copies into memory that is already there, at `memcpy`
-/// speed, instead of paying a page allocation per page while every thread
-/// is stopped (that cut the copy to a third of `memcpy` here). The pages
-/// are touched, not just reserved: `fallocate` leaves shmem pages unzeroed,
-/// and the first touch of memory a virtual machine's host has reclaimed is
-/// what costs (a 1 GB copy took 0.2 s or 2.6 s depending on it).
-/// Needs no heap lock: the page table is read with atomic loads, and a page
-/// that changes state before the checkpoint only costs an allocation then
-/// or a page that stays zero. Returns the bytes allocated.
-pub fn prepare_image(fd: RawFd) -> io::Result<u64> {
-    init::ensure();
-    let top = top();
-    // SAFETY: a plain syscall on the caller's fd.
-    if unsafe { libc::ftruncate(fd, (top * PAGE) as libc::off_t) } != 0 {
-        return Err(io::Error::last_os_error());
+/// An image file mapped shared for writing, its pages allocated and mapped
+/// ([`prepare_image`]) while the program still serves: the checkpoint then
+/// copies the heap into it at `memcpy` speed, with no page to allocate or
+/// map while every thread is stopped. Unmapped when dropped; the pages stay
+/// in the file.
+pub struct PreparedImage {
+    addr: usize,
+    len: usize,
+    copiers: Vec<Copier>,
+}
+
+/// A thread started with the prepared image that copies its share of the
+/// heap at the checkpoint. Started while the program serves: creating a
+/// thread allocates in the program's heap (glibc's bookkeeping), which the
+/// checkpoint holds locked.
+struct Copier {
+    job: std::sync::mpsc::Sender<Vec<(usize, usize, usize)>>,
+    done: std::sync::mpsc::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Copier {
+    fn start() -> Option<Self> {
+        let (job, jobs) = std::sync::mpsc::channel::<Vec<(usize, usize, usize)>>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("mcr-checkpoint".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                for part in jobs {
+                    for (from, to, len) in part {
+                        // SAFETY: the checkpoint hands out disjoint runs of
+                        // populated heap memory and their places in the
+                        // image's mapping, and waits for `done`.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(from as *const u8, to as *mut u8, len)
+                        };
+                    }
+                    let _ = done_tx.send(());
+                }
+            })
+            .ok()?;
+        Some(Self { job, done, thread })
     }
-    let n = for_each_image_run(top, |addr, len| {
-        let off = (addr - region::base()) as libc::off_t;
-        // SAFETY: a fresh shared mapping of the caller's memfd, populated
-        // for writing (allocated and zeroed) and unmapped at once; the
-        // pages stay in the memfd.
-        unsafe {
-            let m = libc::mmap(
+}
+
+/// Heap bytes below which the checkpoint copies on one thread: starting
+/// helpers costs more than it saves.
+const PARALLEL_COPY_MIN: usize = 16 << 20;
+
+impl PreparedImage {
+    /// Maps the first `len` bytes of `fd` shared, for writing.
+    fn map(fd: RawFd, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Ok(Self {
+                addr: 0,
+                len: 0,
+                copiers: Vec::new(),
+            });
+        }
+        // SAFETY: a fresh shared mapping of the caller's file; ours until
+        // dropped.
+        let m = unsafe {
+            libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
+                libc::MAP_SHARED,
                 fd,
-                off,
-            );
-            if m == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
+                0,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            addr: m as usize,
+            len,
+            copiers: Vec::new(),
+        })
+    }
+
+    /// The same mapping over the first `len` bytes of `fd` (the heap may
+    /// have grown since it was prepared).
+    fn grow(mut self, fd: RawFd, len: usize) -> io::Result<Self> {
+        if len <= self.len {
+            return Ok(self);
+        }
+        if self.len == 0 {
+            let mut m = Self::map(fd, len)?;
+            m.copiers = std::mem::take(&mut self.copiers);
+            return Ok(m);
+        }
+        // SAFETY: our own mapping; the file is at least `len` long.
+        let m = unsafe {
+            libc::mremap(
+                self.addr as *mut libc::c_void,
+                self.len,
+                len,
+                libc::MREMAP_MAYMOVE,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let copiers = std::mem::take(&mut self.copiers);
+        self.len = 0; // remapped: nothing left to unmap at the old place
+        Ok(Self {
+            addr: m as usize,
+            len,
+            copiers,
+        })
+    }
+
+    /// Copies each heap run `(address, length)` to its offset from the
+    /// region base; `total` bytes in all. Large images are copied by the
+    /// copier threads too: the program's own are parked, their cores idle.
+    fn copy_in(&self, runs: &[(usize, usize)], total: usize) {
+        let (base, to) = (region::base(), self.addr);
+        let mut shares: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); self.copiers.len() + 1];
+        let share = if total < PARALLEL_COPY_MIN {
+            usize::MAX
+        } else {
+            total.div_ceil(shares.len()).next_multiple_of(PAGE)
+        };
+        // Equal shares of bytes, a run split where a share ends.
+        let (mut k, mut room) = (0, share);
+        for &(mut a, mut l) in runs {
+            debug_assert!(a - base + l <= self.len);
+            while l > 0 {
+                let n = l.min(room);
+                shares[k].push((a, to + (a - base), n));
+                (a, l, room) = (a + n, l - n, room - n);
+                if room == 0 {
+                    (k, room) = if k + 1 < shares.len() {
+                        (k + 1, share)
+                    } else {
+                        (k, usize::MAX)
+                    };
+                }
             }
-            libc::munmap(m, len);
+        }
+        let mine = shares.remove(0);
+        let mut waiting = Vec::new();
+        for (c, part) in self.copiers.iter().zip(shares) {
+            if part.is_empty() {
+                continue;
+            }
+            match c.job.send(part) {
+                Ok(()) => waiting.push(c),
+                // SAFETY: as in the copier's loop (the copier is gone).
+                Err(e) => e.0.iter().for_each(|&(f, t, n)| unsafe {
+                    std::ptr::copy_nonoverlapping(f as *const u8, t as *mut u8, n)
+                }),
+            }
+        }
+        for &(f, t, n) in &mine {
+            // SAFETY: [f, f + n) is populated heap memory below `top`; its
+            // place [t, t + n) lies inside this mapping of a file `top`
+            // pages long; no other copy writes there.
+            unsafe { std::ptr::copy_nonoverlapping(f as *const u8, t as *mut u8, n) };
+        }
+        for c in waiting {
+            let _ = c.done.recv();
+        }
+    }
+}
+
+impl Drop for PreparedImage {
+    fn drop(&mut self) {
+        for c in self.copiers.drain(..) {
+            drop(c.job);
+            let _ = c.thread.join();
+        }
+        if self.len > 0 {
+            // SAFETY: our own mapping, no longer used.
+            unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
+/// Allocates, zeroes and maps, in the empty memfd `fd`, the pages an image
+/// of the heap as it is now would fill. Called while the program still
+/// serves: the checkpoint then copies into memory that is already there
+/// and already mapped, at `memcpy` speed, instead of paying a page
+/// allocation and a page fault per page while every thread is stopped
+/// (`pwrite` into unprepared pages ran at a third of `memcpy` here, into
+/// prepared pages at half). The pages are touched, not just reserved:
+/// `fallocate` leaves shmem pages unzeroed, and the first touch of memory a
+/// virtual machine's host has reclaimed is what costs (a 1 GB copy took
+/// 0.2 s or 2.6 s depending on it). Needs no heap lock: the page table is
+/// read with atomic loads, and a page that changes state before the
+/// checkpoint only costs a fault then or a page that stays zero.
+pub fn prepare_image(fd: RawFd) -> io::Result<PreparedImage> {
+    init::ensure();
+    let top = top();
+    let len = top * PAGE;
+    // SAFETY: a plain syscall on the caller's fd.
+    if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut map = PreparedImage::map(fd, len)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    map.copiers = (1..threads).filter_map(|_| Copier::start()).collect();
+    for_each_image_run(top, |addr, len| {
+        let at = map.addr + (addr - region::base());
+        // SAFETY: a range of our own shared mapping, populated for writing
+        // (allocated, zeroed and mapped).
+        if unsafe { libc::madvise(at as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) } != 0 {
+            // Before Linux 5.14: one write per page does the same.
+            for p in (at..at + len).step_by(KPAGE) {
+                // SAFETY: inside the mapping; the page reads as zero.
+                unsafe { (p as *mut u8).write_volatile(0) };
+            }
         }
         Ok(())
     })?;
-    Ok(n as u64)
+    Ok(map)
 }
 
 /// Calls `f(address, length)` for each run of heap memory below page `top`
@@ -218,27 +413,6 @@ fn populated_runs(
         total += to - r;
     }
     Ok(total)
-}
-
-fn write_all_at(fd: RawFd, mut addr: usize, mut len: usize, mut off: usize) -> io::Result<()> {
-    while len > 0 {
-        // SAFETY: [addr, addr + len) is committed region memory.
-        let n = unsafe { libc::pwrite(fd, addr as *const libc::c_void, len, off as libc::off_t) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        addr += n as usize;
-        off += n as usize;
-        len -= n as usize;
-    }
-    Ok(())
 }
 
 /// Reads the [`ImageInfo`] recorded in an image's first page.

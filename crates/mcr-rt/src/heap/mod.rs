@@ -39,7 +39,7 @@ pub use api::{
 };
 pub use entry::*;
 pub use global_alloc::RuntimeAlloc;
-pub use image::{prepare_image, read_image_info, write_image, ImageInfo};
+pub use image::{prepare_image, read_image_info, write_image, ImageInfo, PreparedImage};
 pub use init::{is_initialized, HEAP_FD_ENV};
 pub use layout::PAGE as HEAP_PAGE;
 pub use site::Site;
