@@ -392,7 +392,7 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
         }
     };
     let (info, mapping) = heap::write_image(heap_fd.as_raw_fd(), heap_map)?;
-    lap("image");
+    lap("heap image");
     let sites = sections::sites()
         .iter()
         .map(|s| SavedSite {
@@ -402,7 +402,7 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
             elem_size: s.elem_size,
         })
         .collect();
-    lap("typemap");
+    lap("sites");
     let globals = saved_globals();
     lap("globals");
     let threads = crate::thread_locals::per_thread()
@@ -458,17 +458,6 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
     let mut f = std::fs::File::from(state_fd.try_clone()?);
     let v = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
     lap(&format!("json {} bytes", v.len()));
-    if std::env::var_os("MCR_DEBUG").is_some() {
-        let sz = |x: serde_json::Result<Vec<u8>>| x.map(|v| v.len()).unwrap_or(0);
-        eprintln!("mcr-rt: json typemap {} sites {} globals {} log {} funcs {} image {} startup {} carved {} libs {}",
-            sz(serde_json::to_vec(&state.typemap)), sz(serde_json::to_vec(&state.sites)), sz(serde_json::to_vec(&state.globals)),
-            sz(serde_json::to_vec(&state.startup_log)), sz(serde_json::to_vec(&state.functions)), sz(serde_json::to_vec(&state.image)),
-            sz(serde_json::to_vec(&state.startup_objects)), sz(serde_json::to_vec(&state.carved)), sz(serde_json::to_vec(&state.libraries)));
-        eprintln!(
-            "mcr-rt: typemap section {} bytes",
-            sections::typemap_bytes().len()
-        );
-    }
     f.write_all(&v)?;
     lap("written");
     Ok((heap_fd, state_fd, mapping))
