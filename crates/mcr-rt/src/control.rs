@@ -236,8 +236,9 @@ fn bind_listener() -> Option<UnixListener> {
 }
 
 fn serve(listener: UnixListener, in_child: bool) {
-    // A new version will likely need its symbol table in its transfer: read
-    // it now, while its start-up runs, and report ready only after (so no
+    // A new version will likely need its symbol table and its type map in
+    // its transfer: read them now, while its start-up runs (the type map
+    // holds no descriptor), and report ready only after (so no
     // descriptor of ours is open behind the program's back by then). An
     // old version reads its own in an update's check phase. Not in a
     // worker its new master forks: the worker's own start-up runs fresh
@@ -246,6 +247,7 @@ fn serve(listener: UnixListener, in_child: bool) {
     // connections must find free; it reads the table on its main thread if
     // its transfer needs it.
     if crate::restore::RESTORING.load(std::sync::atomic::Ordering::SeqCst) && !in_child {
+        let _ = crate::sections::typemap();
         let _ = crate::checkpoint::functions();
     }
     BOUND.store(true, std::sync::atomic::Ordering::SeqCst);

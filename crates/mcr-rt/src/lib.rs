@@ -7,6 +7,7 @@ pub mod blocking_calls;
 pub mod call_site;
 pub mod checkpoint;
 pub mod children;
+mod computed_once;
 pub mod control;
 pub mod epoll_info;
 pub mod globals;

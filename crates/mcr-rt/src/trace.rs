@@ -78,7 +78,7 @@
 use crate::heap::{self, Object, Site};
 use crate::{globals, report, sections, thread_locals, threads};
 use mcr_types::protocol::{TraceReport, TraceRow};
-use mcr_types::{TypeDef, TypeKind, TypeMap};
+use mcr_types::{TypeDef, TypeKind};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -701,7 +701,7 @@ struct Tally {
 /// Walks from the roots and reports reachability per type and per site.
 pub fn trace() -> TraceReport {
     let t0 = Instant::now();
-    let map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
+    let map = sections::typemap();
     let mut idx: HashMap<&str, &TypeDef> = HashMap::new();
     for t in &map.types {
         idx.insert(t.name.as_str(), t);

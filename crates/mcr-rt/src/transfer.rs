@@ -772,7 +772,7 @@ pub fn run(
             );
         }
     };
-    let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
+    let new_map = sections::typemap();
     lap("new typemap decoded");
     let hooks = crate::hooks::all().map_err(TransferError::Hook)?;
     lap("hooks");
@@ -787,7 +787,7 @@ pub fn run(
     let tls = thread_locals::pair(&state.threads);
     let tls_views = TlsViews::of(state, &tls);
     lap("tls");
-    let mut ctx = context(state, &new_map, &decls, &tls_views);
+    let mut ctx = context(state, new_map, &decls, &tls_views);
     lap("context built");
     // Before anything touches the old heap: which unchanged pointers of
     // the globals lead only to start-up state nobody changed.
@@ -1145,9 +1145,8 @@ pub(crate) fn run_worker(
     new_startup: &[StartupObject],
     cookies: &mut [u64],
 ) -> Result<UpdateReport, TransferError> {
-    let new_map: TypeMap = mcr_types::decode_section(sections::typemap_bytes()).unwrap_or_default();
     let tls = TlsViews::default();
-    let mut ctx = context(state, &new_map, &[], &tls);
+    let mut ctx = context(state, sections::typemap(), &[], &tls);
     let mut report = UpdateReport::default();
     let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
         state.sites.iter().map(|s| (s.addr, s)).collect();

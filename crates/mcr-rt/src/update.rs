@@ -167,14 +167,14 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
         return err("refused: the program has not reached its first quiescent point yet (start-up still running)");
     }
     let (new_map, hooks) = typemap_of(&req.binary)?;
-    let old_map = mcr_types::decode_section(crate::sections::typemap_bytes()).unwrap_or_default();
-    check_compatible(&old_map, &new_map, &hooks)?;
+    let old_map = crate::sections::typemap();
+    check_compatible(old_map, &new_map, &hooks)?;
     // Needed by the checkpoint; read before the program stops.
     let _ = crate::checkpoint::functions();
     ph.done("check");
     // The image's pages, allocated before the program stops (the copy in
     // the checkpoint then runs at memory speed), and the type map.
-    let prepared = checkpoint::Prepared::new(old_map)
+    let prepared = checkpoint::Prepared::new(old_map.clone())
         .map_err(|e| UpdateError(format!("refused: cannot create the heap image: {e}")))?;
     ph.done("prepare");
 
