@@ -510,7 +510,7 @@ impl Ctx<'_> {
     /// Whether a word holding `p`, inside the old extent of `m`, is still
     /// right without being rewritten: `m` kept its address and the offset
     /// of `p` inside it did not change.
-    pub(super) fn keeps_address(&self, m: &Move, p: u64) -> bool {
+    pub(super) fn keeps_address(&self, m: &Move<'_>, p: u64) -> bool {
         if !m.in_place {
             return false;
         }
@@ -529,12 +529,12 @@ impl Ctx<'_> {
 /// elements, then a tail) to `count` new `nt` elements where it is, and
 /// records it as a [`Move`] to its own address. `find` checked it fits.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn convert(
-    ctx: &mut Ctx,
+pub(super) fn convert<'a>(
+    ctx: &mut Ctx<'a>,
     planner: &mut crate::hooks::Planner,
     addr: u64,
     size: u64,
-    tn: &str,
+    tn: &'a str,
     (ot, nt): (&TypeDef, &TypeDef),
     count: u64,
     site: *const Site,
