@@ -269,7 +269,7 @@ impl<'a> Ctx<'a> {
             return Ok(None);
         }
         if let Some(m) = self.move_containing(p) {
-            let (Some(ot), Some(nt)) = (self.v.old_type(&m.old_ty), self.v.new_type(&m.new_ty))
+            let (Some(ot), Some(nt)) = (self.v.old_type(m.old_ty), self.v.new_type(m.new_ty))
             else {
                 return Ok(Some(m.new + (p - m.old)));
             };
