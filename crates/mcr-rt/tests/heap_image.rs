@@ -91,6 +91,14 @@ fn heap_image_round_trip() {
         // SAFETY: live allocation.
         unsafe { free(p as *mut c_void) };
     }
+    // The image's pages prepared now, as an update does while the program
+    // serves: what is allocated below (the directory, the sparse object)
+    // grows the heap past the prepared mapping, and the ~60 MB copy is
+    // split between the checkpoint's threads.
+    // SAFETY: memfd_create with no flags: the child inherits the fd.
+    let fd = unsafe { libc::memfd_create(c"mcr-heap-test".as_ptr(), 0) };
+    assert!(fd >= 0);
+    let prepared = heap::prepare_image(fd).unwrap();
     // The directory, in the heap too.
     let words = 1 + 3 * objs.len();
     // SAFETY: allocator call, then writes within it.
@@ -108,10 +116,8 @@ fn heap_image_round_trip() {
     let sparse = unsafe { calloc(1, SPARSE) } as *mut u8;
     // SAFETY: within the allocation.
     unsafe { *sparse.add(SPARSE_MARK) = 0x77 };
-    // SAFETY: memfd_create with no flags: the child inherits the fd.
-    let fd = unsafe { libc::memfd_create(c"mcr-heap-test".as_ptr(), 0) };
-    assert!(fd >= 0);
-    let (info, _) = heap::write_image(fd, None).unwrap();
+    let (info, mapping) = heap::write_image(fd, Some(prepared)).unwrap();
+    drop(mapping);
     assert_eq!(info.base as usize, heap::region().0);
     assert!(
         info.written + SPARSE as u64 - (1 << 20) < info.file_len,
