@@ -93,6 +93,11 @@ pub fn main_startup_over() -> bool {
         return false;
     }
     let t_start = T0.lock().unwrap().unwrap_or_else(Instant::now);
+    // The process the old version started may not be this one: a program
+    // that daemonizes (`daemon(3)`) serves from its child. The old version
+    // kills this one on a rollback and reports it as the new PID.
+    // SAFETY: getpid has no preconditions.
+    status(&format!("pid {}", unsafe { libc::getpid() }));
     status(&format!(
         "phase startup-replay {:.3}",
         t_start.elapsed().as_secs_f64() * 1e3

@@ -56,7 +56,7 @@ pub struct Entry {
 
 impl Entry {
     /// A resource of `kind` start-up just made: open, not paired.
-    fn new(kind: &str, key: String) -> Entry {
+    pub(crate) fn new(kind: &str, key: String) -> Entry {
         Entry {
             kind: kind.into(),
             key,

@@ -273,6 +273,9 @@ fn with_quiesced<W: Write>(
         .first()
         .cloned()
         .unwrap_or_else(|| req.binary.clone().into());
+    // The new start-up rewrites the files the old one wrote (a pidfile):
+    // a rollback puts them back.
+    let startup_files = crate::startup_files::save(&startup_log::entries());
     // Every program descriptor is inherited under its number.
     let fds = program_fds();
     let saved: Vec<(i32, i32)> = fds.iter().map(|&fd| (fd, set_cloexec(fd, false))).collect();
@@ -327,11 +330,12 @@ fn with_quiesced<W: Write>(
     // While the new version starts.
     drop(image_mapping);
 
-    let outcome = follow_new_version(&status_r, &commit_w, ph);
+    let mut serving = None;
+    let outcome = follow_new_version(&status_r, &commit_w, ph, &mut serving);
     match outcome {
         Ok(mut report) => {
             report.old_pid = std::process::id();
-            report.new_pid = child.id();
+            report.new_pid = serving.unwrap_or(child.id());
             report.downtime_ms = q0.elapsed().as_secs_f64() * 1e3;
             report.phases = std::mem::take(&mut ph.list);
             report.fds_inherited = fds.len() as u64;
@@ -342,7 +346,15 @@ fn with_quiesced<W: Write>(
             Ok(report)
         }
         Err(UpdateError(mut e)) => {
-            if e.contains(DIED) || e.contains(DIED_IN_HOOK) {
+            let daemon_child = serving.filter(|&p| p != child.id());
+            if let Some(pid) = daemon_child.filter(|_| e.contains(DIED) || e.contains(DIED_IN_HOOK))
+            {
+                // The process started exited long ago (`daemon(3)`): its
+                // status says nothing of the child that served.
+                e.push_str(&format!(
+                    " (pid {pid}, the daemon child of the process started)"
+                ));
+            } else if e.contains(DIED) || e.contains(DIED_IN_HOOK) {
                 // It died on its own: say how (a crash, an exit code).
                 if let Some(how) = exit_text(&mut child) {
                     e.push_str(": ");
@@ -351,7 +363,25 @@ fn with_quiesced<W: Write>(
             }
             let _ = child.kill();
             let _ = child.wait();
+            if let Some(pid) = daemon_child {
+                kill_if_running(pid, &req.binary);
+            }
+            startup_files.restore();
             Err(UpdateError(e))
+        }
+    }
+}
+
+/// Kills `pid`, a daemon's child the new version announced as its serving
+/// process, if it still runs `binary` (the pid may have ended and been
+/// reused since).
+fn kill_if_running(pid: u32, binary: &str) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let want = std::fs::canonicalize(binary);
+    if let (Ok(exe), Ok(want)) = (exe, want) {
+        if exe == want {
+            // SAFETY: signalling the new version's own process.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
 }
@@ -397,6 +427,7 @@ fn follow_new_version<W: Write>(
     status: &OwnedFd,
     commit: &OwnedFd,
     ph: &mut Phases<'_, W>,
+    serving: &mut Option<u32>,
 ) -> Result<UpdateReport, UpdateError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     // SAFETY: a duplicate of our own pipe's read end.
@@ -446,6 +477,7 @@ fn follow_new_version<W: Write>(
                 ph.t = Instant::now();
             }
             "error" => return err(format!("rolled back: new version: {rest}")),
+            "pid" => *serving = rest.parse().ok(),
             "hook" => in_hook = Some(rest.to_string()),
             "hook-done" => in_hook = None,
             "ready" => {

@@ -332,12 +332,25 @@ impl Case {
     /// environment; waits (bounded) until it answers PING. A port found
     /// taken is retried with another.
     pub fn start_with(&self, bin: &Path, env: &[(&str, &str)], extra_args: &[&str]) -> Server {
-        self.start_full(bin, env, extra_args, true)
+        self.start_full(bin, env, extra_args, true, None)
     }
 
     /// A binary not built with mcr-cc has no control socket to wait for.
     pub fn start_plain(&self, bin: &Path) -> Server {
-        self.start_full(bin, &[], &[], false)
+        self.start_full(bin, &[], &[], false, None)
+    }
+
+    /// Starts a program that daemonizes (`daemon(3)`: the process started
+    /// exits, its child serves) and writes its PID to `pidfile` in the case
+    /// directory: the server is that process.
+    pub fn start_daemon(
+        &self,
+        bin: &Path,
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+        pidfile: &str,
+    ) -> Server {
+        self.start_full(bin, env, extra_args, true, Some(pidfile))
     }
 
     fn start_full(
@@ -346,6 +359,7 @@ impl Case {
         env: &[(&str, &str)],
         extra_args: &[&str],
         wait_control: bool,
+        daemon_pidfile: Option<&str>,
     ) -> Server {
         let mut last = String::new();
         for _attempt in 0..5 {
@@ -375,8 +389,23 @@ impl Case {
                 admin: None,
             };
             let deadline = Instant::now() + Duration::from_secs(15);
+            let mut daemonized = false;
             loop {
-                if let Some(st) = server.child.try_wait().ok().flatten() {
+                if let (Some(f), false) = (daemon_pidfile, daemonized) {
+                    if let Some(p) = std::fs::read_to_string(self.path().join(f))
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok())
+                        .filter(|&p| p != pid && pid_alive(p))
+                    {
+                        let _ = server.child.wait(); // the daemon's parent exits
+                        (server.pid, server.pids, daemonized) = (p, vec![pid, p], true);
+                    }
+                }
+                if let Some(st) = (!daemonized)
+                    .then(|| server.child.try_wait().ok().flatten())
+                    .flatten()
+                    .filter(|st| !(daemon_pidfile.is_some() && st.success()))
+                {
                     std::thread::sleep(Duration::from_millis(50));
                     last = format!(
                         "{} exited with {st} before serving:\n{}",
@@ -397,7 +426,10 @@ impl Case {
                 }
                 // The runtime binds its control socket from a thread of its
                 // own: wait for it too, or mcr-ctl says "not built with mcr-cc".
-                if server.admin.is_some() && (!wait_control || has_control_socket(pid)) {
+                if server.admin.is_some()
+                    && (daemon_pidfile.is_none() || daemonized)
+                    && (!wait_control || has_control_socket(server.pid))
+                {
                     return server;
                 }
                 if Instant::now() > deadline {

@@ -1,6 +1,10 @@
 //! Fixture pidfile: supervisors follow the update. The PID changes
 //! (docs/decisions.md); the pidfile the program writes at start-up names the
 //! new process, and systemd hears `MAINPID=<new pid>` on `NOTIFY_SOCKET`.
+//! Started with `daemon`, the fixture daemonizes (`daemon(3)`) in both
+//! versions: the new version serves from the child of the process the
+//! update started, which the report must name, and a rollback must leave
+//! no such child behind.
 
 use mcr_e2e::{Case, Opt};
 use std::os::unix::net::UnixDatagram;
@@ -69,4 +73,50 @@ fn pidfile_and_mainpid_follow_v1_to_v1() {
 #[test]
 fn pidfile_and_mainpid_follow_v1_to_v2() {
     across(2, Opt::O2);
+}
+
+/// A daemon's update: the new version's start-up daemonizes again.
+fn daemon_across(v_to: u32, opt: Opt) {
+    let case = Case::new("pidfile");
+    let (b1, b2) = (case.bin(1, opt), case.bin(v_to, opt));
+    let mut s = case.start_daemon(&b1, &[], &["daemon"], "server.pid");
+    assert_eq!(s.cmd("INC"), "1");
+    s.check();
+    for round in 0..2 {
+        let rep = s.update_ok(&b2);
+        // The serving process, not the one started (which exited in
+        // daemon(3)): update_ok checked it is alive and has a control socket.
+        let pidfile = std::fs::read_to_string(case.path().join("server.pid")).unwrap();
+        assert_eq!(pidfile.trim(), rep.new_pid.to_string(), "round {round}");
+        assert_eq!(s.version(), v_to.to_string());
+        assert_eq!(s.dump(), format!("n={}", round + 1));
+        assert_eq!(s.cmd("INC"), (round + 2).to_string());
+        s.check();
+    }
+}
+
+#[test]
+fn daemon_v1_to_v1() {
+    daemon_across(1, Opt::O2);
+}
+
+#[test]
+fn daemon_v1_to_v2() {
+    daemon_across(2, Opt::O2);
+}
+
+/// A daemon's new version failing in start-up or crashing after its
+/// transfer: the old one serves on, and no daemon child of the new one is
+/// left (update_rolls_back checks the processes).
+#[test]
+fn daemon_rollback_leaves_no_child() {
+    for phase in ["startup", "crash"] {
+        let case = Case::new("pidfile");
+        let b1 = case.bin(1, Opt::O2);
+        let mut s = case.start_daemon(&b1, &[("MCR_FAULT", phase)], &["daemon"], "server.pid");
+        assert_eq!(s.cmd("INC"), "1");
+        let e = s.update_rolls_back(&b1, &[]);
+        assert!(e.contains("rolled back"), "{phase}: {e}");
+        assert_eq!(s.cmd("INC"), "2");
+    }
 }
