@@ -27,7 +27,12 @@ fn writes_in_place(e: &Entry) -> Option<&str> {
         "fopen" => (how.contains('w') || how.contains('+')) && !how.contains('a'),
         _ => false,
     };
-    (writes && !path.is_empty()).then_some(path)
+    // Kernel files (`/proc/self/oom_score_adj`) are settings, not files a
+    // new start-up rewrites for the old process.
+    let kernel = ["/proc/", "/sys/", "/dev/"]
+        .iter()
+        .any(|k| path.starts_with(k));
+    (writes && !kernel && !path.is_empty()).then_some(path)
 }
 
 /// Saves the files the start-up in `log` wrote, as they are now. Paths are
