@@ -163,6 +163,11 @@ impl PreparedImage {
         if m == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // A child the program forks meanwhile (a server forking per
+        // connection) would keep the image's pages alive: it does not get
+        // the mapping. The flag stays through `grow`'s mremap.
+        // SAFETY: advice on our own mapping.
+        unsafe { libc::madvise(m, len, libc::MADV_DONTFORK) };
         Ok(Self {
             addr: m as usize,
             len,
