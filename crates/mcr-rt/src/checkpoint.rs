@@ -14,14 +14,49 @@ pub struct SavedGlobal {
     pub type_name: String,
     pub addr: u64,
     pub size: u64,
-    /// Hex of the bytes.
-    pub bytes: String,
+    /// Its bytes (hex in the state), decoded once when the state is read:
+    /// the transfer looks at them in several passes.
+    #[serde(with = "hex_bytes")]
+    pub bytes: Vec<u8>,
     /// Equal to its value at the end of the old version's start-up.
     pub unchanged_since_startup: bool,
-    /// Hex of its value at the end of start-up, when it changed since
-    /// (fields unchanged since start-up keep the new version's value).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup_bytes: Option<String>,
+    /// Its value at the end of start-up, when it changed since (fields
+    /// unchanged since start-up keep the new version's value).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex_bytes_opt"
+    )]
+    pub startup_bytes: Option<Vec<u8>>,
+}
+
+/// Bytes as a hex string in the state's JSON.
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::to_hex(b))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let h: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
+        Ok(super::from_hex(&h))
+    }
+}
+
+/// Optional bytes as a hex string in the state's JSON.
+mod hex_bytes_opt {
+    pub fn serialize<S: serde::Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => super::hex_bytes::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        let h: Option<std::borrow::Cow<'de, str>> = serde::Deserialize::deserialize(d)?;
+        Ok(h.map(|h| super::from_hex(&h)))
+    }
 }
 
 /// The thread-local variables of one program thread.
@@ -319,9 +354,9 @@ pub fn saved_globals() -> Vec<SavedGlobal> {
                 type_name: g.type_name.into(),
                 addr: g.addr as u64,
                 size: g.size as u64,
-                bytes: to_hex(b),
+                bytes: b.to_vec(),
                 unchanged_since_startup: unchanged,
-                startup_bytes: at_startup.filter(|_| !unchanged).map(|s| to_hex(&s)),
+                startup_bytes: at_startup.filter(|_| !unchanged),
             }
         })
         .collect()
@@ -397,7 +432,7 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
                         type_name: i.var.type_name.into(),
                         addr: i.addr as u64,
                         size: i.var.size as u64,
-                        bytes: to_hex(b),
+                        bytes: b.to_vec(),
                         unchanged_since_startup: false,
                         startup_bytes: None,
                     }

@@ -502,7 +502,7 @@ fn pair_startup_objects(
         .filter(|o| old_sites.get(&o.site).is_none_or(|s| s.type_name.is_none()))
         .map(|o| (o.addr, o.size))
         .collect();
-    let old_globals: Vec<Vec<u8>> = state.globals.iter().map(|g| from_hex(&g.bytes)).collect();
+    let old_globals: Vec<Vec<u8>> = state.globals.iter().map(|g| g.bytes.clone()).collect();
     let mut roots: Vec<(u64, u64)> = old_globals
         .iter()
         .map(|b| (b.as_ptr() as u64, b.len() as u64))
@@ -634,14 +634,14 @@ unsafe fn pour(
     nty: &str,
 ) -> Result<(), TransferError> {
     let (ot, nt) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty));
-    let old = from_hex(&g.bytes);
+    let old = &g.bytes;
     let nsize = nt.map(|t| t.size).unwrap_or(old.len() as u64) as usize;
     // SAFETY: per the caller.
     let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nsize) };
     match (ot, nt) {
         (Some(o), Some(n)) => {
-            ctx.v.convert(o, n, &old, dst, &g.name)?;
-            planner.collect_copy(&ctx.v, o, n, &old, na, 1)?;
+            ctx.v.convert(o, n, old, dst, &g.name)?;
+            planner.collect_copy(&ctx.v, o, n, old, na, 1)?;
         }
         _ => {
             let k = old.len().min(dst.len());
@@ -1322,7 +1322,7 @@ pub(crate) fn run_worker(
     for g in w
         .globals
         .iter()
-        .filter(|g| !g.unchanged_since_startup || into_shared(&from_hex(&g.bytes)))
+        .filter(|g| !g.unchanged_since_startup || into_shared(&g.bytes))
     {
         let Some(&(na, nty)) = ctx.new_globals.get(g.name.as_str()) else {
             continue;
@@ -1330,11 +1330,10 @@ pub(crate) fn run_worker(
         let (Some(ot), Some(nt)) = (ctx.v.old_type(&g.type_name), ctx.v.new_type(nty)) else {
             continue;
         };
-        let now = from_hex(&g.bytes);
+        let now = &g.bytes;
         let at_startup = g
             .startup_bytes
-            .as_deref()
-            .map(from_hex)
+            .clone()
             .unwrap_or_else(|| vec![0; now.len()]);
         // SAFETY: the new global is `nt.size` bytes long per its descriptor.
         let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
@@ -1342,7 +1341,7 @@ pub(crate) fn run_worker(
         ctx.v.convert_changed(
             ot,
             nt,
-            &now,
+            now,
             &at_startup,
             dst,
             &g.name,

@@ -28,7 +28,7 @@
 //! rewrites any object.
 
 use super::{pour, Ctx, TransferError};
-use crate::checkpoint::{from_hex, SavedGlobal, State};
+use crate::checkpoint::{SavedGlobal, State};
 use crate::heap;
 use mcr_types::plan::UnchangedRef;
 use std::collections::{HashMap, HashSet};
@@ -102,13 +102,13 @@ impl Pristine {
             let Some(startup) = startup_bytes(g) else {
                 continue;
             };
-            let old = from_hex(&g.bytes);
+            let old = &g.bytes;
             let mut scratch = vec![0u8; nt.size as usize];
             // Errors surface in the real conversion.
             let _ = ctx.v.convert_changed(
                 ot,
                 nt,
-                &old,
+                old,
                 &startup,
                 &mut scratch,
                 &g.name,
@@ -276,9 +276,9 @@ impl Pristine {
 /// A global's value at the end of the old start-up, if known.
 fn startup_bytes(g: &SavedGlobal) -> Option<Vec<u8>> {
     if g.unchanged_since_startup {
-        return Some(from_hex(&g.bytes));
+        return Some(g.bytes.clone());
     }
-    g.startup_bytes.as_deref().map(from_hex)
+    g.startup_bytes.clone()
 }
 
 /// Globals: each leaf keeps the new start-up's value unless the old program
@@ -315,15 +315,15 @@ pub(super) fn transfer(
             }
             continue;
         }
-        let old = from_hex(&g.bytes);
+        let old = &g.bytes;
         // SAFETY: the new global is `nt.size` bytes long per its descriptor.
         let dst = unsafe { std::slice::from_raw_parts_mut(na as *mut u8, nt.size as usize) };
         let mut refs = Vec::new();
         ctx.v
-            .convert_changed(ot, nt, &old, &startup, dst, &g.name, &mut refs, &mut |u| {
+            .convert_changed(ot, nt, old, &startup, dst, &g.name, &mut refs, &mut |u| {
                 pristine.decide(u)
             })?;
-        planner.collect_copy(&ctx.v, ot, nt, &old, na, 1)?;
+        planner.collect_copy(&ctx.v, ot, nt, old, na, 1)?;
         report.globals += 1;
         let mut n = 0;
         for r in &refs {

@@ -24,7 +24,7 @@
 //! unions is pinned when it fits and otherwise moves as before.
 
 use super::{site_text, Ctx, Move, TransferError};
-use crate::checkpoint::{from_hex, SavedSite, State};
+use crate::checkpoint::{SavedSite, State};
 use crate::heap::{self, Site};
 use mcr_types::plan::{has_union, pointer_slots, union_ranges, Versions};
 use mcr_types::{TypeDef, TypeKind};
@@ -365,18 +365,18 @@ pub(super) fn find<'s>(
                 continue;
             }
         }
-        let bytes = from_hex(&g.bytes);
+        let bytes = &g.bytes;
         let shape = ot.map_or(Shape::Untyped, |t| Shape::Typed(t, 1));
         let whole = global_text("global", &g.name);
-        sc.scan(g.addr, &bytes, shape, &|k| describe(v, ot, k, &whole));
+        sc.scan(g.addr, bytes, shape, &|k| describe(v, ot, k, &whole));
     }
     for t in &state.threads {
         for g in &t.vars {
             let ot = v.old_type(&g.type_name);
-            let bytes = from_hex(&g.bytes);
+            let bytes = &g.bytes;
             let shape = ot.map_or(Shape::Untyped, |t| Shape::Typed(t, 1));
             let whole = global_text("thread-local", &g.name);
-            sc.scan(g.addr, &bytes, shape, &|k| describe(v, ot, k, &whole));
+            sc.scan(g.addr, bytes, shape, &|k| describe(v, ot, k, &whole));
         }
     }
     // The old heap, still at its old addresses. Who holds a reference is
