@@ -134,8 +134,8 @@ impl Copier {
     }
 }
 
-/// Heap bytes below which the checkpoint copies on one thread: starting
-/// helpers costs more than it saves.
+/// Heap bytes below which the checkpoint copies on one thread (no copy
+/// thread is started): splitting the copy costs more than it saves.
 const PARALLEL_COPY_MIN: usize = 16 << 20;
 
 impl PreparedImage {
@@ -295,9 +295,7 @@ pub fn prepare_image(fd: RawFd) -> io::Result<PreparedImage> {
         return Err(io::Error::last_os_error());
     }
     let mut map = PreparedImage::map(fd, len)?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    map.copiers = (1..threads).filter_map(|_| Copier::start()).collect();
-    for_each_image_run(top, |addr, len| {
+    let total = for_each_image_run(top, |addr, len| {
         let at = map.addr + (addr - region::base());
         // SAFETY: a range of our own shared mapping, populated for writing
         // (allocated, zeroed and mapped).
@@ -310,6 +308,10 @@ pub fn prepare_image(fd: RawFd) -> io::Result<PreparedImage> {
         }
         Ok(())
     })?;
+    if total >= PARALLEL_COPY_MIN {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        map.copiers = (1..threads).filter_map(|_| Copier::start()).collect();
+    }
     Ok(map)
 }
 
