@@ -100,9 +100,9 @@ pub struct PreparedImage {
 }
 
 /// A thread started with the prepared image that copies its share of the
-/// heap at the checkpoint. Started while the program serves: creating a
-/// thread allocates in the program's heap (glibc's bookkeeping), which the
-/// checkpoint holds locked.
+/// heap at the checkpoint. Started, and waited for until it runs, while the
+/// program serves: creating and starting a thread allocates in the
+/// program's heap (glibc's bookkeeping), which the checkpoint holds locked.
 struct Copier {
     job: std::sync::mpsc::Sender<Vec<(usize, usize, usize)>>,
     done: std::sync::mpsc::Receiver<()>,
@@ -117,6 +117,10 @@ impl Copier {
             .name("mcr-checkpoint".into())
             .stack_size(64 * 1024)
             .spawn(move || {
+                // Started: Rust's thread start-up (its stack guard's
+                // `pthread_getattr_np`) reallocs through the heap, which
+                // must not be locked by the checkpoint yet.
+                let _ = done_tx.send(());
                 for part in jobs {
                     for (from, to, len) in part {
                         // SAFETY: the checkpoint hands out disjoint runs of
@@ -130,6 +134,7 @@ impl Copier {
                 }
             })
             .ok()?;
+        done.recv().ok()?;
         Some(Self { job, done, thread })
     }
 }
