@@ -190,13 +190,15 @@ pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
         String::from_utf8_lossy(&r.stderr)
     );
     std::fs::rename(&tmp, &out).expect("rename built fixture");
-    prune(&cache, &prefix, &out);
+    prune_fixture_cache(&cache, &prefix, &out);
     out
 }
 
 /// Removes builds of the same fixture and flags made with older sources or
-/// toolchains (left alone for ten minutes, in case another run uses them).
-fn prune(cache: &Path, prefix: &str, keep: &Path) {
+/// toolchains (left alone for ten minutes, in case another run uses them):
+/// `<prefix><16 hex digits>` files of `cache` other than `keep`. mcr-ctl's
+/// tests prune their fixture cache with it too (it had grown to 13 GB).
+pub fn prune_fixture_cache(cache: &Path, prefix: &str, keep: &Path) {
     let Ok(rd) = std::fs::read_dir(cache) else {
         return;
     };

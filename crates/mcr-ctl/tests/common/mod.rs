@@ -162,6 +162,7 @@ pub fn build(name: &str, how: Build) -> PathBuf {
         String::from_utf8_lossy(&r.stderr)
     );
     std::fs::rename(&tmp, &out).expect("rename fixture");
+    mcr_e2e::prune_fixture_cache(&cache, &format!("{name}-{how:?}-"), &out);
     out
 }
 
