@@ -558,6 +558,16 @@ impl<'a> Versions<'a> {
         ))
     }
 
+    /// Whether a value of old type `o` becomes one of new type `n` byte for
+    /// byte: same layout, and no lock or other sync object inside (those
+    /// keep the new version's own, see `is_sync_type`).
+    fn copied_as_is(&self, o: &TypeDef, n: &TypeDef) -> bool {
+        !is_sync_type(&o.name)
+            && !is_sync_type(&n.name)
+            && self.identical(o, n, 0)
+            && !self.contains_sync(n, 0)
+    }
+
     /// Converts the first `count` elements of an array of old type `o`
     /// (`src`) into an array of new type `n` (`dst`), as [`Self::convert`]
     /// does one by one; an array whose element layout did not change is
@@ -573,13 +583,7 @@ impl<'a> Versions<'a> {
         path: &str,
     ) -> Result<(), PlanError> {
         let (os, ns) = (o.size as usize, n.size as usize);
-        if count > 1
-            && os == ns
-            && !is_sync_type(&o.name)
-            && !is_sync_type(&n.name)
-            && self.identical(o, n, 0)
-            && !self.contains_sync(n, 0)
-        {
+        if count > 1 && os == ns && self.copied_as_is(o, n) {
             let k = (count * os).min(src.len()).min(dst.len());
             dst[..k].copy_from_slice(&src[..k]);
             return Ok(());
@@ -621,7 +625,7 @@ impl<'a> Versions<'a> {
         if is_sync_type(&o.name) || is_sync_type(&n.name) {
             return Ok(()); // the new version's own (see `is_sync_type`)
         }
-        if self.identical(o, n, 0) && !self.contains_sync(n, 0) {
+        if self.copied_as_is(o, n) {
             let k = src.len().min(dst.len());
             dst[..k].copy_from_slice(&src[..k]);
             return Ok(());
