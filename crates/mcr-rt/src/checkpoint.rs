@@ -394,17 +394,9 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
         heap_map,
         typemap,
     } = prepared;
-    let t0 = std::time::Instant::now();
-    let lap = |w: &str| {
-        if std::env::var_os("MCR_DEBUG").is_some() {
-            eprintln!(
-                "mcr-rt: checkpoint: {w} at {:.2} ms",
-                t0.elapsed().as_secs_f64() * 1e3
-            )
-        }
-    };
+    let laps = crate::debug_laps::DebugLaps::start("checkpoint");
     let (info, mapping) = heap::write_image(heap_fd.as_raw_fd(), heap_map)?;
-    lap("heap image");
+    laps.lap("heap image");
     let sites = sections::sites()
         .iter()
         .map(|s| SavedSite {
@@ -414,9 +406,9 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
             elem_size: s.elem_size,
         })
         .collect();
-    lap("sites");
+    laps.lap("sites");
     let globals = saved_globals();
-    lap("globals");
+    laps.lap("globals");
     let threads = crate::thread_locals::per_thread()
         .into_iter()
         .map(|(t, vars)| SavedThread {
@@ -465,13 +457,13 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
         shared_mappings: crate::shared_memory::open_for_handover()
             .map_err(std::io::Error::other)?,
     };
-    lap("state");
+    laps.lap("state");
     let state_fd = memfd("mcr-state")?;
     let mut f = std::fs::File::from(state_fd.try_clone()?);
     let v = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
-    lap(&format!("json {} bytes", v.len()));
+    laps.lap(&format!("json {} bytes", v.len()));
     f.write_all(&v)?;
-    lap("written");
+    laps.lap("written");
     Ok((heap_fd, state_fd, mapping))
 }
 

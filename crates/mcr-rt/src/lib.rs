@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod children;
 mod computed_once;
 pub mod control;
+mod debug_laps;
 pub mod epoll_info;
 pub mod globals;
 pub mod hooks;

@@ -765,19 +765,11 @@ pub fn run(
     new_startup: &[StartupObject],
     status: &dyn Fn(&str),
 ) -> Result<UpdateReport, TransferError> {
-    let t0 = std::time::Instant::now();
-    let lap = |what: &str| {
-        if std::env::var_os("MCR_DEBUG").is_some() {
-            eprintln!(
-                "mcr-rt: transfer: {what} at {:.2} ms",
-                t0.elapsed().as_secs_f64() * 1e3
-            );
-        }
-    };
+    let laps = crate::debug_laps::DebugLaps::start("transfer");
     let new_map = sections::typemap();
-    lap("new typemap decoded");
+    laps.lap("new typemap decoded");
     let hooks = crate::hooks::all().map_err(TransferError::Hook)?;
-    lap("hooks");
+    laps.lap("hooks");
     let decls: Vec<_> = hooks.iter().map(|h| h.decl.clone()).collect();
     let old_sites: HashMap<u64, &crate::checkpoint::SavedSite> =
         state.sites.iter().map(|s| (s.addr, s)).collect();
@@ -788,13 +780,13 @@ pub fn run(
     // old thread's variable becomes one to its counterpart's).
     let tls = thread_locals::pair(&state.threads);
     let tls_views = TlsViews::of(state, &tls);
-    lap("tls");
+    laps.lap("tls");
     let mut ctx = context(state, new_map, &decls, &tls_views);
-    lap("context built");
+    laps.lap("context built");
     // Before anything touches the old heap: which unchanged pointers of
     // the globals lead only to start-up state nobody changed.
     let mut pristine = global_values::Pristine::prepare(state, &ctx);
-    lap("unchanged pointers of globals decided");
+    laps.lap("unchanged pointers of globals decided");
     let mut planner = crate::hooks::Planner::new(&ctx.v, hooks);
     let mut report = UpdateReport::default();
 
@@ -804,7 +796,7 @@ pub fn run(
             inherited.push(o);
         }
     });
-    lap("inherited objects listed");
+    laps.lap("inherited objects listed");
     let sizes: HashMap<u64, u64> = inherited
         .iter()
         .map(|o| (o.addr as u64, o.size as u64))
@@ -822,10 +814,10 @@ pub fn run(
     // Typed objects that stay, to have their pointers fixed: (addr, type, count).
     let mut typed: Vec<(u64, &str, u64)> = Vec::new();
     let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
-    lap("start-up objects paired");
+    laps.lap("start-up objects paired");
     // Changed objects that hidden references hold stay where they are.
     let pins = pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &old_sites)?;
-    lap("hidden references scanned");
+    laps.lap("hidden references scanned");
     // What an old site means here, worked out once per site.
     type SiteInfo<'s> = (
         Option<&'s crate::checkpoint::SavedSite>,
@@ -995,7 +987,7 @@ pub fn run(
         typed.push((p as u64, tn, count));
         report.objects_moved += 1;
     }
-    lap("heap objects placed");
+    laps.lap("heap objects placed");
     let carved_objects = carved::place(
         state,
         &mut ctx,
@@ -1014,7 +1006,7 @@ pub fn run(
             .max()
             .unwrap_or(0),
     );
-    lap("objects placed");
+    laps.lap("objects placed");
 
     // Untyped memory must not point into an object that moves. Its words
     // that hold the exact address of an old function, or an address inside
@@ -1060,7 +1052,7 @@ pub fn run(
         }
     }
 
-    lap("untyped scanned");
+    laps.lap("untyped scanned");
     // Globals: kept from the new start-up unless changed since the old one,
     // field by field (global_values.rs).
     let mut fixed_globals =
@@ -1087,7 +1079,7 @@ pub fn run(
             eprintln!("mcr-rt: global {name} ({t}) at {a:#x}: {n} pointers rewritten");
         }
     }
-    lap("globals transferred");
+    laps.lap("globals transferred");
     let mut rewritten = 0;
     for (a, t, n) in &typed {
         rewritten += ctx.fix_pointers(*a, t, *n)?;
@@ -1099,7 +1091,7 @@ pub fn run(
             ctx.moves.len()
         );
     }
-    lap("pointers rewritten");
+    laps.lap("pointers rewritten");
     // User hooks: the new state is complete, the old copies still readable.
     let translate = |p: u64| ctx.translate(p, "").ok().flatten().unwrap_or(p);
     let is_old_copy = |p: u64| ctx.move_containing(p).is_some_and(|m| !m.in_place);
@@ -1125,10 +1117,10 @@ pub fn run(
         }
     }
     heap::carved::restore(carved_objects);
-    lap("hooks run, old copies freed");
+    laps.lap("hooks run, old copies freed");
     report.kernel_pointers = rewrite_epoll_registrations(&ctx)?;
     heap::clear_inherited();
-    lap("done");
+    laps.lap("done");
     Ok(report)
 }
 
