@@ -114,11 +114,12 @@ struct Move<'a> {
     old: u64,
     old_size: u64,
     new: u64,
-    /// Empty for untyped objects (then offsets are kept). Borrowed from
-    /// the checkpoint's site list: one allocation per moved object was a
-    /// measurable part of moving 50,000.
-    old_ty: &'a str,
-    new_ty: &'a str,
+    /// Its type's name, the same in both versions (an old type is looked
+    /// up in the new map under its own name); empty for untyped objects
+    /// (then offsets are kept). Borrowed from the checkpoint's site list:
+    /// one allocation per moved object was a measurable part of moving
+    /// 50,000.
+    ty: &'a str,
     /// Offsets inside are unchanged, so untyped memory may point into it.
     same_layout: bool,
     /// Converted where it was (a carved object): no old copy to free.
@@ -269,15 +270,13 @@ impl<'a> Ctx<'a> {
             return Ok(None);
         }
         if let Some(m) = self.move_containing(p) {
-            let (Some(ot), Some(nt)) = (self.v.old_type(m.old_ty), self.v.new_type(m.new_ty))
-            else {
+            let (Some(ot), Some(nt)) = (self.v.old_type(m.ty), self.v.new_type(m.ty)) else {
                 return Ok(Some(m.new + (p - m.old)));
             };
             let rel = p - m.old;
             let (el, off) = (rel / ot.size.max(1), rel % ot.size.max(1));
             let whole = off == 0
-                && (target == m.old_ty
-                    || self.v.old_type(target).is_none_or(|t| t.size >= ot.size));
+                && (target == m.ty || self.v.old_type(target).is_none_or(|t| t.size >= ot.size));
             let noff = if whole {
                 0
             } else {
@@ -349,7 +348,7 @@ impl<'a> Ctx<'a> {
             }
             if !m.same_layout {
                 return Err(TransferError::MovedReferencedFromUntyped {
-                    ty: m.old_ty.to_string(),
+                    ty: m.ty.to_string(),
                     from_site: format!("a non-pointer field of `{ty}`"),
                 });
             }
@@ -391,8 +390,7 @@ impl<'a> Ctx<'a> {
             old: addr,
             old_size: size,
             new: addr,
-            old_ty: tn,
-            new_ty: tn,
+            ty: tn,
             same_layout: false,
             in_place: true,
         });
@@ -887,8 +885,7 @@ pub fn run(
                         old: o.addr as u64,
                         old_size: o.size as u64,
                         new: n,
-                        old_ty: tn,
-                        new_ty: tn,
+                        ty: tn,
                         same_layout: same,
                         in_place: false,
                     });
@@ -911,8 +908,7 @@ pub fn run(
                         old: o.addr as u64,
                         old_size: o.size as u64,
                         new: n,
-                        old_ty: "",
-                        new_ty: "",
+                        ty: "",
                         same_layout: true,
                         in_place: false,
                     });
@@ -979,8 +975,7 @@ pub fn run(
             old: o.addr as u64,
             old_size: o.size as u64,
             new: p as u64,
-            old_ty: tn,
-            new_ty: tn,
+            ty: tn,
             same_layout: false,
             in_place: false,
         });
@@ -1035,7 +1030,7 @@ pub fn run(
                     continue;
                 }
                 return Err(TransferError::MovedReferencedFromUntyped {
-                    ty: m.old_ty.to_string(),
+                    ty: m.ty.to_string(),
                     from_site: site_text(site, state),
                 });
             }
@@ -1177,8 +1172,7 @@ pub(crate) fn run_worker(
                     old: o.addr,
                     old_size: o.size,
                     new: n,
-                    old_ty: ty,
-                    new_ty: ty,
+                    ty,
                     same_layout: same,
                     in_place: false,
                 });
@@ -1217,8 +1211,7 @@ pub(crate) fn run_worker(
                     old: c.addr,
                     old_size: c.size,
                     new: p as u64,
-                    old_ty: tn.unwrap_or(""),
-                    new_ty: tn.unwrap_or(""),
+                    ty: tn.unwrap_or(""),
                     same_layout: types.is_none_or(|(_, ot, nt)| ctx.v.identical(ot, nt, 0)),
                     in_place: false,
                 });

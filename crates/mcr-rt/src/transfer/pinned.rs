@@ -518,7 +518,7 @@ impl Ctx<'_> {
         if rel == 0 {
             return true;
         }
-        match (self.v.old_type(m.old_ty), self.v.new_type(m.new_ty)) {
+        match (self.v.old_type(m.ty), self.v.new_type(m.ty)) {
             (Some(ot), Some(nt)) => new_offset(self, ot, nt, m.old_size, rel) == Some(rel),
             _ => true,
         }
