@@ -347,18 +347,20 @@ fn with_quiesced<W: Write>(
         }
         Err(UpdateError(mut e)) => {
             let daemon_child = serving.filter(|&p| p != child.id());
-            if let Some(pid) = daemon_child.filter(|_| e.contains(DIED) || e.contains(DIED_IN_HOOK))
-            {
-                // The process started exited long ago (`daemon(3)`): its
-                // status says nothing of the child that served.
-                e.push_str(&format!(
-                    " (pid {pid}, the daemon child of the process started)"
-                ));
-            } else if e.contains(DIED) || e.contains(DIED_IN_HOOK) {
-                // It died on its own: say how (a crash, an exit code).
-                if let Some(how) = exit_text(&mut child) {
-                    e.push_str(": ");
-                    e.push_str(&how);
+            if e.contains(DIED) || e.contains(DIED_IN_HOOK) {
+                match daemon_child {
+                    // The process started exited long ago (`daemon(3)`):
+                    // its status says nothing of the child that served.
+                    Some(pid) => e.push_str(&format!(
+                        " (pid {pid}, the daemon child of the process started)"
+                    )),
+                    // It died on its own: say how (a crash, an exit code).
+                    None => {
+                        if let Some(how) = exit_text(&mut child) {
+                            e.push_str(": ");
+                            e.push_str(&how);
+                        }
+                    }
                 }
             }
             let _ = child.kill();
