@@ -328,7 +328,12 @@ fn own_functions() -> Vec<(String, u64)> {
     let Ok(f) = object::File::parse(&*exe) else {
         return vec![];
     };
-    let (base, _) = own_image();
+    // The dynamic linker's record, not /proc/self/maps: a new version's
+    // control thread runs this during the program's start-up, and an open
+    // file there would hold a low number behind its back (a worker forked
+    // meanwhile inherited it, and its epoll instance took another number
+    // than its old counterpart's).
+    let (base, _) = load_span();
     let bias = if f.kind() == object::ObjectKind::Dynamic {
         base
     } else {
