@@ -52,8 +52,7 @@ fn process_that_does_not_exist() {
 #[test]
 fn stopped_process_times_out() {
     let f = Fixture::start(&build("list", Build::O2));
-    // SAFETY: signalling the fixture this test started (SIGCONT on drop).
-    unsafe { libc::kill(f.pid as i32, libc::SIGSTOP) };
+    stop_process(f.pid);
     let r = ctl_full(
         &["heap", &f.pid.to_string()],
         &[],
@@ -74,8 +73,7 @@ fn process_dies_mid_command() {
     let pid = f.pid;
     // Stopped, it accepts no connection, but connect() completes into the
     // listen backlog and mcr-ctl waits for the reply.
-    // SAFETY: signalling the fixture this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    stop_process(pid);
     let h = std::thread::spawn(move || ctl(&["trace", &pid.to_string()]));
     std::thread::sleep(Duration::from_millis(500));
     assert!(!h.is_finished(), "mcr-ctl should be waiting for the reply");

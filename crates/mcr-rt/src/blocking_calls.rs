@@ -72,6 +72,25 @@ fn neg<T: PartialEq + From<i8>>(r: T) -> bool {
 }
 
 use CallKind::*;
+
+/// An event set wait, or [`NoWait`] when its timeout is zero.
+fn set_unless(zero_timeout: bool) -> CallKind {
+    if zero_timeout {
+        NoWait
+    } else {
+        EventSet
+    }
+}
+
+fn zero_tv(t: *const libc::timeval) -> bool {
+    // SAFETY: the caller's timeout, NULL (wait forever) or valid for the call.
+    !t.is_null() && unsafe { (*t).tv_sec == 0 && (*t).tv_usec == 0 }
+}
+
+fn zero_ts(t: *const libc::timespec) -> bool {
+    // SAFETY: as `zero_tv`.
+    !t.is_null() && unsafe { (*t).tv_sec == 0 && (*t).tv_nsec == 0 }
+}
 type Sa = *mut libc::sockaddr;
 type Sl = *mut libc::socklen_t;
 type Ev = *mut libc::epoll_event;
@@ -87,21 +106,21 @@ type CondTimedWait = unsafe extern "C" fn(Cv, Mx, Ts) -> c_int;
 
 wrap!(accept, __mcr_accept, (fd: c_int, a: Sa, l: Sl) -> c_int, EventWait, neg);
 wrap!(accept4, __mcr_accept4, (fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int, EventWait, neg);
-wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, EventSet, neg);
-wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, EventSet, neg);
-wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, EventSet, neg);
-wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, EventSet, neg);
-wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, EventSet, neg);
-wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, EventSet, neg);
+wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, set_unless(t == 0), neg);
+wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, set_unless(t == 0), neg);
+wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, set_unless(zero_tv(t)), neg);
+wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg);
+wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, set_unless(t == 0), neg);
+wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg);
 wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg);
 wrap!(readv, __mcr_readv, (fd: c_int, v: *const libc::iovec, n: c_int) -> ssize_t, Data(fd), neg);
 wrap!(recv, __mcr_recv, (fd: c_int, b: *mut c_void, n: size_t, f: c_int) -> ssize_t, Data(fd), neg);
 wrap!(recvfrom, __mcr_recvfrom, (fd: c_int, b: *mut c_void, n: size_t, f: c_int, a: Sa, l: Sl) -> ssize_t, Data(fd), neg);
 wrap!(recvmsg, __mcr_recvmsg, (fd: c_int, m: *mut libc::msghdr, f: c_int) -> ssize_t, Data(fd), neg);
-wrap!(waitpid, __mcr_waitpid, (p: libc::pid_t, s: *mut c_int, o: c_int) -> libc::pid_t, Wait, neg);
+wrap!(waitpid, __mcr_waitpid, (p: libc::pid_t, s: *mut c_int, o: c_int) -> libc::pid_t, if o & libc::WNOHANG != 0 { NoWait } else { Wait }, neg);
 wrap!(wait, __mcr_wait, (s: *mut c_int) -> libc::pid_t, Wait, neg);
 wrap!(sigwaitinfo, __mcr_sigwaitinfo, (s: Ss, i: *mut libc::siginfo_t) -> c_int, EventWait, neg);
-wrap!(sigtimedwait, __mcr_sigtimedwait, (s: Ss, i: *mut libc::siginfo_t, t: Ts) -> c_int, EventWait, neg);
+wrap!(sigtimedwait, __mcr_sigtimedwait, (s: Ss, i: *mut libc::siginfo_t, t: Ts) -> c_int, if zero_ts(t) { NoWait } else { EventWait }, neg);
 wrap!(nanosleep, __mcr_nanosleep, (t: Ts, r: Tsm) -> c_int, Sleep, neg);
 wrap!(clock_nanosleep, __mcr_clock_nanosleep, (c: libc::clockid_t, f: c_int, t: Ts, r: Tsm) -> c_int, Sleep, |r: c_int| r == libc::EINTR);
 wrap!(usleep, __mcr_usleep, (u: libc::useconds_t) -> c_int, Sleep, neg);

@@ -36,6 +36,11 @@ pub enum CallKind {
     Data(libc::c_int),
     Sleep,
     Wait,
+    /// The caller asked not to wait (a zero timeout, `WNOHANG`): the call
+    /// returns at once, so it is neither where a loop waits for work (no
+    /// start-up end: nginx's worker probes its epoll instance with one
+    /// before it closes the channels it does not keep) nor a place to park.
+    NoWait,
 }
 
 pub fn reserved_signal() -> libc::c_int {
@@ -137,6 +142,9 @@ pub fn blocking<T: Copy + From<i8>>(
     let Some(rec) = threads::current() else {
         return call();
     };
+    if kind == CallKind::NoWait {
+        return call();
+    }
     let mut site = Site { wrapper, pc: None };
     if rec.is_main
         && (matches!(kind, CallKind::EventWait | CallKind::EventSet)

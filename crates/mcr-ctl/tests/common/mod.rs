@@ -197,6 +197,29 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Sends SIGSTOP and waits (bounded) until every thread of `pid` is
+/// stopped: the signal takes effect asynchronously, and the control thread
+/// may answer one more request meanwhile.
+pub fn stop_process(pid: u32) {
+    // SAFETY: signalling a fixture the calling test started.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let all_stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().all(|t| {
+                std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                    // The state follows the command name's closing parenthesis.
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            })
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), all_stopped),
+        "process {pid} did not stop within 5 s"
+    );
+}
+
 /// A running fixture; killed (with the children it reported) on drop.
 pub struct Fixture {
     pub child: Child,
