@@ -15,6 +15,10 @@
 //! kind = "slab"
 //! size = 0
 //! free = "slabs_free"       # first argument: the object given back
+//!
+//! [quiescent]               # the program's event loops: blocking calls
+//! functions = ["ngx_epoll_process_events"]  # made directly in these are
+//!                           # its only quiescent points and start-up ends
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +34,27 @@ struct File {
     /// `"struct conn.fd" = "sfd"`: the old field's name in the new version.
     #[serde(default)]
     renames: BTreeMap<String, String>,
+    #[serde(default)]
+    quiescent: Quiescent,
+}
+
+/// `[quiescent]`: where the program waits for work, declared by function.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Quiescent {
+    #[serde(default)]
+    functions: Vec<String>,
+}
+
+/// `[quiescent] functions` of the project's mcr.toml, empty without one.
+pub fn quiescent_functions() -> Result<std::collections::BTreeSet<String>> {
+    let Some(path) = find() else {
+        return Ok(Default::default());
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let f: File = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(f.quiescent.functions.into_iter().collect())
 }
 
 /// `[renames]` of the project's mcr.toml, empty without one.

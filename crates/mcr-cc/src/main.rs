@@ -112,6 +112,7 @@ fn pass_config() -> Result<PassConfig> {
         carvers,
         unit_file: None,
         renames: config::renames()?,
+        quiescent_functions: config::quiescent_functions()?,
     })
 }
 

@@ -59,3 +59,33 @@ pub fn rewrite(ir: &Ir) -> usize {
     }
     n
 }
+
+/// Marks every rewritten blocking call made directly in one of
+/// `functions` (mcr.toml `[quiescent]`, the program's event loops) with a
+/// call to `__mcr_declared_point()` right before it: the runtime then
+/// takes that call, and only such calls, for a quiescent point. Returns
+/// the number of calls marked.
+pub fn mark_declared_points(ir: &Ir, functions: &std::collections::BTreeSet<String>) -> usize {
+    if functions.is_empty() {
+        return 0;
+    }
+    let marker_ty = ir.fn_ty(ir.void_ty(), &[]);
+    let mut n = 0;
+    for name in BLOCKING.iter().filter(|&&n| n != "pthread_create") {
+        let Some(w) = ir.named_function(&format!("__mcr_{name}")) else {
+            continue;
+        };
+        for u in w.users() {
+            if !u.is_call()
+                || u.called_value() != Some(w)
+                || !functions.contains(&u.parent_function().name())
+            {
+                continue;
+            }
+            let marker = ir.get_or_declare("__mcr_declared_point", marker_ty);
+            ir.build_call(marker_ty, marker, &[], u, u.debug_loc());
+            n += 1;
+        }
+    }
+    n
+}

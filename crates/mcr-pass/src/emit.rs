@@ -16,6 +16,9 @@ use std::collections::HashMap;
 pub const SITES_SECTION: &str = "mcr_sites";
 pub const GLOBALS_SECTION: &str = "mcr_globals";
 pub const TYPEMAP_SECTION: &str = "mcr_typemap";
+/// One byte from each unit that marks declared quiescent points: with any,
+/// only those are the program's quiescent points.
+pub const DECLARED_POINTS_SECTION: &str = "mcr_qpoints";
 
 pub struct Emitter<'a> {
     ir: &'a Ir,
@@ -124,6 +127,20 @@ impl<'a> Emitter<'a> {
         g.set_linkage(LLVMLinkage::LLVMInternalLinkage);
         g.set_constant(true);
         g.set_section(TYPEMAP_SECTION);
+        g.set_alignment(1);
+        self.used.push(g);
+    }
+
+    /// Says that this unit marks declared quiescent points
+    /// ([`DECLARED_POINTS_SECTION`]).
+    pub fn declared_points(&mut self) {
+        let init = self.ir.const_bytes(&[1]);
+        let g = self
+            .ir
+            .add_global(init.type_of(), "__mcr_declared_points", init);
+        g.set_linkage(LLVMLinkage::LLVMInternalLinkage);
+        g.set_constant(true);
+        g.set_section(DECLARED_POINTS_SECTION);
         g.set_alignment(1);
         self.used.push(g);
     }

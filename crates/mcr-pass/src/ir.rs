@@ -144,6 +144,10 @@ impl Ir {
         // SAFETY: context is live.
         Ty(unsafe { LLVMInt8TypeInContext(self.ctx) })
     }
+    pub fn void_ty(&self) -> Ty {
+        // SAFETY: context is live.
+        Ty(unsafe { LLVMVoidTypeInContext(self.ctx) })
+    }
     pub fn fn_ty(&self, ret: Ty, params: &[Ty]) -> Ty {
         let mut p: Vec<LLVMTypeRef> = params.iter().map(|t| t.0).collect();
         // SAFETY: the parameter buffer lives across the call.

@@ -40,6 +40,8 @@ pub struct PassConfig {
     pub unit_file: Option<String>,
     /// `mcr.toml` `[renames]`, recorded in the unit's type map.
     pub renames: std::collections::BTreeMap<String, String>,
+    /// `mcr.toml` `[quiescent] functions`: the program's event loops.
+    pub quiescent_functions: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Error)]
@@ -125,6 +127,9 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
     }
     carve_calls::rewrite(&ir, &cfg.carvers);
     blocking_calls::rewrite(&ir);
+    if blocking_calls::mark_declared_points(&ir, &cfg.quiescent_functions) > 0 {
+        em.declared_points();
+    }
     strip_alloc_tokens(&ir);
     em.typemap(&mcr_types::encode_unit(&map));
     em.finish();

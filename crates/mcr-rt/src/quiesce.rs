@@ -90,23 +90,56 @@ pub struct Wrapper {
     pub entries: [usize; 2],
 }
 
+thread_local! {
+    /// The next wrapped call of this thread is at a declared quiescent point.
+    static AT_DECLARED_POINT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by the code `mcr-pass` adds right before each blocking call of a
+/// function mcr.toml declares an event loop (`[quiescent] functions`).
+#[no_mangle]
+pub extern "C" fn __mcr_declared_point() {
+    AT_DECLARED_POINT.set(true);
+}
+
 /// The call site of one blocking call, found only if asked for.
 struct Site<'a> {
     wrapper: &'a Wrapper,
     pc: Option<usize>,
+    /// Marked by `__mcr_declared_point()` (taken at the wrapper's entry).
+    declared: bool,
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
+    fn new(wrapper: &'a Wrapper) -> Self {
+        Site {
+            wrapper,
+            pc: None,
+            declared: AT_DECLARED_POINT.replace(false),
+        }
+    }
+
+    /// Whether this call can end a start-up: with declared quiescent
+    /// points, only they can (nginx's worker waits on its epoll instance
+    /// once in its start-up, to probe it, before it closes descriptors).
+    fn may_end_startup(&self) -> bool {
+        self.declared || !crate::sections::declared_points_in_force()
+    }
+
     fn pc(&mut self) -> usize {
         let w = self.wrapper;
         *self
             .pc
             .get_or_insert_with(|| crate::call_site::caller_of(&w.entries))
     }
-    /// A quiescent point: any blocking call, or with a profile in force,
-    /// only the call sites it lists.
+    /// A quiescent point: any blocking call; with declared points, only
+    /// they; else with a profile in force, only the call sites it lists.
     fn quiescent(&mut self, rec: &ThreadRec) -> bool {
-        let q = crate::profile::is_quiescent_site(|| self.pc());
+        let q = if crate::sections::declared_points_in_force() {
+            self.declared
+        } else {
+            crate::profile::is_quiescent_site(|| self.pc())
+        };
         if !q {
             rec.blocked_at.store(self.pc(), Ordering::SeqCst);
         }
@@ -140,13 +173,15 @@ pub fn blocking<T: Copy + From<i8>>(
     interrupted: impl Fn(T) -> bool,
 ) -> T {
     let Some(rec) = threads::current() else {
+        AT_DECLARED_POINT.set(false);
         return call();
     };
+    let mut site = Site::new(wrapper);
     if kind == CallKind::NoWait {
         return call();
     }
-    let mut site = Site { wrapper, pc: None };
     if rec.is_main
+        && site.may_end_startup()
         && (matches!(kind, CallKind::EventWait | CallKind::EventSet)
             || crate::children::startup_pending(kind))
     {
@@ -219,7 +254,7 @@ pub(crate) fn blocking_cond(
     let Some(rec) = threads::current() else {
         return call();
     };
-    let mut site = Site { wrapper, pc: None };
+    let mut site = Site::new(wrapper);
     // Not a start-up end for the main thread: start-up code waits on
     // condition variables too (for its workers to come up).
     enter_wait(rec, &mut site, BlockState::Uninterruptible);

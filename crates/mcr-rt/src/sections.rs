@@ -17,6 +17,8 @@ core::arch::global_asm!(
     ".weak __stop_mcr_typemap",
     ".weak __start_mcr_hooks",
     ".weak __stop_mcr_hooks",
+    ".weak __start_mcr_qpoints",
+    ".weak __stop_mcr_qpoints",
     ".globl mcr_rt_section_bounds",
     ".hidden mcr_rt_section_bounds",
     "mcr_rt_section_bounds:",
@@ -28,11 +30,13 @@ core::arch::global_asm!(
     ".quad __stop_mcr_typemap",
     ".quad __start_mcr_hooks",
     ".quad __stop_mcr_hooks",
+    ".quad __start_mcr_qpoints",
+    ".quad __stop_mcr_qpoints",
     ".popsection",
 );
 
 extern "C" {
-    static mcr_rt_section_bounds: [usize; 8];
+    static mcr_rt_section_bounds: [usize; 10];
 }
 
 /// `struct mcr_global` of docs/ABI.md.
@@ -103,6 +107,13 @@ pub fn typemap() -> &'static mcr_types::TypeMap {
 /// (decode with `mcr_types::hooks::decode`; offsets index into it).
 pub fn hook_bytes() -> &'static [u8] {
     slice_of::<u8>(3)
+}
+
+/// Whether the program declares its quiescent points (mcr.toml
+/// `[quiescent] functions`): then only the blocking calls marked by
+/// `__mcr_declared_point()` are quiescent points and start-up ends.
+pub fn declared_points_in_force() -> bool {
+    bounds(4).0 != 0
 }
 
 /// Reads a C string from a descriptor; empty for NULL.

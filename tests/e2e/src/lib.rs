@@ -123,15 +123,6 @@ pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
         &std::fs::read(fixtures_dir().join("fixture.h")).expect("fixture.h"),
     );
     h = fnv(h, args.join(" ").as_bytes());
-    // A fixture's own mcr.toml (allocators, renames) sits beside it.
-    let config = fixtures_dir().join(format!("{name}.mcr.toml"));
-    if let Ok(c) = std::fs::read(&config) {
-        h = fnv(h, &c);
-    }
-    h = fnv(h, &file_stamp(&tc.cc));
-    h = fnv(h, &file_stamp(&tc.rt));
-    let cache = tc.dir.join("mcr-e2e-fixtures");
-    std::fs::create_dir_all(&cache).expect("create fixture cache");
     let tag: String = defines
         .iter()
         .flat_map(|d| {
@@ -144,6 +135,18 @@ pub fn build(name: &str, version: u32, opt: Opt, defines: &[&str]) -> PathBuf {
             }))
         })
         .collect();
+    // A fixture's own mcr.toml (allocators, renames) sits beside it; one
+    // for a set of defines (`<name>-<DEFINE>.mcr.toml`) goes with them.
+    let config = Some(fixtures_dir().join(format!("{name}{tag}.mcr.toml")))
+        .filter(|c| !tag.is_empty() && c.is_file())
+        .unwrap_or_else(|| fixtures_dir().join(format!("{name}.mcr.toml")));
+    if let Ok(c) = std::fs::read(&config) {
+        h = fnv(h, &c);
+    }
+    h = fnv(h, &file_stamp(&tc.cc));
+    h = fnv(h, &file_stamp(&tc.rt));
+    let cache = tc.dir.join("mcr-e2e-fixtures");
+    std::fs::create_dir_all(&cache).expect("create fixture cache");
     let prefix = format!(
         "{name}-v{version}{tag}-{}-",
         opt.flag().trim_start_matches('-')

@@ -90,8 +90,15 @@ fn totals(conns: &mut [Conn]) -> Vec<(u32, String)> {
 }
 
 fn across(v_to: u32, opt: Opt) {
+    across_with(v_to, opt, &[]);
+}
+
+fn across_with(v_to: u32, opt: Opt, defines: &[&str]) {
     let case = Case::new("prefork");
-    let (b1, b2) = (case.bin(1, opt), case.bin(v_to, opt));
+    let (b1, b2) = (
+        case.bin_with(1, opt, defines),
+        case.bin_with(v_to, opt, defines),
+    );
     let mut s = case.start(&b1);
     let mut conns = populate(&s, 8);
     let before_admin = s.dump();
@@ -191,6 +198,19 @@ fn connections_v1_to_v2() {
 #[test]
 fn connections_v1_to_v2_o0() {
     across(2, Opt::O0);
+}
+
+/// The workers' start-up waits on its epoll instance once before its loop
+/// (nginx's probe, with a timeout); mcr.toml `[quiescent]` names the loops,
+/// so the start-up ends there.
+#[test]
+fn declared_loops_v1_to_v2() {
+    across_with(2, Opt::O2, &["DECLARED_LOOPS"]);
+}
+
+#[test]
+fn declared_loops_v1_to_v1_o0() {
+    across_with(1, Opt::O0, &["DECLARED_LOOPS"]);
 }
 
 /// Twice in a row: the new workers' connections are carried again.
