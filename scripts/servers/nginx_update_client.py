@@ -102,3 +102,40 @@ fresh = connect()
 get(fresh)
 print("nginx %s: %d keep-alive connections served before and after on the same sockets, half request completed, new connection served"
       % ("rollback" if fault else "update", N))
+
+def wait_workers(master, not_in):
+    """The master's two workers, once none of them is in `not_in`."""
+    for _ in range(200):
+        w = children(master)
+        if len(w) == 2 and not set(w) & set(not_in):
+            return w
+        time.sleep(0.05)
+    sys.exit("the master did not start 2 new workers (has %r)" % children(master))
+
+def serve_fresh(n):
+    for _ in range(n):
+        c = connect()
+        get(c)
+        c.close()
+
+if not fault:
+    import signal
+    # The master still manages its workers: one that dies is respawned
+    # (forked from the new master after its start-up), and serves.
+    workers = children(master)
+    os.kill(workers[0], signal.SIGKILL)
+    for _ in range(200):
+        w = children(master)
+        if len(w) == 2 and workers[0] not in w:
+            break
+        time.sleep(0.05)
+    else:
+        sys.exit("worker %d was not respawned (workers: %r)" % (workers[0], children(master)))
+    serve_fresh(20)
+    print("nginx after update: a killed worker was respawned; 20 new connections served")
+    # A configuration reload (SIGHUP) starts new workers and retires the old.
+    before = children(master)
+    os.kill(master, signal.SIGHUP)
+    wait_workers(master, before)
+    serve_fresh(20)
+    print("nginx after update: SIGHUP reload replaced both workers; 20 new connections served")

@@ -49,7 +49,9 @@ struct Snapshot {
 
 static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
 
-/// Live heap objects, optionally only those not inherited from an old version.
+/// Live heap objects, optionally only those not inherited from an old
+/// version, in the order start-up allocated them (see
+/// `heap::startup_order`); objects it did not log come after, by address.
 pub fn live_objects(only_new: bool) -> Vec<StartupObject> {
     let mut v = Vec::new();
     heap::for_each_live(|o| {
@@ -63,11 +65,18 @@ pub fn live_objects(only_new: bool) -> Vec<StartupObject> {
             });
         }
     });
-    v.sort_by_key(|o| o.addr);
+    let turns = heap::startup_order::turns();
+    v.sort_by_key(|o| {
+        (
+            turns.get(&(o.addr as usize)).copied().unwrap_or(usize::MAX),
+            o.addr,
+        )
+    });
     v
 }
 
 pub fn take() {
+    heap::startup_order::stop();
     let globals = globals::all()
         .map(|g| (g.name.to_string(), globals::bytes(&g).to_vec()))
         .collect();

@@ -115,6 +115,7 @@ pub(super) fn malloc(size: usize, site: usize) -> *mut u8 {
         h.site.store(site, Ordering::Relaxed);
         h.word.store(make_word(size, HEADER), Ordering::Release);
         t.account(1, size as i64);
+        super::startup_order::note((s + HEADER) as *mut u8);
         (s + HEADER) as *mut u8
     } else {
         alloc_large(size, 16, site, false)
@@ -148,6 +149,7 @@ pub(super) fn memalign(align: usize, size: usize, site: usize) -> *mut u8 {
             h.site.store(site, Ordering::Relaxed);
             h.word.store(make_word(size, p - s), Ordering::Release);
             t.account(1, size as i64);
+            super::startup_order::note(p as *mut u8);
             return p as *mut u8;
         }
     }
@@ -211,6 +213,7 @@ fn alloc_large(size: usize, align: usize, site: usize, zero: bool) -> *mut u8 {
     }
     desc(start).store(Desc::new(Kind::LargeHead, 0, n as u32));
     tc().account(1, size as i64);
+    super::startup_order::note(p as *mut u8);
     p as *mut u8
 }
 
@@ -350,6 +353,7 @@ pub(super) fn realloc(p: *mut u8, size: usize, site: usize, keep_site: bool) -> 
         h.site.store(new_site, Ordering::Relaxed);
         h.word.store(word_with_size(w, size), Ordering::Release);
         tc().account(0, size as i64 - old as i64);
+        super::startup_order::note(p);
         return p;
     }
     let q = malloc(size, new_site);

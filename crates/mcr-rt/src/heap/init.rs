@@ -81,6 +81,9 @@ pub(super) fn init_slow_with(explicit: Option<(libc::c_int, image::ImageInfo)>) 
             len /= 2;
         }
     }
+    // After the region is placed: the log's mapping must not take the
+    // addresses an adopted image needs.
+    super::startup_order::start();
     STATE.store(READY, Ordering::Release);
     // Registering fork handlers may allocate: only now that we are READY.
     // SAFETY: the handlers are plain functions that do not allocate.

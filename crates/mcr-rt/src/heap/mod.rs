@@ -30,6 +30,7 @@ mod pages;
 mod region;
 mod site;
 mod size_class;
+pub mod startup_order;
 mod sync;
 mod thread_cache;
 
