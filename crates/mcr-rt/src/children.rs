@@ -77,6 +77,22 @@ pub struct ChildState {
     /// Descriptors it opened since its start-up (sent beside this state).
     #[serde(default)]
     pub runtime_fds: worker_fds::RuntimeFds,
+    /// Every object live in its heap (address, size), by address: a
+    /// pointer to none of them was left dangling by the program itself (a
+    /// free connection slot's stale `pool`), not a reference to carry.
+    #[serde(default)]
+    pub live: Vec<(u64, u64)>,
+}
+
+impl ChildState {
+    /// Whether `p` points into an object live in the old worker's heap.
+    pub fn points_to_live(&self, p: u64) -> bool {
+        let i = self.live.partition_point(|&(a, _)| a <= p);
+        i > 0 && {
+            let (a, size) = self.live[i - 1];
+            p < a + size.max(1)
+        }
+    }
 }
 
 /// What the new master receives of one old worker: its checkpoint and, at
@@ -635,12 +651,16 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
             )
         })?;
         let (startup_objects, objects) = heap_state();
+        let mut live = Vec::new();
+        heap::for_each_live(|o| live.push((o.addr as u64, o.size as u64)));
+        live.sort_unstable();
         let st = ChildState {
             pid,
             globals: crate::checkpoint::saved_globals(),
             startup_objects,
             objects,
             runtime_fds: worker_fds::collect(&req.master_files),
+            live,
         };
         let fds: Vec<i32> = st.runtime_fds.fds.iter().map(|f| f.number).collect();
         Ok((serde_json::to_string(&st).unwrap_or_default(), fds))

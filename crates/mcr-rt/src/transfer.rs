@@ -231,6 +231,25 @@ impl<'a> Ctx<'a> {
         (p < m.old + m.old_size).then_some(m)
     }
 
+    /// A pointer one past the end of a moved object (a pool block's `end`,
+    /// an array's bound), as one past the end of its counterpart. Heap
+    /// objects are never adjacent (a header separates them), so such a
+    /// pointer names no other object.
+    fn translate_end(&self, p: u64) -> Option<u64> {
+        let m = self.move_containing(p.checked_sub(1)?)?;
+        if p != m.old + m.old_size {
+            return None;
+        }
+        let len = match (self.v.old_type(m.ty), self.v.new_type(m.ty)) {
+            (Some(ot), Some(nt)) if ot.size > 0 => {
+                let n = m.old_size / ot.size;
+                n * nt.size + (m.old_size - n * ot.size)
+            }
+            _ => m.old_size,
+        };
+        Some(m.new + len)
+    }
+
     /// A pointer into one of `vars` (old globals or thread-locals, sorted
     /// by address), as a pointer into its new counterpart; `None` if `p`
     /// is in none of them.
@@ -283,6 +302,9 @@ impl<'a> Ctx<'a> {
                 self.map_offset(ot, nt, off).unwrap_or(0)
             };
             return Ok(Some(m.new + el * nt.size + noff));
+        }
+        if let Some(end) = self.translate_end(p) {
+            return Ok(Some(end));
         }
         if !self.static_spans.iter().any(|&(a, b)| a <= p && p < b) {
             return Ok(None);
@@ -1252,10 +1274,17 @@ pub(crate) fn run_worker(
     );
 
     // A precise pointer to an old object nothing carried (a library's
-    // buffer, a start-up object without a counterpart) would dangle.
+    // buffer, a start-up object without a counterpart) would dangle. One to
+    // memory the old worker had freed already dangled there too: the
+    // program never follows it (nginx's free connection slots keep their
+    // last pool), and it stays as it is.
     let old_heap = (state.heap.base, state.heap.base + state.heap.len);
-    let dangling =
-        |ctx: &Ctx, p: u64| p >= old_heap.0 && p < old_heap.1 && ctx.move_containing(p).is_none();
+    let dangling = |ctx: &Ctx, p: u64| {
+        p >= old_heap.0
+            && p < old_heap.1
+            && ctx.move_containing(p).is_none()
+            && (w.live.is_empty() || w.points_to_live(p))
+    };
     for (a, tn, count) in &typed {
         let slots = ctx.slots_of(tn);
         let size = ctx.v.new_type(tn).map_or(0, |t| t.size).max(1);

@@ -101,6 +101,13 @@ fn across_with(v_to: u32, opt: Opt, defines: &[&str]) {
     );
     let mut s = case.start(&b1);
     let mut conns = populate(&s, 8);
+    // Connections that come and go: their workers keep a stale pointer to
+    // the last one they dropped.
+    for _ in 0..4 {
+        let mut c = s.client();
+        assert_eq!(c.cmd("PING"), "PONG");
+    }
+    std::thread::sleep(Duration::from_millis(100));
     let before_admin = s.dump();
     let before_shared = s.cmd("SHARED");
     let old_workers = check_all(&mut conns, s.pid);

@@ -194,7 +194,10 @@ impl Pristine {
     /// The start-up object holding `p`, if `p` points into one of the old
     /// heap's start-up objects (inherited here, same address and size).
     fn startup_object(&self, p: u64) -> Option<(u64, u64, bool)> {
-        let o = heap::find(p as usize)?;
+        // One past an object's end (a pool block's `end`) is that object's.
+        let o = heap::find(p as usize).or_else(|| {
+            heap::find(p.checked_sub(1)? as usize).filter(|o| (o.addr + o.size) as u64 == p)
+        })?;
         if !heap::is_inherited(o.addr) {
             return None; // free in the old heap: a new object took the slot
         }
@@ -219,6 +222,14 @@ impl Pristine {
         !precise || !crate::shared_memory::contains(&self.shared, p)
     }
 
+    /// With MCR_DEBUG: which object made the graph from `root` run-time state.
+    fn why_dirty(&self, root: u64, at: u64, why: &str) {
+        if self.debug {
+            let o = heap::find(at as usize).map(|o| (o.addr, o.size));
+            eprintln!("mcr-rt:   graph from {root:#x}: {at:#x} ({why}; in object {o:x?})");
+        }
+    }
+
     /// Is the start-up object at `root`, and every old heap object its words
     /// point to (transitively), an unchanged start-up object?
     fn graph_unchanged(&mut self, root: u64) -> bool {
@@ -236,10 +247,20 @@ impl Pristine {
                 continue;
             }
             let Some(&(size, unchanged)) = self.startup.get(&a) else {
+                self.why_dirty(root, a, "not a start-up object");
                 ok = false;
                 break;
             };
             if !unchanged || self.dirty.contains(&a) || self.budget < size / 8 {
+                self.why_dirty(
+                    root,
+                    a,
+                    if unchanged {
+                        "dirty"
+                    } else {
+                        "changed since start-up"
+                    },
+                );
                 ok = false;
                 break;
             }
@@ -257,7 +278,15 @@ impl Pristine {
                             work.push(b);
                         }
                     }
-                    _ => {
+                    other => {
+                        self.why_dirty(
+                            root,
+                            v,
+                            match other {
+                                Some(_) => "a start-up object changed since",
+                                None => "not a start-up object",
+                            },
+                        );
                         ok = false;
                         break 'walk;
                     }
