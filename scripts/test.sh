@@ -5,6 +5,8 @@
 #   3. the demo: a live update of the key-value server with state checked
 #   4. memcached 1.6.18 built with mcr-cc passes its own `make test`
 #   5. memcached 1.6.18 updated live to itself under load (and rolled back)
+#   6. nginx 1.22.1 updated live to itself with keep-alive connections in its
+#      workers, then a respawned worker and a reload (and rolled back)
 # MCR_TEST_ALL_SERVERS=1 also builds and smoke-tests lighttpd, nginx, redis
 # and vsftpd with mcr-cc (scripts/servers/all.sh).
 set -euo pipefail
@@ -30,6 +32,9 @@ scripts/servers/memcached-test.sh "$PWD/target/release/mcr-cc"
 
 step "real servers: memcached 1.6.18 updated live to itself under load, and rolled back"
 scripts/servers/memcached-update.sh "$PWD/target/release"
+
+step "real servers: nginx 1.22.1 updated live to itself, its workers' connections carried, and rolled back"
+scripts/servers/nginx-update.sh "$PWD/target/release"
 
 if [ -n "${MCR_TEST_ALL_SERVERS:-}" ]; then
     step "real servers: all five build and answer with mcr-cc"

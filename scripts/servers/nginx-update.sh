@@ -9,15 +9,14 @@
 #   2. mcr-ctl update MASTER_PID NEW_BINARY;
 #   3. each connection, still the same socket, gets a second response; the
 #      half request completes; a new connection is served; the old master
-#      and workers are gone, the new workers are children of the new master.
+#      and workers are gone, the new workers are children of the new master;
+#   4. a worker killed with SIGKILL is respawned by the new master and
+#      serves; a SIGHUP reload replaces both workers, which serve.
 # Then the same with MCR_FAULT=transfer: rolled back, the old processes
 # serve every connection.
 #
-# STATUS: not in CI, because it does not pass yet: the update is rolled
-# back (a worker's connection takes a descriptor number its start-up still
-# held at its first quiescent call), and past that a carried connection and
-# a respawned worker fail: see docs/decisions.md, "nginx: what still
-# breaks".
+# nginx's mcr.toml (scripts/servers/mcr-toml/nginx.toml) declares its pool
+# allocators and its event loops; docs/decisions.md, "nginx: what it took".
 
 set -euo pipefail
 MCR_LOG_TAG=nginx-update

@@ -278,6 +278,10 @@ impl Pristine {
                             work.push(b);
                         }
                     }
+                    // Memory the old program had freed: a stale pointer it
+                    // never follows (nginx's cycle keeps the address of the
+                    // temporary pool start-up destroyed), not state.
+                    None if !old_object_at(v) => {}
                     other => {
                         self.why_dirty(
                             root,
@@ -300,6 +304,16 @@ impl Pristine {
         }
         ok
     }
+}
+
+/// Whether `p` points into (or one past) an object live in the old heap:
+/// in the new version every such object is inherited, and a slot the old
+/// heap had free is either still free or a new start-up object.
+fn old_object_at(p: u64) -> bool {
+    let live = |o: Option<heap::Object>| o.is_some_and(|o| heap::is_inherited(o.addr));
+    live(heap::find(p as usize))
+        || p.checked_sub(1)
+            .is_some_and(|q| live(heap::find(q as usize).filter(|o| (o.addr + o.size) as u64 == p)))
 }
 
 /// A global's value at the end of the old start-up, if known.
