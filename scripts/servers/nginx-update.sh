@@ -11,7 +11,11 @@
 #      half request completes; a new connection is served; the old master
 #      and workers are gone, the new workers are children of the new master;
 #   4. a worker killed with SIGKILL is respawned by the new master and
-#      serves; a SIGHUP reload replaces both workers, which serve.
+#      serves; a SIGHUP reload replaces both workers, which serve;
+#   5. the next update is refused (workers forked after start-up are not
+#      carried), nginx serving on.
+# Then, on a fresh nginx, two updates in a row (the second back to the first
+# binary): the same keep-alive connections carried twice.
 # Then the same with MCR_FAULT=transfer: rolled back, the old processes
 # serve every connection.
 #
@@ -72,9 +76,11 @@ CONF
     # Its own process group: the new master and the workers of either
     # version stay in it, and the clean-up below ends them all (worker
     # titles do not name the configuration).
-    MCR_FAULT="$fault" setsid "$OLD/objs/nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/logs/error.log" &
+    local mcr_fault="$fault"
+    [ "$fault" = chained ] && mcr_fault=""
+    MCR_FAULT="$mcr_fault" setsid "$OLD/objs/nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/logs/error.log" &
     local pid=$! rc=0
-    python3 "$SERVERS_DIR/nginx_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/objs/nginx" "${fault:-}" || rc=$?
+    python3 "$SERVERS_DIR/nginx_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/objs/nginx" "${fault:-}" "$OLD/objs/nginx" || rc=$?
     if [ $rc != 0 ]; then tail -20 "$tmp/logs/error.log" >&2 || true; fi
     kill -TERM -- "-$pid" 2>/dev/null || true
     sleep 0.2
@@ -83,5 +89,6 @@ CONF
     return $rc
 }
 run_case ""
+run_case "chained"
 run_case "transfer"
 log "nginx live update: all checks passed"
