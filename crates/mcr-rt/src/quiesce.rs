@@ -38,8 +38,8 @@ pub enum CallKind {
     Wait,
     /// The caller asked not to wait (a zero timeout, `WNOHANG`): the call
     /// returns at once, so it is neither where a loop waits for work (no
-    /// start-up end: nginx's worker probes its epoll instance with one
-    /// before it closes the channels it does not keep) nor a place to park.
+    /// start-up end: a start-up may probe a descriptor this way before it
+    /// closes what it does not keep) nor a place to park.
     NoWait,
 }
 
