@@ -46,25 +46,31 @@ struct Quiescent {
     functions: Vec<String>,
 }
 
-/// `[quiescent] functions` of the project's mcr.toml, empty without one.
-pub fn quiescent_functions() -> Result<std::collections::BTreeSet<String>> {
-    let Some(path) = find() else {
-        return Ok(Default::default());
-    };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let f: File = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(f.quiescent.functions.into_iter().collect())
+/// What the project's mcr.toml tells the pass; all empty without one.
+pub struct Project {
+    pub wrappers: Wrappers,
+    pub carvers: Carvers,
+    /// `[renames]`: `"struct type.old_field"` -> the new field's name.
+    pub renames: BTreeMap<String, String>,
+    /// `[quiescent] functions`: the program's event loops.
+    pub quiescent_functions: std::collections::BTreeSet<String>,
 }
 
-/// `[renames]` of the project's mcr.toml, empty without one.
-pub fn renames() -> Result<BTreeMap<String, String>> {
+/// Reads and checks the project's mcr.toml once.
+pub fn load() -> Result<Project> {
     let Some(path) = find() else {
-        return Ok(BTreeMap::new());
+        return Ok(Project {
+            wrappers: Wrappers::new(),
+            carvers: Carvers::default(),
+            renames: BTreeMap::new(),
+            quiescent_functions: Default::default(),
+        });
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let f: File = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let (wrappers, carvers) = parse_allocators(f.allocators)
+        .with_context(|| format!("{}: [allocators]", path.display()))?;
     for k in f.renames.keys() {
         if !k.contains('.') {
             bail!(
@@ -73,7 +79,12 @@ pub fn renames() -> Result<BTreeMap<String, String>> {
             );
         }
     }
-    Ok(f.renames)
+    Ok(Project {
+        wrappers,
+        carvers,
+        renames: f.renames,
+        quiescent_functions: f.quiescent.functions.into_iter().collect(),
+    })
 }
 
 /// One `[allocators]` entry: a malloc-like wrapper (`xmalloc = "malloc"`)
@@ -110,18 +121,6 @@ fn find() -> Option<PathBuf> {
             return None;
         }
     }
-}
-
-/// The user allocators of the project (malloc-like wrappers; pool and
-/// slab allocators), empty without a config file.
-pub fn load() -> Result<(Wrappers, Carvers)> {
-    let Some(path) = find() else {
-        return Ok(Default::default());
-    };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let f: File = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    parse_allocators(f.allocators).with_context(|| format!("{}: [allocators]", path.display()))
 }
 
 fn parse_allocators(all: BTreeMap<String, Allocator>) -> Result<(Wrappers, Carvers)> {

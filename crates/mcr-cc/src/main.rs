@@ -106,13 +106,13 @@ fn tempdir() -> Result<tempfile::TempDir> {
 }
 
 fn pass_config() -> Result<PassConfig> {
-    let (wrappers, carvers) = config::load()?;
+    let project = config::load()?;
     Ok(PassConfig {
-        wrappers,
-        carvers,
+        wrappers: project.wrappers,
+        carvers: project.carvers,
         unit_file: None,
-        renames: config::renames()?,
-        quiescent_functions: config::quiescent_functions()?,
+        renames: project.renames,
+        quiescent_functions: project.quiescent_functions,
     })
 }
 
