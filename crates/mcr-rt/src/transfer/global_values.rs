@@ -194,13 +194,7 @@ impl Pristine {
     /// The start-up object holding `p`, if `p` points into one of the old
     /// heap's start-up objects (inherited here, same address and size).
     fn startup_object(&self, p: u64) -> Option<(u64, u64, bool)> {
-        // One past an object's end (a pool block's `end`) is that object's.
-        let o = heap::find(p as usize).or_else(|| {
-            heap::find(p.checked_sub(1)? as usize).filter(|o| (o.addr + o.size) as u64 == p)
-        })?;
-        if !heap::is_inherited(o.addr) {
-            return None; // free in the old heap: a new object took the slot
-        }
+        let o = old_heap_object(p)?;
         let &(size, unchanged) = self.startup.get(&(o.addr as u64))?;
         (size == o.size as u64).then_some((o.addr as u64, size, unchanged))
     }
@@ -281,7 +275,7 @@ impl Pristine {
                     // Memory the old program had freed: a stale pointer it
                     // never follows (nginx's cycle keeps the address of the
                     // temporary pool start-up destroyed), not state.
-                    None if !old_object_at(v) => {}
+                    None if old_heap_object(v).is_none() => {}
                     other => {
                         self.why_dirty(
                             root,
@@ -306,14 +300,16 @@ impl Pristine {
     }
 }
 
-/// Whether `p` points into (or one past) an object live in the old heap:
-/// in the new version every such object is inherited, and a slot the old
-/// heap had free is either still free or a new start-up object.
-fn old_object_at(p: u64) -> bool {
-    let live = |o: Option<heap::Object>| o.is_some_and(|o| heap::is_inherited(o.addr));
-    live(heap::find(p as usize))
-        || p.checked_sub(1)
-            .is_some_and(|q| live(heap::find(q as usize).filter(|o| (o.addr + o.size) as u64 == p)))
+/// The object live in the old heap that `p` points into, or one past the
+/// end of (a pool block's `end` is that block's). In the new version every
+/// such object is inherited; a slot the old heap had free is still free or
+/// a new start-up object's.
+fn old_heap_object(p: u64) -> Option<heap::Object> {
+    let inherited = |o: &heap::Object| heap::is_inherited(o.addr);
+    heap::find(p as usize).filter(inherited).or_else(|| {
+        heap::find(p.checked_sub(1)? as usize)
+            .filter(|o| inherited(o) && (o.addr + o.size) as u64 == p)
+    })
 }
 
 /// A global's value at the end of the old start-up, if known.
