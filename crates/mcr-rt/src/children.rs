@@ -574,8 +574,13 @@ pub fn commit_new() {
 /// This worker's heap for its checkpoint: its program start-up objects,
 /// and by value the program objects (from instrumented sites) it built or
 /// changed since. A library's own memory is not carried: the new worker's
-/// libraries rebuilt theirs.
-fn heap_state() -> (Vec<snapshot::StartupObject>, Vec<CarriedObject>) {
+/// libraries rebuilt theirs. Also every live object (address, size), by
+/// address, from the same walk (`ChildState::live`).
+fn heap_state() -> (
+    Vec<snapshot::StartupObject>,
+    Vec<CarriedObject>,
+    Vec<(u64, u64)>,
+) {
     let at_startup: Vec<snapshot::StartupObject> = snapshot::objects()
         .into_iter()
         .filter(|o| o.site != 0)
@@ -596,11 +601,14 @@ fn heap_state() -> (Vec<snapshot::StartupObject>, Vec<CarriedObject>) {
         }
     };
     let mut carried = Vec::new();
+    let mut live = Vec::new();
     heap::for_each_live(|o| {
+        live.push((o.addr as u64, o.size as u64));
         if !o.site.is_null() && !unchanged.contains(&(o.addr as u64)) {
             carried.push(by_value(&o));
         }
     });
+    live.sort_unstable();
     // Memory a library allocated for the program (asprintf, getline) that
     // the carried state points to, conservatively: carried too.
     let mut seen: std::collections::HashSet<u64> = carried.iter().map(|c| c.addr).collect();
@@ -625,7 +633,7 @@ fn heap_state() -> (Vec<snapshot::StartupObject>, Vec<CarriedObject>) {
             }
         }
     }
-    (at_startup, carried)
+    (at_startup, carried, live)
 }
 
 /// Serves `Request::Freeze` on its own thread (it waits for the outcome).
@@ -650,10 +658,7 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
                 req.timeout_ms, e.busy
             )
         })?;
-        let (startup_objects, objects) = heap_state();
-        let mut live = Vec::new();
-        heap::for_each_live(|o| live.push((o.addr as u64, o.size as u64)));
-        live.sort_unstable();
+        let (startup_objects, objects, live) = heap_state();
         let st = ChildState {
             pid,
             globals: crate::checkpoint::saved_globals(),
