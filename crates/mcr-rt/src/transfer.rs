@@ -240,9 +240,10 @@ impl<'a> Ctx<'a> {
         if p != m.old + m.old_size {
             return None;
         }
+        // As the object was converted: its elements, then its tail as is.
         let len = match (self.v.old_type(m.ty), self.v.new_type(m.ty)) {
             (Some(ot), Some(nt)) if ot.size > 0 => {
-                let n = m.old_size / ot.size;
+                let n = self.v.element_count(ot, m.old_size, true);
                 n * nt.size + (m.old_size - n * ot.size)
             }
             _ => m.old_size,
