@@ -1,53 +1,26 @@
-//! Routing calls that can block through the runtime (ABI.md "Blocking-call
-//! wrappers"), so it can park a thread there when the program quiesces.
+//! Routing calls through the runtime (ABI.md "Blocking-call wrappers" and
+//! "Start-up input wrappers"): calls that can block, so it can park a
+//! thread there when the program quiesces, and calls whose answers differ
+//! from run to run, so a new version's start-up gets the old one's.
 
 use crate::ir::Ir;
+use mcr_types::abi::{wrapper_name, BLOCKING_CALLS, STARTUP_INPUT_CALLS};
 
-/// The functions whose direct calls become `__mcr_<name>` calls.
-pub const BLOCKING: &[&str] = &[
-    "accept",
-    "accept4",
-    "epoll_wait",
-    "epoll_pwait",
-    "select",
-    "pselect",
-    "poll",
-    "ppoll",
-    "read",
-    "readv",
-    "recv",
-    "recvfrom",
-    "recvmsg",
-    "waitpid",
-    "wait",
-    "sigwait",
-    "sigwaitinfo",
-    "sigtimedwait",
-    "pthread_cond_wait",
-    "pthread_cond_timedwait",
-    "nanosleep",
-    "clock_nanosleep",
-    "sleep",
-    "usleep",
-    "pause",
-    "sigsuspend",
-    "pthread_create",
-];
-
-/// Rewrites direct calls to the external functions in [`BLOCKING`]; a
-/// function of that name defined in the unit itself is the program's own
-/// and is left alone, as are uses that are not calls (address taken).
-/// Returns the number of calls rewritten.
+/// Rewrites direct calls to the external functions in [`BLOCKING_CALLS`]
+/// and [`STARTUP_INPUT_CALLS`] to their runtime wrappers; a function of
+/// that name defined in the unit itself is the program's own and is left
+/// alone, as are uses that are not calls (address taken). Returns the
+/// number of calls rewritten.
 pub fn rewrite(ir: &Ir) -> usize {
     let mut n = 0;
-    for name in BLOCKING {
+    for name in BLOCKING_CALLS.iter().chain(STARTUP_INPUT_CALLS) {
         let Some(f) = ir.named_function(name) else {
             continue;
         };
         if !f.is_declaration() {
             continue;
         }
-        let wrapper = ir.get_or_declare(&format!("__mcr_{name}"), f.global_value_type());
+        let wrapper = ir.get_or_declare(&wrapper_name(name), f.global_value_type());
         for u in f.users() {
             if !u.is_call() || u.called_value() != Some(f) {
                 continue;
@@ -71,8 +44,8 @@ pub fn mark_declared_points(ir: &Ir, functions: &std::collections::BTreeSet<Stri
     }
     let marker_ty = ir.fn_ty(ir.void_ty(), &[]);
     let mut n = 0;
-    for name in BLOCKING.iter().filter(|&&n| n != "pthread_create") {
-        let Some(w) = ir.named_function(&format!("__mcr_{name}")) else {
+    for name in BLOCKING_CALLS.iter().filter(|&&n| n != "pthread_create") {
+        let Some(w) = ir.named_function(&wrapper_name(name)) else {
             continue;
         };
         for u in w.users() {

@@ -46,6 +46,10 @@ pub(crate) use real;
 /// Defines `$name` and `__mcr_$name` with one body.
 macro_rules! wrap {
     ($name:ident, $mcr:ident, ($($a:ident : $t:ty),*) -> $r:ty, $kind:expr, $fail:expr) => {
+        wrap!($name, $mcr, ($($a: $t),*) -> $r, $kind, $fail, |r| r);
+    };
+    // `$after` sees the call's result before the caller does.
+    ($name:ident, $mcr:ident, ($($a:ident : $t:ty),*) -> $r:ty, $kind:expr, $fail:expr, $after:expr) => {
         /// # Safety
         /// Same contract as the libc function of the same name.
         #[no_mangle]
@@ -54,7 +58,8 @@ macro_rules! wrap {
             // SAFETY: forwarding the caller's arguments unchanged.
             type F = unsafe extern "C" fn($($t),*) -> $r;
             let w = Wrapper { name: stringify!($name), entries: [$mcr as F as usize, $name as F as usize] };
-            blocking(&w, $kind, || unsafe { f($($a),*) }, $fail)
+            let r = blocking(&w, $kind, || unsafe { f($($a),*) }, $fail);
+            $after(r)
         }
         /// # Safety
         /// Same contract as the libc function of the same name.
@@ -112,7 +117,8 @@ wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, set
 wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg);
 wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, set_unless(t == 0), neg);
 wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg);
-wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg);
+wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg,
+      |r| crate::startup_inputs::after_read(fd, b, r));
 wrap!(readv, __mcr_readv, (fd: c_int, v: *const libc::iovec, n: c_int) -> ssize_t, Data(fd), neg);
 wrap!(recv, __mcr_recv, (fd: c_int, b: *mut c_void, n: size_t, f: c_int) -> ssize_t, Data(fd), neg);
 wrap!(recvfrom, __mcr_recvfrom, (fd: c_int, b: *mut c_void, n: size_t, f: c_int, a: Sa, l: Sl) -> ssize_t, Data(fd), neg);

@@ -31,7 +31,7 @@ pub struct SavedGlobal {
 }
 
 /// Bytes as a hex string in the state's JSON.
-mod hex_bytes {
+pub(crate) mod hex_bytes {
     pub fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::to_hex(b))
     }
@@ -83,6 +83,10 @@ pub struct State {
     pub sites: Vec<SavedSite>,
     pub globals: Vec<SavedGlobal>,
     pub startup_log: Vec<startup_log::Entry>,
+    /// What the main thread's start-up got from random devices, the clocks
+    /// and the host name: see `startup_inputs`.
+    #[serde(default)]
+    pub startup_inputs: Vec<crate::startup_inputs::Input>,
     pub heap: heap::ImageInfo,
     /// Function symbols of the old binary at their run-time addresses.
     pub functions: Vec<(String, u64)>,
@@ -448,6 +452,7 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
         sites,
         globals,
         startup_log: startup_log::entries(),
+        startup_inputs: crate::startup_inputs::entries(),
         heap: info,
         functions: functions().to_vec(),
         image,

@@ -26,6 +26,7 @@ pub mod sections;
 pub mod shared_memory;
 pub mod snapshot;
 pub mod startup_files;
+pub mod startup_inputs;
 pub mod startup_log;
 pub mod thread_locals;
 pub mod threads;

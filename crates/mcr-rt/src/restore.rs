@@ -79,6 +79,7 @@ pub fn init_from_env() {
         fail(&e);
     }
     startup_log::start_replay(state.startup_log.clone());
+    crate::startup_inputs::start_replay(state.startup_inputs.clone());
     *STATE.lock().unwrap() = Some(state);
     RESTORING.store(true, Ordering::SeqCst);
     quiesce::REQUESTED.store(true, Ordering::SeqCst);
@@ -106,6 +107,12 @@ pub fn main_startup_over() -> bool {
         fail("MCR_FAULT=startup");
     }
     let unclaimed = startup_log::finish_replay();
+    if std::env::var_os("MCR_DEBUG").is_some() {
+        let (given, fresh) = crate::startup_inputs::replay_summary();
+        eprintln!(
+            "mcr-rt: start-up inputs: {given} answered from the old start-up, {fresh} drawn afresh"
+        );
+    }
     let t = Instant::now();
     if let Err(e) = wait_threads_parked(Duration::from_secs(5)) {
         fail(&e);

@@ -9,6 +9,7 @@
 //!   (file, function, ordinal), never by line number.
 //! - This crate knows nothing of LLVM, ELF or processes.
 
+pub mod abi;
 pub mod hooks;
 pub mod merge;
 pub mod model;
