@@ -257,6 +257,9 @@ impl<'a> Versions<'a> {
     /// converts into (`unsigned long` -> `struct entry[16]`: the same name
     /// would otherwise get the old bytes). Empty: it may proceed.
     pub fn refusals(&self) -> Vec<String> {
+        if let Some(other) = other_program(self.old, self.new) {
+            return vec![other];
+        }
         let mut why = Vec::new();
         for t in types_in_use(self.old) {
             if let Change::NeedsUserCode(e) = self.change(t) {
@@ -784,6 +787,49 @@ pub fn moved_globals<'n>(old: &[&'n str], new: &[&'n str]) -> Vec<(&'n str, &'n 
 /// Globals whose values an update carries over: every writable one,
 /// thread-locals included (each thread's copy goes to its counterpart
 /// thread); constants are the new binary's own.
+/// Why `new` is not a version of the program `old` describes, if it is
+/// not: memcached given nginx's binary would otherwise have its state
+/// poured into another program's globals. A version keeps most of its
+/// globals' names; a program with fewer than [`FEW_GLOBALS`] keeps at
+/// least one source file's name.
+pub fn other_program(old: &TypeMap, new: &TypeMap) -> Option<String> {
+    let new_names: std::collections::HashSet<&str> =
+        new.globals.iter().map(|g| g.name.as_str()).collect();
+    let old_names: Vec<&str> = old.globals.iter().map(|g| g.name.as_str()).collect();
+    let kept = old_names.iter().filter(|n| new_names.contains(*n)).count();
+    let base = |m: &'_ TypeMap| -> std::collections::BTreeSet<String> {
+        m.units
+            .iter()
+            .map(|u| u.file.rsplit('/').next().unwrap_or(&u.file).to_string())
+            .collect()
+    };
+    let (old_files, new_files) = (base(old), base(new));
+    let list = |f: &std::collections::BTreeSet<String>| {
+        let mut v: Vec<&str> = f.iter().map(String::as_str).take(4).collect();
+        if f.len() > 4 {
+            v.push("...");
+        }
+        v.join(", ")
+    };
+    let other = if old_names.len() >= FEW_GLOBALS {
+        kept * 4 < old_names.len()
+    } else {
+        !old_files.is_empty() && old_files.is_disjoint(&new_files)
+    };
+    other.then(|| {
+        format!(
+            "the new binary is another program: {kept} of the old version's {} globals exist in it, \
+             and its sources ({}) are not the old version's ({})",
+            old_names.len(),
+            list(&new_files),
+            list(&old_files)
+        )
+    })
+}
+
+/// Below this many globals, [`other_program`] compares source file names.
+pub const FEW_GLOBALS: usize = 8;
+
 pub fn is_transferred(g: &crate::model::Global) -> bool {
     !g.constant
 }
@@ -1071,6 +1117,59 @@ mod tests {
             types,
             ..TypeMap::new()
         }
+    }
+
+    fn program(files: &[&str], globals: &[&str]) -> TypeMap {
+        TypeMap {
+            units: files
+                .iter()
+                .map(|f| Unit {
+                    file: f.to_string(),
+                    instrumented: true,
+                    reason: None,
+                })
+                .collect(),
+            globals: globals
+                .iter()
+                .map(|g| Global {
+                    name: g.to_string(),
+                    symbol: g.to_string(),
+                    ty: "int".into(),
+                    size: 4,
+                    file: files[0].to_string(),
+                    is_static: false,
+                    thread_local: false,
+                    constant: false,
+                })
+                .collect(),
+            ..TypeMap::new()
+        }
+    }
+
+    #[test]
+    fn another_program_is_refused_a_new_version_is_not() {
+        let names = |p: &str| (0..20).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+        let (mc, ng) = (names("mc_"), names("ngx_"));
+        fn refs(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+        let memcached = program(&["memcached.c", "items.c"], &refs(&mc));
+        let nginx = program(&["src/core/nginx.c"], &refs(&ng));
+        let why = Versions::new(&memcached, &nginx, Default::default()).refusals();
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(
+            why[0].contains("another program: 0 of the old version's 20 globals"),
+            "{why:?}"
+        );
+        // A release that renamed half its globals and all its files is still it.
+        let mut next = refs(&mc)[..10].to_vec();
+        next.extend(refs(&ng)[..10].iter());
+        let release = program(&["proto_text.c"], &next);
+        assert!(other_program(&memcached, &release).is_none());
+        // Few globals: the source files decide.
+        let tiny = program(&["one.c"], &["a"]);
+        assert!(other_program(&tiny, &program(&["dir/one.c"], &["b"])).is_none());
+        assert!(other_program(&tiny, &program(&["two.c"], &["a"])).is_some());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Updates that must be refused before anything stops, with the reason,
 //! the old version still serving.
 
-use mcr_e2e::{build_plain, ctl, Case, Opt};
+use mcr_e2e::{build, build_plain, ctl, Case, Opt};
 use std::time::{Duration, Instant};
 
 /// A NEW_BINARY not built with mcr-cc.
@@ -15,6 +15,31 @@ fn new_binary_not_built_with_mcr_cc() {
     let msg = s.update_rolls_back(&plain, &[]);
     assert!(msg.contains("not built with mcr-cc"), "{msg}");
     assert_eq!(s.version(), "1");
+}
+
+/// A NEW_BINARY of another program (built with mcr-cc): refused before
+/// anything stops, naming both programs' sources.
+#[test]
+fn new_binary_of_another_program() {
+    let case = Case::new("tcp_state");
+    let b1 = case.bin(1, Opt::O2);
+    let other = case.install(&build("linked_heap", 1, Opt::O2, &[]), "linked_heap");
+    let mut s = case.start(&b1);
+    s.client().cmd("ADD 3");
+    let before = s.dump();
+    let msg = s.update_rolls_back(&other, &[]);
+    assert!(
+        msg.contains("refused: the new binary is another program"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("linked_heap.c") && msg.contains("tcp_state.c"),
+        "{msg}"
+    );
+    assert_eq!(s.version(), "1");
+    assert_eq!(s.dump(), before);
+    // Nothing stopped: the same process serves, no other was started.
+    assert_eq!(s.processes(), vec![s.pid]);
 }
 
 /// A PID whose program was not built with mcr-cc.
