@@ -7,6 +7,8 @@
 #   5. memcached 1.6.18 updated live to itself under load (and rolled back)
 #   6. nginx 1.22.1 updated live to itself with keep-alive connections in its
 #      workers, then a respawned worker and a reload (and rolled back)
+#   7. redis 7.0.15 with a million keys updated live to itself under load,
+#      every key found afterwards (and rolled back)
 # MCR_TEST_ALL_SERVERS=1 also builds and smoke-tests lighttpd, nginx, redis
 # and vsftpd with mcr-cc (scripts/servers/all.sh).
 set -euo pipefail
@@ -35,6 +37,9 @@ scripts/servers/memcached-update.sh "$PWD/target/release"
 
 step "real servers: nginx 1.22.1 updated live to itself, its workers' connections carried, and rolled back"
 scripts/servers/nginx-update.sh "$PWD/target/release"
+
+step "real servers: redis 7.0.15 with a million keys updated live to itself under load, and rolled back"
+scripts/servers/redis-update.sh "$PWD/target/release"
 
 if [ -n "${MCR_TEST_ALL_SERVERS:-}" ]; then
     step "real servers: all five build and answer with mcr-cc"
