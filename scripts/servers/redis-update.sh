@@ -36,8 +36,8 @@ run_case() {
     MCR_FAULT="$fault" "$OLD/src/redis-server" --port "$port" --bind 127.0.0.1 --save "" \
         --appendonly no --daemonize no --enable-debug-command local --logfile "$MCR_WORK/build/mcr-update/redis-$port.log" &
     local pid=$! rc=0
-    python3 "$SERVERS_DIR/redis_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/src/redis-server" \
-        "${fault:-}" "$KEYS" || rc=$?
+    python3 "$SERVERS_DIR/redis_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "${fault:-}" "$KEYS" \
+        "$NEW/src/redis-server" || rc=$?
     kill "$pid" 2>/dev/null || true
     pkill -f "redis-server 127.0.0.1:$port" 2>/dev/null || true
     [ $rc -eq 0 ] || tail -20 "$MCR_WORK/build/mcr-update/redis-$port.log" >&2

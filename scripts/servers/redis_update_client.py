@@ -1,11 +1,13 @@
-"""Drives redis through a live update; see redis-update.sh.
+"""Drives redis through live updates; see redis-update.sh and series-update.sh.
 
-argv: port pid mcr-ctl new-binary fault keys
+argv: port pid mcr-ctl fault keys new-binary [new-binary ...]
+Each new binary in turn replaces the running version, under load, and the
+whole state is checked after each (fault: every update must roll back).
 """
 import json, random, socket, subprocess, sys, threading, time
 
-port, pid, ctl, new_binary, fault, N = (int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4],
-                                        sys.argv[5], int(sys.argv[6]))
+port, pid, ctl, fault, N = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+binaries = sys.argv[6:]
 SIZE = 100
 SET_MEMBERS = 1000  # over 128: a hash-table set, placed by the hash seed too
 
@@ -78,67 +80,20 @@ def value_ok(j, v):
     return v is not None and len(v) == SIZE and v[: len(want)] == want
 
 
-a = Conn()
-t0 = time.time()
-assert a.cmd("DEBUG", "POPULATE", N, "key", SIZE) == b"OK"
-for m in range(0, SET_MEMBERS, 100):
-    a.cmd("SADD", "members", *["m%d" % i for i in range(m, m + 100)])
-a.cmd("HSET", "profile", "name", "ada", "lang", "c")
-a.cmd("RPUSH", "queue", "one", "two", "three")
-a.cmd("ZADD", "board", 1, "x", 2, "y")
-print("populated %d keys in %.1f s" % (N, time.time() - t0))
-run_id, uptime = info(a, "run_id"), int(info(a, "uptime_in_seconds"))
-idle = Conn()  # opened before the update, used only after it
-assert idle.cmd("PING") == b"PONG"
 
-errors, incrs, stop = [], [0], threading.Event()
+def populate(a):
+    t0 = time.time()
+    assert a.cmd("DEBUG", "POPULATE", N, "key", SIZE) == b"OK"
+    for m in range(0, SET_MEMBERS, 100):
+        a.cmd("SADD", "members", *["m%d" % i for i in range(m, m + 100)])
+    a.cmd("HSET", "profile", "name", "ada", "lang", "c")
+    a.cmd("RPUSH", "queue", "one", "two", "three")
+    a.cmd("ZADD", "board", 1, "x", 2, "y")
+    print("populated %d keys in %.1f s" % (N, time.time() - t0))
 
 
-def loader():
-    try:
-        b = Conn()
-        i = 0
-        while not stop.is_set():
-            k = "load:%d" % (i % 100)
-            if b.cmd("SET", k, "v%d" % i) != b"OK" or b.cmd("GET", k) != b"v%d" % i:
-                errors.append("wrong answer at round %d" % i)
-            j = random.randrange(N)
-            if not value_ok(j, b.cmd("GET", "key:%d" % j)):
-                errors.append("key:%d lost at round %d" % (j, i))
-            if b.cmd("INCR", "counter") != i + 1:
-                errors.append("counter wrong at round %d" % i)
-            i += 1
-            incrs[0] = i
-    except Exception as e:  # a closed connection or a timeout
-        errors.append(repr(e))
-
-
-t = threading.Thread(target=loader)
-t.start()
-time.sleep(0.5)
-r = subprocess.run([ctl, "update", pid, new_binary, "--json"], capture_output=True, text=True, timeout=300)
-time.sleep(0.5)
-stop.set()
-t.join(60)
-
-if fault:
-    assert r.returncode != 0, "update with MCR_FAULT=%s must fail" % fault
-    print("rolled back as expected:", r.stderr.strip())
-    assert alive(pid), "old process gone after rollback"
-else:
-    assert r.returncode == 0, "update failed: " + r.stderr.strip()
-    rep = json.loads(r.stdout)
-    print("updated pid %s -> %s, downtime %.1f ms, %d objects (%d precise, %d conservative)" % (
-        rep["old_pid"], rep["new_pid"], rep["downtime_ms"],
-        rep["objects_precise"] + rep["objects_conservative"], rep["objects_precise"], rep["objects_conservative"]))
-    time.sleep(0.2)
-    assert not alive(pid), "old process still alive"
-
-assert not errors, "loader errors during the update: %s (of %d rounds)" % (errors[:3], incrs[0])
-print("loader: %d SET/GET/GET/INCR rounds through the update, 0 errors" % incrs[0])
-
-for name, c in (("the idle connection opened before the update", idle), ("a new connection", Conn())):
-    assert c.cmd("GET", "counter") == b"%d" % incrs[0], "counter on %s" % name
+def check(c, name, counter):
+    assert c.cmd("GET", "counter") == b"%d" % counter, "counter on %s" % name
     sample = [1, N // 2, N - 1] + random.sample(range(N), min(N, 20000))
     lost = [j for j in sample if not value_ok(j, c.cmd("GET", "key:%d" % j))]
     assert not lost, "keys lost on %s: %s" % (name, ["key:%d" % j for j in lost[:10]])
@@ -148,16 +103,79 @@ for name, c in (("the idle connection opened before the update", idle), ("a new 
     assert not missing, "set members lost on %s: %s" % (name, missing[:10])
     assert c.cmd("HGET", "profile", "lang") == b"c" and c.cmd("LRANGE", "queue", 0, -1) == [b"one", b"two", b"three"]
     assert c.cmd("ZSCORE", "board", "y") == b"2"
-    print("%s: counter, %d sampled keys, %d set members, hash, list, zset intact" % (name, len(sample), SET_MEMBERS))
 
-c = Conn()
-dbsize = c.cmd("DBSIZE")
-assert dbsize == N + 5 + min(incrs[0], 100), "DBSIZE %d" % dbsize
-# Written after the update, found again: no duplicate under another seed.
-assert c.cmd("SET", "key:7", "after") == b"OK" and c.cmd("GET", "key:7") == b"after"
-assert c.cmd("DBSIZE") == dbsize, "SET of an existing key made a duplicate"
-assert info(c, "run_id") == run_id, "run_id changed: %s -> %s" % (run_id, info(c, "run_id"))
-assert int(info(c, "uptime_in_seconds")) >= uptime, "uptime went back"
-print("DBSIZE %d, run_id kept, uptime did not go back" % dbsize)
+
+def update(pid, binary, counter):
+    """One live update under the loader; returns the pid serving after it
+    and the counter's value."""
+    errors, rounds, stop = [], [0], threading.Event()
+
+    def loader():
+        try:
+            b = Conn()
+            i = 0
+            while not stop.is_set():
+                k = "load:%d" % (i % 100)
+                if b.cmd("SET", k, "v%d" % i) != b"OK" or b.cmd("GET", k) != b"v%d" % i:
+                    errors.append("wrong answer at round %d" % i)
+                j = random.randrange(N)
+                if not value_ok(j, b.cmd("GET", "key:%d" % j)):
+                    errors.append("key:%d lost at round %d" % (j, i))
+                if b.cmd("INCR", "counter") != counter + i + 1:
+                    errors.append("counter wrong at round %d" % i)
+                i += 1
+                rounds[0] = i
+        except Exception as e:  # a closed connection or a timeout
+            errors.append(repr(e))
+
+    idle = Conn()  # opened before the update, used only after it
+    assert idle.cmd("PING") == b"PONG"
+    t = threading.Thread(target=loader)
+    t.start()
+    time.sleep(0.5)
+    r = subprocess.run([ctl, "update", pid, binary, "--json"], capture_output=True, text=True, timeout=300)
+    time.sleep(0.5)
+    stop.set()
+    t.join(60)
+    if fault:
+        assert r.returncode != 0, "update with MCR_FAULT=%s must fail" % fault
+        print("rolled back as expected:", r.stderr.strip())
+        assert alive(pid), "old process gone after rollback"
+        new_pid = pid
+    else:
+        assert r.returncode == 0, "update to %s failed: %s" % (binary, r.stderr.strip())
+        rep = json.loads(r.stdout)
+        print("updated pid %s -> %s (%s), downtime %.1f ms, %d objects (%d precise, %d conservative)" % (
+            rep["old_pid"], rep["new_pid"], binary, rep["downtime_ms"],
+            rep["objects_precise"] + rep["objects_conservative"], rep["objects_precise"],
+            rep["objects_conservative"]))
+        time.sleep(0.2)
+        assert not alive(pid), "old process still alive"
+        new_pid = str(rep["new_pid"])
+    assert not errors, "loader errors during the update: %s (of %d rounds)" % (errors[:3], rounds[0])
+    counter += rounds[0]
+    print("loader: %d SET/GET/GET/INCR rounds through the update, 0 errors" % rounds[0])
+    check(idle, "the idle connection opened before the update", counter)
+    return new_pid, counter
+
+
+a = Conn()
+populate(a)
+run_id, uptime = info(a, "run_id"), int(info(a, "uptime_in_seconds"))
+counter = 0
+for binary in binaries:
+    pid, counter = update(pid, binary, counter)
+    check(a, "the connection opened before the first update", counter)
+    c = Conn()
+    check(c, "a new connection", counter)
+    dbsize = c.cmd("DBSIZE")
+    assert dbsize == N + 5 + min(counter, 100), "DBSIZE %d" % dbsize
+    # Written after the update, found again: no duplicate under another seed.
+    assert c.cmd("SET", "key:7", b"value:7".ljust(SIZE, b"\0")) == b"OK" and value_ok(7, c.cmd("GET", "key:7"))
+    assert c.cmd("DBSIZE") == dbsize, "SET of an existing key made a duplicate"
+    assert info(c, "run_id") == run_id, "run_id changed: %s -> %s" % (run_id, info(c, "run_id"))
+    assert int(info(c, "uptime_in_seconds")) >= uptime, "uptime went back"
+    print("state checked: counter, 20003 sampled keys, %d set members, hash, list, zset on the idle, the first"
+          " and a new connection; DBSIZE %d, run_id kept, uptime did not go back" % (SET_MEMBERS, dbsize))
 if not fault:
-    subprocess.run(["kill", str(rep["new_pid"])])
+    subprocess.run(["kill", pid])
