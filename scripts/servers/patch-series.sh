@@ -14,6 +14,8 @@
 #   00.build-info     build.sh's record of the full upstream build
 #   NN.json, NN.txt   mcr-ctl diff of level NN-1 -> NN
 #   levels.tsv        level, patch, files it touches, rebuild seconds
+#   NN.bin            with MCR_SERIES_BINARIES=1: level NN's server binary
+#                     (series-update.sh updates a running server through them)
 #   .done             written last: the run is complete
 # Reruns start from scratch (the build directory is rebuilt from upstream).
 set -euo pipefail
@@ -35,6 +37,8 @@ binary() { (. "$DIR/.mcr-build-info" && printf '%s/%s\n' "$DIR" "$BINARY"); }
 
 "$SERVERS_DIR/build.sh" "$NAME" "$VERSION" "$CC" "$DIR" >/dev/null
 "$CC" --print-typemap "$(binary)" >"$OUT/00.typemap.toml"
+keep_binary() { [ -z "${MCR_SERIES_BINARIES:-}" ] || cp "$(binary)" "$OUT/$1.bin"; }
+keep_binary 00
 cp "$DIR/.mcr-build-info" "$OUT/00.build-info"
 printf 'level\tpatch\tfiles\trebuild_seconds\n' >"$OUT/levels.tsv"
 
@@ -59,6 +63,7 @@ for line in "${LINES[@]}"; do
         || die "level $lvl: rebuild after $patch failed (log: $DIR/mcr-build.log)"
     secs="$(elapsed "$t0" "$(now)")"
     "$CC" --print-typemap "$(binary)" >"$OUT/$lvl.typemap.toml"
+    keep_binary "$lvl"
     "$BIN/mcr-ctl" diff "$OUT/$prev.typemap.toml" "$OUT/$lvl.typemap.toml" >"$OUT/$lvl.txt" || true
     "$BIN/mcr-ctl" diff --json "$OUT/$prev.typemap.toml" "$OUT/$lvl.typemap.toml" >"$OUT/$lvl.json" || true
     printf '%s\t%s\t%s\t%s\n' "$lvl" "$patch" "${files% }" "$secs" >>"$OUT/levels.tsv"

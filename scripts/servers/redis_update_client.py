@@ -3,8 +3,12 @@
 argv: port pid mcr-ctl fault keys new-binary [new-binary ...]
 Each new binary in turn replaces the running version, under load, and the
 whole state is checked after each (fault: every update must roll back).
+With MCR_COMPARE_PORT set (a server freshly started from the last binary),
+the updated server must answer the behaviour probes as that one does: the
+new version's code and start-up tables are in force (a security fix took
+effect), not the old ones.
 """
-import json, random, socket, subprocess, sys, threading, time
+import json, os, random, socket, subprocess, sys, threading, time
 
 port, pid, ctl, fault, N = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 binaries = sys.argv[6:]
@@ -81,6 +85,27 @@ def value_ok(j, v):
 
 
 
+# Behaviour that differs between releases: CVE-2025-46818's fix removes
+# setfenv, getfenv and newproxy from the Lua sandbox (the allow-lists start-up
+# builds the Lua state from).
+PROBES = [
+    ("EVAL", "local f = function() return 1 end; setfenv(f, {}); return 0", 0),
+    ("EVAL", "local f = function() return 1 end; getfenv(f); return 0", 0),
+    ("EVAL", "getmetatable(newproxy(true)).__gc = function() return 1 end; return 0", 0),
+    ("EVAL", "return redis.call('PING')", 0),
+]
+
+
+def probe(c):
+    out = []
+    for p in PROBES:
+        try:
+            out.append(repr(c.cmd(*p)))
+        except RuntimeError as e:  # the server's error reply, up to its script location
+            out.append("ERR " + str(e).split(" script:")[0].split("(")[0].strip())
+    return out
+
+
 def populate(a):
     t0 = time.time()
     assert a.cmd("DEBUG", "POPULATE", N, "key", SIZE) == b"OK"
@@ -152,6 +177,8 @@ def update(pid, binary, counter):
         time.sleep(0.2)
         assert not alive(pid), "old process still alive"
         new_pid = str(rep["new_pid"])
+    print("RESULT\t%s\t%s\t%s\t%d\t%d" % (binary, "rolled back" if fault else "updated",
+                                          "-" if fault else "%.1f" % rep["downtime_ms"], rounds[0], len(errors)))
     assert not errors, "loader errors during the update: %s (of %d rounds)" % (errors[:3], rounds[0])
     counter += rounds[0]
     print("loader: %d SET/GET/GET/INCR rounds through the update, 0 errors" % rounds[0])
@@ -177,5 +204,14 @@ for binary in binaries:
     assert int(info(c, "uptime_in_seconds")) >= uptime, "uptime went back"
     print("state checked: counter, 20003 sampled keys, %d set members, hash, list, zset on the idle, the first"
           " and a new connection; DBSIZE %d, run_id kept, uptime did not go back" % (SET_MEMBERS, dbsize))
+if os.environ.get("MCR_COMPARE_PORT"):
+    port = int(os.environ["MCR_COMPARE_PORT"])
+    fresh, live = probe(Conn()), None
+    port = int(sys.argv[1])
+    live = probe(Conn())
+    for p, f, l in zip(PROBES, fresh, live):
+        print("probe %r: fresh %s, updated %s" % (p[1][:40], f, l))
+    assert fresh == live, "the updated server does not behave as a fresh start of the new version"
+    print("behaviour probes: the updated server answers as a fresh start of the new version")
 if not fault:
     subprocess.run(["kill", pid])
