@@ -425,3 +425,33 @@ fn carved_o2() {
 fn carved_o0() {
     carved(Build::O0);
 }
+
+/// Allocation wrappers of another unit, declared nowhere: proven by the
+/// pass where they are defined, their callers' objects typed.
+fn wrappers(b: Build) {
+    let f = Fixture::start(&build("wrappers", b));
+    let h = heap(f.pid);
+    let by_type = heap_by_type(&h);
+    assert_eq!(
+        by_type.get("struct wnode"),
+        Some(&(120, 120 * 24)),
+        "{by_type:?}"
+    );
+    assert_eq!(by_type.get("struct wpair"), Some(&(1, 160)), "{by_type:?}");
+    // with_header's object (n + 16 = 40 bytes) is not typed.
+    let header = h.sites.iter().find(|s| s.function == "with_header");
+    assert!(
+        header.is_some_and(|s| s.ty.is_none() && s.objects == 1 && s.bytes == 40),
+        "{:?}",
+        h.sites
+    );
+}
+
+#[test]
+fn wrappers_o2() {
+    wrappers(Build::O2);
+}
+#[test]
+fn wrappers_o0() {
+    wrappers(Build::O0);
+}

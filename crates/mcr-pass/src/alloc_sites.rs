@@ -142,6 +142,10 @@ pub enum Rewrite {
     /// A pool or slab allocator: kept, result and size (argument
     /// `size_arg`) passed to `__mcr_carve`.
     Carve { size_arg: u32 },
+    /// A function of another unit with a libc allocator's prototype: kept,
+    /// result passed to `__mcr_retag_wrapped`, which retypes it only if
+    /// that unit proved the callee a wrapper of this kind (`wrappers.rs`).
+    RetagIfWrapper(AllocKind),
 }
 
 /// How a user allocator hands out memory it owns (mcr.toml
@@ -334,6 +338,24 @@ fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee>
             out_arg: None,
             carve: None,
         });
+    }
+    // Another unit's function with a libc allocator's prototype may be a
+    // wrapper that unit proves (`wrappers.rs`): typed from the evidence
+    // here, retyped at run time only if it is.
+    if f.is_declaration() && !NOT_ALLOCATORS.contains(&name.as_str()) {
+        if let Some(kind) = [AllocKind::Malloc, AllocKind::Calloc, AllocKind::Realloc]
+            .into_iter()
+            .find(|&k| shape_matches(call, k))
+        {
+            return Some(Callee {
+                name,
+                rewrite: Rewrite::RetagIfWrapper(kind),
+                size_args: Some(kind.size_args().to_vec()),
+                chars: false,
+                out_arg: None,
+                carve: None,
+            });
+        }
     }
     None
 }
@@ -536,8 +558,12 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                     reason: None,
                     carve: callee.carve,
                 };
-                ordinal += 1;
                 self.infer(f, &callee, &mut site);
+                // A candidate with no type would retype nothing: not a site.
+                if matches!(site.rewrite, Rewrite::RetagIfWrapper(_)) && site.ty.is_none() {
+                    continue;
+                }
+                ordinal += 1;
                 out.push(site);
             }
         }

@@ -7,10 +7,11 @@
 //! `@llvm.compiler.used`): that keeps it through optimisation, and makes
 //! LLVM mark its section `SHF_GNU_RETAIN` so `--gc-sections` keeps it too.
 
-use crate::alloc_sites::{Rewrite, Site};
+use crate::alloc_sites::{AllocKind, Rewrite, Site};
 use crate::globals::GlobalInfo;
 use crate::ir::{Ir, Ty, Val};
 use inkwell::llvm_sys::LLVMLinkage;
+use mcr_types::abi::WrapperKind;
 use std::collections::HashMap;
 
 pub const SITES_SECTION: &str = "mcr_sites";
@@ -145,6 +146,24 @@ impl<'a> Emitter<'a> {
         self.used.push(g);
     }
 
+    /// The record of an allocation wrapper this unit proved (`wrappers.rs`),
+    /// for calls of it from other units.
+    pub fn wrapper(&mut self, f: Val, kind: AllocKind) {
+        let ir = self.ir;
+        let vals = [
+            f,
+            ir.const_int(ir.i32_ty(), wrapper_kind(kind) as u64),
+            ir.const_int(ir.i32_ty(), 0),
+        ];
+        let init = ir.const_struct(&vals);
+        let g = ir.add_global(init.type_of(), "__mcr_wrapper", init);
+        g.set_linkage(LLVMLinkage::LLVMInternalLinkage);
+        g.set_constant(true);
+        g.set_section(mcr_types::abi::WRAPPERS_SECTION);
+        g.set_alignment(8);
+        self.used.push(g);
+    }
+
     pub fn finish(self) {
         self.ir.append_used("llvm.used", &self.used);
     }
@@ -191,6 +210,16 @@ pub fn rewrite_call(ir: &Ir, site: &Site, desc: Val) {
             ir.add_fn_attr(retag, u32::MAX, "nounwind", 0);
             ir.build_call(fty, retag, &[call, desc], next, loc);
         }
+        Rewrite::RetagIfWrapper(kind) => {
+            let (Some(next), Some(callee)) = (call.next_instruction(), call.called_value()) else {
+                return;
+            };
+            let fty = ir.fn_ty(p, &[p, p, p, ir.i32_ty()]);
+            let retag = ir.get_or_declare("__mcr_retag_wrapped", fty);
+            ir.add_fn_attr(retag, u32::MAX, "nounwind", 0);
+            let k = ir.const_int(ir.i32_ty(), wrapper_kind(kind) as u64);
+            ir.build_call(fty, retag, &[call, desc, callee, k], next, loc);
+        }
         Rewrite::Carve { size_arg } => {
             let (Some(next), Some(size)) = (call.next_instruction(), call.operand(size_arg)) else {
                 return;
@@ -200,5 +229,15 @@ pub fn rewrite_call(ir: &Ir, site: &Site, desc: Val) {
             ir.add_fn_attr(carve, u32::MAX, "nounwind", 0);
             ir.build_call(fty, carve, &[call, size, desc], next, loc);
         }
+    }
+}
+
+/// The ABI's code for the libc allocator a wrapper behaves like.
+fn wrapper_kind(kind: AllocKind) -> WrapperKind {
+    match kind {
+        AllocKind::Calloc => WrapperKind::Calloc,
+        AllocKind::Realloc => WrapperKind::Realloc,
+        AllocKind::Strdup => WrapperKind::Strdup,
+        _ => WrapperKind::Malloc,
     }
 }

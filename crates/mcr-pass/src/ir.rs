@@ -356,6 +356,57 @@ impl Ir {
     }
 }
 
+/// A copy of the module with a pass pipeline run on it (`"mem2reg"`): for
+/// analyses that want SSA form without touching the module being
+/// instrumented. Disposed when dropped.
+pub struct ModuleCopy {
+    m: LLVMModuleRef,
+}
+
+impl ModuleCopy {
+    /// `None` if the pipeline does not parse or fails.
+    pub fn new(ir: &Ir, passes: &str) -> Option<ModuleCopy> {
+        let passes = std::ffi::CString::new(passes).ok()?;
+        // SAFETY: cloning a live module gives a new module we own (disposed
+        // in Drop); the pipeline runs on that copy only. A null target
+        // machine is allowed: these passes need none.
+        unsafe {
+            let copy = ModuleCopy {
+                m: LLVMCloneModule(ir.m),
+            };
+            // At -O0 every function is `optnone`, which passes skip.
+            for f in copy.ir().functions() {
+                f.remove_enum_attr(u32::MAX, "optnone");
+            }
+            let opts = inkwell::llvm_sys::transforms::pass_builder::LLVMCreatePassBuilderOptions();
+            let err = inkwell::llvm_sys::transforms::pass_builder::LLVMRunPasses(
+                copy.m,
+                passes.as_ptr(),
+                std::ptr::null_mut(),
+                opts,
+            );
+            inkwell::llvm_sys::transforms::pass_builder::LLVMDisposePassBuilderOptions(opts);
+            if !err.is_null() {
+                inkwell::llvm_sys::error::LLVMConsumeError(err);
+                return None;
+            }
+            Some(copy)
+        }
+    }
+
+    pub fn ir(&self) -> Ir {
+        Ir::new(self.m)
+    }
+}
+
+impl Drop for ModuleCopy {
+    fn drop(&mut self) {
+        // SAFETY: the module was cloned by `new` and nothing refers to it
+        // once the copy is dropped (its `Ir`s do not outlive the analysis).
+        unsafe { LLVMDisposeModule(self.m) }
+    }
+}
+
 impl Val {
     pub fn name(self) -> String {
         let mut len = 0usize;
@@ -513,6 +564,22 @@ impl Val {
     pub fn called_fn_type(self) -> Ty {
         // SAFETY: `self` is a call instruction.
         Ty(unsafe { LLVMGetCalledFunctionType(self.0) })
+    }
+    /// The incoming values of a phi node (empty for anything else).
+    pub fn phi_incoming(self) -> Vec<Val> {
+        // SAFETY: RTTI check first; indices bounded by the incoming count.
+        unsafe {
+            if LLVMIsAPHINode(self.0).is_null() {
+                return vec![];
+            }
+            (0..LLVMCountIncoming(self.0))
+                .map(|i| Val(LLVMGetIncomingValue(self.0, i)))
+                .collect()
+        }
+    }
+    pub fn is_null_constant(self) -> bool {
+        // SAFETY: RTTI check on a live value.
+        unsafe { !LLVMIsAConstantPointerNull(self.0).is_null() }
     }
     pub fn num_args(self) -> u32 {
         // SAFETY: `self` is a call instruction.

@@ -3,6 +3,7 @@
 //! "Compile time"):
 //!
 //! - [`debuginfo`]: debug-info types -> `mcr_types` type definitions;
+//! - [`wrappers`]: the unit's allocation wrappers, proven without mcr.toml;
 //! - [`alloc_sites`]: allocation calls and the type each allocates;
 //! - [`blocking_calls`]: calls the runtime must be able to park in;
 //! - [`globals`]: globals and function statics;
@@ -19,6 +20,7 @@ pub mod emit;
 pub mod globals;
 mod ir;
 pub mod paths;
+pub mod wrappers;
 
 pub use alloc_sites::{AllocKind, CarveKind, Carver, Carvers, Wrappers};
 use inkwell::module::Module;
@@ -82,9 +84,12 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
 
     // Analysis (read-only).
     let globals = globals::collect(&ir, &mut di, &file);
+    let found = wrappers::find(&ir, &cfg.wrappers);
+    let mut all_wrappers = cfg.wrappers.clone();
+    all_wrappers.extend(found.iter().map(|(n, k)| (n.clone(), *k)));
     let sites = {
         let mut a = alloc_sites::Analyzer::new(&ir, &mut di);
-        a.sites(&cfg.wrappers, &cfg.carvers)
+        a.sites(&all_wrappers, &cfg.carvers)
     };
 
     let mut map = TypeMap::new();
@@ -124,6 +129,13 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
     }
     for g in &globals {
         em.global(g);
+    }
+    let mut found: Vec<_> = found.into_iter().collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in found {
+        if let Some(f) = ir.named_function(&name) {
+            em.wrapper(f, kind);
+        }
     }
     carve_calls::rewrite(&ir, &cfg.carvers);
     blocking_calls::rewrite(&ir);

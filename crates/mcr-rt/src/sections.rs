@@ -1,4 +1,4 @@
-//! The three sections `mcr-pass` emits and the hooks `mcr.h` declares (docs/ABI.md), found through the
+//! The sections `mcr-pass` emits and the hooks `mcr.h` declares (docs/ABI.md), found through the
 //! linker's `__start_`/`__stop_` symbols. They are referenced weakly so a
 //! program with no instrumented unit (or a test binary) still links: then
 //! every section is empty.
@@ -19,6 +19,8 @@ core::arch::global_asm!(
     ".weak __stop_mcr_hooks",
     ".weak __start_mcr_qpoints",
     ".weak __stop_mcr_qpoints",
+    ".weak __start_mcr_wrappers",
+    ".weak __stop_mcr_wrappers",
     ".globl mcr_rt_section_bounds",
     ".hidden mcr_rt_section_bounds",
     "mcr_rt_section_bounds:",
@@ -32,11 +34,13 @@ core::arch::global_asm!(
     ".quad __stop_mcr_hooks",
     ".quad __start_mcr_qpoints",
     ".quad __stop_mcr_qpoints",
+    ".quad __start_mcr_wrappers",
+    ".quad __stop_mcr_wrappers",
     ".popsection",
 );
 
 extern "C" {
-    static mcr_rt_section_bounds: [usize; 10];
+    static mcr_rt_section_bounds: [usize; 12];
 }
 
 /// `struct mcr_global` of docs/ABI.md.
@@ -114,6 +118,23 @@ pub fn hook_bytes() -> &'static [u8] {
 /// `__mcr_declared_point()` are quiescent points and start-up ends.
 pub fn declared_points_in_force() -> bool {
     bounds(4).0 != 0
+}
+
+/// `struct mcr_wrapper` of docs/ABI.md: an allocation wrapper a unit
+/// proved (`mcr_types::abi::WRAPPERS_SECTION`).
+#[repr(C)]
+pub struct WrapperDesc {
+    pub function: usize,
+    /// `mcr_types::abi::WrapperKind`.
+    pub kind: u32,
+    pub zero: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<WrapperDesc>() == mcr_types::abi::WRAPPER_RECORD_SIZE);
+
+/// Every allocation wrapper the pass proved in this binary's units.
+pub fn wrappers() -> &'static [WrapperDesc] {
+    slice_of::<WrapperDesc>(5)
 }
 
 /// Reads a C string from a descriptor; empty for NULL.

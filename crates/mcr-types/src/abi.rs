@@ -60,3 +60,24 @@ pub const STARTUP_INPUT_CALLS: &[&str] = &[
 pub fn wrapper_name(call: &str) -> String {
     format!("__mcr_{call}")
 }
+
+/// Section of `struct mcr_wrapper` records (ABI.md): one per allocation
+/// wrapper `mcr-pass` proved in a unit, so that calls of it made from other
+/// units (typed as candidates, `__mcr_retag_wrapped`) retype the object
+/// only when the callee really is such a wrapper.
+pub const WRAPPERS_SECTION: &str = "mcr_wrappers";
+
+/// `struct mcr_wrapper { void *function; uint32_t kind; uint32_t zero; }`:
+/// 16 bytes, 8-aligned.
+pub const WRAPPER_RECORD_SIZE: usize = 16;
+
+/// The `kind` of a wrapper record and of `__mcr_retag_wrapped`'s last
+/// argument: which libc allocator the wrapper behaves like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum WrapperKind {
+    Malloc = 1,
+    Calloc = 2,
+    Realloc = 3,
+    Strdup = 4,
+}

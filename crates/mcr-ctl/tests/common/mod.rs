@@ -118,6 +118,11 @@ pub fn build(name: &str, how: Build) -> PathBuf {
         &std::fs::read(tests_dir().join("heap-fixtures/hf.h")).expect("hf.h"),
     );
     h = fnv(h, format!("{how:?}").as_bytes());
+    // A fixture's second translation unit, if it has one.
+    let lib = tests_dir().join(format!("heap-fixtures/{name}.lib.c"));
+    if let Ok(c) = std::fs::read(&lib) {
+        h = fnv(h, &c);
+    }
     // A fixture's own mcr.toml (pool and slab allocators) sits beside it.
     let config = tests_dir().join(format!("heap-fixtures/{name}.mcr.toml"));
     if let Ok(c) = std::fs::read(&config) {
@@ -139,6 +144,7 @@ pub fn build(name: &str, how: Build) -> PathBuf {
     let r = Command::new(&cc)
         .args(flags)
         .arg(format!("heap-fixtures/{name}.c"))
+        .args(lib.is_file().then(|| format!("heap-fixtures/{name}.lib.c")))
         .arg("-o")
         .arg(&tmp)
         .arg("-lpthread")
