@@ -11,7 +11,14 @@
 #   2. mcr-ctl update PID NEW_BINARY;
 #   3. every item is readable, on connection A (opened before the update) and
 #      on a new connection; the loader saw zero errors and zero closed
-#      connections; the old PID is gone and the new one serves.
+#      connections; the old PID is gone and the new one serves;
+#   4. idle connections, one on each worker thread (the loader's included),
+#      each with items it stored, silent from before the update until after
+#      it (one holding half a command, one half a set's value): their first
+#      request after the update is answered, not met with EOF (issue 16),
+#      and their items read back.
+# The commit case runs twice: first with no saved profile (any blocking
+# call is a quiescent point), then with the profile step 1 records.
 # Then the same with MCR_FAULT=transfer: the update is rolled back, the old
 # PID still serves every item.
 set -euo pipefail
@@ -28,17 +35,20 @@ NEW="$MCR_WORK/build/mcr-update/memcached-$V-b"
 "$SERVERS_DIR/build.sh" memcached "$V" "$BIN/mcr-cc" "$NEW" >/dev/null
 
 run_case() {
-    local fault="$1" port
+    local fault="$1" profile="$2" port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    log "case: ${fault:-commit} (port $port)"
+    log "case: ${fault:-commit} ($profile, port $port)"
+    # A profile recorded by an earlier case is kept beside the binary.
+    if [ "$profile" = noprofile ]; then rm -f "$OLD/memcached.mcr-profile.toml"; fi
     MCR_FAULT="$fault" "$OLD/memcached" -u root -l 127.0.0.1 -p "$port" -U 0 -t 4 &
     local pid=$!
-    python3 "$SERVERS_DIR/memcached_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/memcached" "${fault:-}"
+    python3 "$SERVERS_DIR/memcached_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/memcached" "${fault:-}" "$profile"
     local rc=$?
     kill "$pid" 2>/dev/null || true
     pkill -f "memcached -u root -l 127.0.0.1 -p $port " 2>/dev/null || true
     return $rc
 }
-run_case ""
-run_case "transfer"
+run_case "" noprofile
+run_case "" profile
+run_case "transfer" profile
 log "memcached live update: all checks passed"

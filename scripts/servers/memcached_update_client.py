@@ -2,7 +2,16 @@
 import json, socket, subprocess, sys, threading, time
 
 port, pid, ctl, new_binary, fault = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+# "profile": record `mcr-ctl profile` before the update (kept beside the
+# binary, so later updates of it use it too); "noprofile": the caller
+# removed any saved profile and none is recorded.
+profile = (sys.argv[6] if len(sys.argv) > 6 else "profile") == "profile"
 N = 5000
+# Idle connections: opened one after another, so memcached (-t 4) hands
+# them to its worker threads in turn, one per thread, the loader's
+# included. Each stores items, then sends nothing until after the update.
+IDLE = 4
+IDLE_ITEMS = 1000
 
 def connect():
     for _ in range(200):
@@ -27,10 +36,31 @@ class Conn:
         v = self.f.readline()[:-2]
         self.f.readline()
         return v
+    def first_answer(self, request):
+        """Sends `request` and reads the first line of the answer: b"" is
+        EOF, the server closed the connection."""
+        self.f.write(request); self.f.flush()
+        return self.f.readline()
 
 a = Conn()
 for i in range(N):
     assert a.set(b"key%d" % i, b"value-%d" % i) == b"STORED\r\n"
+
+# The idle connections: plain (its last answer read, nothing pending); one
+# with half a command in memcached's read buffer; one in the middle of a
+# set's value (an item allocated, half filled). Each is used again only
+# after the update.
+idle = []
+for n in range(IDLE):
+    c = Conn()
+    for i in range(IDLE_ITEMS):
+        assert c.set(b"idle%d-%d" % (n, i), b"v%d-%d" % (n, i)) == b"STORED\r\n"
+    idle.append(c)
+idle[1].f.write(b"get idle1-0"); idle[1].f.flush()
+idle[2].f.write(b"set idle2-half 0 0 10\r\n12345"); idle[2].f.flush()
+IDLE_FIRST = {0: b"get idle0-0\r\n", 1: b"\r\n", 2: b"67890\r\n", 3: b"get idle3-0\r\n"}
+IDLE_ANSWER = {n: b"VALUE idle%d-0 0 %d\r\n" % (n, len(b"v%d-0" % n)) for n in (0, 1, 3)}
+IDLE_ANSWER[2] = b"STORED\r\n"
 
 errors, rounds, stop = [], [0], threading.Event()
 def loader():
@@ -49,7 +79,7 @@ def loader():
 t = threading.Thread(target=loader)
 t.start()
 time.sleep(0.5)
-if not fault:
+if not fault and profile:
     # Quiescent points from a profile under this load (kept beside the
     # binary); the update below must use them.
     p = subprocess.run([ctl, "profile", pid, "--duration", "1"], capture_output=True, text=True, timeout=60)
@@ -67,7 +97,10 @@ if fault:
 else:
     assert r.returncode == 0, "update failed: " + r.stderr.strip()
     rep = json.loads(r.stdout)
-    assert rep.get("profile_points"), "the update did not use the profile: %s" % r.stdout
+    if profile:
+        assert rep.get("profile_points"), "the update did not use the profile: %s" % r.stdout
+    else:
+        assert not rep.get("profile_points"), "a profile was in force: %s" % r.stdout
     print("updated pid %s -> %s, downtime %.1f ms, %d objects (%d paired), %d globals" % (
         rep["old_pid"], rep["new_pid"], rep["downtime_ms"], rep["objects_precise"] + rep["objects_conservative"],
         rep.get("objects_paired", 0), rep["globals"]))
@@ -76,6 +109,22 @@ else:
 
 assert not errors, "loader errors during the update: %s" % errors[:3]
 print("loader: %d set/get rounds during the update, 0 errors, connection kept" % rounds[0])
+# The idle connections first: their first request since before the update.
+closed = []
+for n, c in enumerate(idle):
+    first = c.first_answer(IDLE_FIRST[n])
+    if first == b"":
+        closed.append(n)
+        continue
+    assert first == IDLE_ANSWER[n], "idle connection %d: %r to its first request after the update" % (n, first)
+    if first.startswith(b"VALUE"):
+        assert c.f.readline() == b"v%d-0\r\n" % n and c.f.readline() == b"END\r\n", "idle connection %d: wrong value" % n
+assert not closed, "idle connection(s) %s of %d got EOF at their first request after the update: the server closed them" % (closed, IDLE)
+assert idle[2].get(b"idle2-half") == b"1234567890", "the set half sent before the update was not stored whole"
+for n, c in enumerate(idle):
+    lost = [i for i in range(IDLE_ITEMS) if c.get(b"idle%d-%d" % (n, i)) != b"v%d-%d" % (n, i)]
+    assert not lost, "idle connection %d: its items lost: %s" % (n, lost[:10])
+print("%d idle connections (one per worker thread; one with half a command, one with half a value) answer after the update" % IDLE)
 lost = [i for i in range(N) if a.get(b"key%d" % i) != b"value-%d" % i]
 assert not lost, "items lost (connection opened before the update): %s" % lost[:10]
 c = Conn()
