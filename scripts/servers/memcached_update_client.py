@@ -119,6 +119,16 @@ for n, c in enumerate(idle):
     assert first == IDLE_ANSWER[n], "idle connection %d: %r to its first request after the update" % (n, first)
     if first.startswith(b"VALUE"):
         assert c.f.readline() == b"v%d-0\r\n" % n and c.f.readline() == b"END\r\n", "idle connection %d: wrong value" % n
+if closed:
+    # What memcached says of it: a failed read-buffer or response-object
+    # allocation closes a connection without a word (read_buf_oom,
+    # response_obj_oom), and `stats conns` shows what is left of each one.
+    d = Conn()
+    for cmd in (b"stats", b"stats conns"):
+        d.f.write(cmd + b"\r\n"); d.f.flush()
+        for line in iter(d.f.readline, b"END\r\n"):
+            if cmd == b"stats conns" or any(w in line for w in (b"oom", b"conn", b"threads")):
+                print("  %s: %s" % (cmd.decode(), line.decode().strip()))
 assert not closed, "idle connection(s) %s of %d got EOF at their first request after the update: the server closed them" % (closed, IDLE)
 assert idle[2].get(b"idle2-half") == b"1234567890", "the set half sent before the update was not stored whole"
 for n, c in enumerate(idle):
