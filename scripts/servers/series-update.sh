@@ -32,16 +32,14 @@ case "$NAME" in
     *) die "no live client for '$NAME' yet (known: redis)" ;;
 esac
 
-MCR_SERIES_BINARIES=1 "$SERVERS_DIR/patch-series.sh" "$NAME" "$VERSION" "$REV" "$BIN"
+# MCR_SERIES_REUSE=1: the levels a complete earlier run built are used as
+# they are (after a change to mcr itself, rebuild: leave it unset).
+if [ -z "${MCR_SERIES_REUSE:-}" ] || [ ! -f "$OUT/.done" ] || [ ! -f "$OUT/00.bin" ]; then
+    MCR_SERIES_BINARIES=1 "$SERVERS_DIR/patch-series.sh" "$NAME" "$VERSION" "$REV" "$BIN"
+fi
 mapfile -t LEVELS < <(ls "$OUT"/[0-9][0-9].bin | sort)
 [ ${#LEVELS[@]} -ge 2 ] || die "no patch levels built in $OUT"
 
-start_redis() {
-    local port="$1" fault="$2"
-    MCR_FAULT="$fault" "${LEVELS[0]}" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-        --daemonize no --enable-debug-command local --logfile "$OUT/redis-$port.log" &
-    echo $!
-}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -55,13 +53,15 @@ run_chain() {
     port="$(free_port)" fresh_port="$(free_port)"
     log "case: ${fault:-commit}, ${#@} update(s), port $port"
     "$compare" --port "$fresh_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-        --logfile "$OUT/redis-fresh-$fresh_port.log" &
+        --logfile "$OUT/redis-fresh-$fresh_port.log" </dev/null >/dev/null &
     fresh_pid=$!
-    pid="$(start_redis "$port" "$fault")"
+    MCR_FAULT="$fault" "${LEVELS[0]}" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --daemonize no --enable-debug-command local --logfile "$OUT/redis-$port.log" </dev/null >/dev/null &
+    pid=$!
     MCR_COMPARE_PORT="$fresh_port" python3 "$SERVERS_DIR/redis_update_client.py" "$port" "$pid" \
         "$BIN/mcr-ctl" "$fault" "${MCR_REDIS_KEYS:-1000000}" "$@" | tee "$OUT/live-${fault:-commit}.log" || rc=$?
-    pkill -f "redis-server 127.0.0.1:$port" 2>/dev/null || true
-    kill "$fresh_pid" 2>/dev/null || true
+    pkill -f "bin 127.0.0.1:$port" 2>/dev/null || true
+    kill "$pid" "$fresh_pid" 2>/dev/null || true
     [ $rc -eq 0 ] || { tail -20 "$OUT/redis-$port.log" >&2; die "${fault:-commit} chain failed"; }
 }
 
