@@ -668,9 +668,15 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
             live,
         };
         let fds: Vec<i32> = st.runtime_fds.fds.iter().map(|f| f.number).collect();
-        Ok((serde_json::to_string(&st).unwrap_or_default(), fds))
+        // The new workers share this worker's files as the new master
+        // shares the old one's: a rollback gives them back.
+        let shared = crate::shared_files::save(
+            &crate::update::program_fds(),
+            &crate::shared_files::startup_fds(),
+        );
+        Ok((serde_json::to_string(&st).unwrap_or_default(), fds, shared))
     })();
-    let (state, fds) = match frozen {
+    let (state, fds, shared) = match frozen {
         Ok(s) => s,
         Err(message) => {
             let _ = send(&mut out, &Reply::Error { message });
@@ -688,7 +694,7 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
     )
     .is_err()
     {
-        quiesce::resume();
+        resume_as_before(&shared);
         return;
     }
     let _ = conn.set_read_timeout(Some(Duration::from_secs(300)));
@@ -699,7 +705,7 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
     if count > 0 {
         let _ = reader.read_line(&mut line);
         if line.trim() != "fds" || worker_fds::send(conn.as_fd(), &fds).is_err() {
-            quiesce::resume();
+            resume_as_before(&shared);
             return;
         }
         line.clear();
@@ -709,6 +715,19 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
     let _ = reader.read_line(&mut line);
     if line.trim() == "commit" {
         crate::update::finish_old_process();
+    }
+    resume_as_before(&shared);
+}
+
+/// A frozen worker resumes after a rollback: the master has killed the new
+/// master before it says so (the new workers die with it), so the files
+/// they shared with this worker are given back first.
+fn resume_as_before(shared: &crate::shared_files::Saved) {
+    let done = shared.restore();
+    // SAFETY: getpid has no preconditions.
+    done.log(&format!("worker {}", unsafe { libc::getpid() }));
+    for e in &done.errors {
+        eprintln!("mcr-rt: rollback: left as the new version made it: {e}");
     }
     quiesce::resume();
 }

@@ -23,6 +23,7 @@ pub mod report;
 pub mod restore;
 pub mod rlimit;
 pub mod sections;
+pub mod shared_files;
 pub mod shared_memory;
 pub mod snapshot;
 pub mod startup_files;

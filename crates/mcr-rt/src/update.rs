@@ -276,8 +276,10 @@ fn with_quiesced<W: Write>(
     // The new start-up rewrites the files the old one wrote (a pidfile):
     // a rollback puts them back.
     let startup_files = crate::startup_files::save(&startup_log::entries());
-    // Every program descriptor is inherited under its number.
+    // Every program descriptor is inherited under its number: the new
+    // start-up shares their open files, and a rollback gives them back.
     let fds = program_fds();
+    let shared = crate::shared_files::save(&fds, &crate::shared_files::startup_fds());
     let saved: Vec<(i32, i32)> = fds.iter().map(|&fd| (fd, set_cloexec(fd, false))).collect();
     let mut handed = vec![
         heap_fd.as_raw_fd(),
@@ -369,8 +371,25 @@ fn with_quiesced<W: Write>(
                 kill_if_running(pid, &req.binary);
             }
             startup_files.restore();
+            give_back_shared_files(&shared, &mut e);
             Err(UpdateError(e))
         }
+    }
+}
+
+/// After a rollback, with the new version dead: the open files it shared
+/// with this process as they were before it started (see `shared_files`).
+/// What changed back is logged under `MCR_DEBUG`; what could not be is
+/// added to the rollback's message.
+fn give_back_shared_files(shared: &crate::shared_files::Saved, message: &mut String) {
+    let done = shared.restore();
+    done.log("the old version");
+    if !done.errors.is_empty() {
+        let errors: Vec<String> = done.errors.iter().map(ToString::to_string).collect();
+        message.push_str(&format!(
+            "; left as the new version made them: {}",
+            errors.join("; ")
+        ));
     }
 }
 
