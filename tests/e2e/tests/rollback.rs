@@ -131,3 +131,67 @@ fn every_phase_in_turn_then_success() {
     s.check();
     assert_eq!(clients[1].cmd("ADD 1"), "3");
 }
+
+/// The new version's start-up changes the open files it shares with the old
+/// version (tests/fixtures/shared_files.c: the inherited epoll instance's
+/// registrations, the listener's O_NONBLOCK and socket options), as
+/// lighttpd 1.4.79's did to 1.4.69's (issue 16). After the rollback the old
+/// version has them back as they were: CHECK (inside `update_rolls_back`)
+/// sees its own registrations and options, it accepts new connections, and
+/// answers on the old ones with their state.
+fn shared_files_given_back(phase: &str) {
+    let case = Case::new("shared_files");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start_with(&b1, &[("MCR_FAULT", phase)], &[]);
+    let mut clients: Vec<mcr_e2e::Client> = (0..2)
+        .map(|i| {
+            let mut c = s.client();
+            assert_eq!(c.cmd(&format!("ADD {}", i + 10)), (i + 10).to_string());
+            c
+        })
+        .collect();
+    s.check();
+    let before = s.dump();
+    // Twice: the second update starts from what the first rollback left.
+    for round in 0..2 {
+        let msg = s.update_rolls_back(&b2, &[]);
+        assert!(msg.contains("rolled back"), "{phase}, round {round}: {msg}");
+        assert_eq!(s.version(), "1");
+        assert_eq!(s.dump(), before, "{phase}, round {round}");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.cmd("ADD 1"), (i + 11).to_string());
+    }
+    // New connections, each answered (bounded: an old version that no
+    // longer accepts leaves the connection in the listen backlog).
+    for k in 0..3 {
+        let mut c = s.client();
+        c.set_read_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(
+            c.try_cmd("PING").map_err(|e| e.to_string()),
+            Ok("PONG".to_string()),
+            "{phase}: new connection {k} after the rollback\n{}",
+            s.log()
+        );
+    }
+    let accepted = |d: &str| -> u64 {
+        let n = d
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.strip_prefix("accepted="));
+        n.and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("DUMP {d}"))
+    };
+    assert_eq!(accepted(&s.dump()), accepted(&before) + 3, "{phase}");
+    s.check();
+}
+
+#[test]
+fn shared_files_transfer() {
+    shared_files_given_back("transfer");
+}
+
+#[test]
+fn shared_files_crash() {
+    shared_files_given_back("crash");
+}
