@@ -198,7 +198,7 @@ struct SavedFile {
     offset: Option<i64>,
     sockopts: Vec<(&'static SockOpt, OptValue)>,
     /// An epoll instance's registrations.
-    registrations: Option<Vec<Registration>>,
+    registrations: Option<Vec<Listed>>,
 }
 
 /// The old version's files as they were before the new version started.
@@ -294,7 +294,7 @@ pub fn save(fds: &[i32], startup: &[i32]) -> Saved {
         } else {
             Vec::new()
         };
-        let registrations = epoll_info::is_instance(fd).then(|| epoll_info::registrations(fd));
+        let registrations = epoll_info::is_instance(fd).then(|| listed(fd));
         out.push(SavedFile {
             fd,
             id,
@@ -444,61 +444,95 @@ fn is_target(epfd: i32, tfd: i32, toff: u32, fd: i32) -> Option<bool> {
     }
 }
 
-/// Puts back epoll instance `epfd`'s registrations as `saved` lists them.
-/// A registration is the kernel's (file, number) pair: one whose number is
-/// open in this process on that same file is the old program's own (kept,
-/// or changed back); any other the new version made (deleted).
-fn restore_registrations(
-    epfd: i32,
-    saved: &[Registration],
-    files: &[SavedFile],
-    done: &mut Restored,
-) {
-    let now = epoll_info::registrations(epfd);
-    let mut seen = vec![false; saved.len()];
-    for (i, r) in now.iter().enumerate() {
-        let toff = now[..i].iter().filter(|x| x.fd == r.fd).count() as u32;
+/// One registration of an epoll instance, and whether it is the one of
+/// the file its number names in this process (`own`). One that is not is
+/// stale (the program closed and reused the number without
+/// `EPOLL_CTL_DEL` while the file stayed open elsewhere: the kernel keeps
+/// it) or a new version's (a `dup` of an inherited file).
+struct Listed {
+    r: Registration,
+    own: bool,
+    /// Its rank among the registrations under the same number (`kcmp`).
+    toff: u32,
+}
+
+fn listed(epfd: i32) -> Vec<Listed> {
+    let regs = epoll_info::registrations(epfd);
+    let mut out: Vec<Listed> = Vec::with_capacity(regs.len());
+    for r in regs {
+        let toff = out.iter().filter(|x| x.r.fd == r.fd).count() as u32;
         let own = match is_target(epfd, r.fd, toff, r.fd) {
             Some(same) => same,
             // No kcmp: the number's file has the registration's inode.
             None => r.ino.is_some() && identity(r.fd).map(|i| i.1) == r.ino,
         };
+        out.push(Listed { r, own, toff });
+    }
+    out
+}
+
+/// Puts back epoll instance `epfd`'s registrations as `saved` lists them:
+/// one the new version changed is changed back, one it added deleted, one
+/// it deleted added again. Stale ones the old program had are left alone.
+fn restore_registrations(epfd: i32, saved: &[Listed], files: &[SavedFile], done: &mut Restored) {
+    let now = listed(epfd);
+    let mut seen = vec![false; saved.len()];
+    let same = |s: &Listed, n: &Listed| s.own == n.own && s.r.fd == n.r.fd && s.r.ino == n.r.ino;
+    let mut changed = Vec::new();
+    for n in &now {
+        let unchanged = saved.iter().enumerate().position(|(k, s)| {
+            !seen[k] && same(s, n) && (s.r.events, s.r.data) == (n.r.events, n.r.data)
+        });
+        match unchanged {
+            Some(k) => seen[k] = true,
+            None => changed.push(n),
+        }
+    }
+    // Last first: deleting a registration shifts the rank (`toff`) of the
+    // ones after it under the same number, never of those before.
+    for n in changed.into_iter().rev() {
         let before = saved
             .iter()
-            .position(|s| own && s.fd == r.fd && s.ino == r.ino);
+            .enumerate()
+            .position(|(k, s)| !seen[k] && n.own && same(s, n));
         match before {
             Some(k) => {
                 seen[k] = true;
-                let s = &saved[k];
-                if (s.events, s.data) != (r.events, r.data) {
-                    modify(epfd, s, r, done);
-                }
+                modify(epfd, &saved[k].r, &n.r, done);
             }
-            None if own => {
-                let res = ctl(epfd, libc::EPOLL_CTL_DEL, r.fd, 0, 0);
+            None if n.own => {
+                let res = ctl(epfd, libc::EPOLL_CTL_DEL, n.r.fd, 0, 0);
                 done.call(
                     epfd,
                     res,
                     format!(
                         "registration of {} (events {:#x}, data {:#x}) the new version added, deleted",
-                        r.fd, r.events, r.data
+                        n.r.fd, n.r.events, n.r.data
                     ),
                 );
             }
-            None => delete_foreign(epfd, r, toff, files, done),
+            None => delete_foreign(epfd, &n.r, n.toff, files, done),
         }
     }
-    for (s, _) in saved.iter().zip(&seen).filter(|(_, &seen)| !seen) {
-        if s.ino.is_some() && identity(s.fd).map(|i| i.1) != s.ino {
-            continue;
-        }
-        let res = ctl(epfd, libc::EPOLL_CTL_ADD, s.fd, s.events, s.data);
+    // An own registration's file was the one saved under its number: still
+    // there, it is registered again.
+    let still = |fd: i32| {
+        files
+            .iter()
+            .any(|f| f.fd == fd && identity(fd) == Some(f.id))
+    };
+    for (s, _) in saved
+        .iter()
+        .zip(&seen)
+        .filter(|(s, &seen)| !seen && s.own && still(s.r.fd))
+    {
+        let res = ctl(epfd, libc::EPOLL_CTL_ADD, s.r.fd, s.r.events, s.r.data);
         done.call(
             epfd,
             res,
             format!(
                 "registration of {} (events {:#x}, data {:#x}) the new version deleted, added again",
-                s.fd, s.events, s.data
+                s.r.fd, s.r.events, s.r.data
             ),
         );
     }
