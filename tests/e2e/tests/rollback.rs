@@ -132,6 +132,26 @@ fn every_phase_in_turn_then_success() {
     assert_eq!(clients[1].cmd("ADD 1"), "3");
 }
 
+/// What the kernel says of the open files a rollback must give back: each
+/// program descriptor's status flags, each epoll instance's registrations
+/// (target number, events, data, inode; not the offset).
+fn shared_file_state(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for (fd, _) in mcr_e2e::program_fds(pid) {
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        for l in info.lines() {
+            if l.starts_with("flags:") || l.starts_with("tfd:") {
+                let words: Vec<&str> = l
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with("pos:"))
+                    .collect();
+                out.push(format!("{fd}: {}", words.join(" ")));
+            }
+        }
+    }
+    out
+}
+
 /// The new version's start-up changes the open files it shares with the old
 /// version (tests/fixtures/shared_files.c: the inherited epoll instance's
 /// registrations, the listener's O_NONBLOCK and socket options), as
@@ -152,12 +172,26 @@ fn shared_files_given_back(phase: &str) {
         .collect();
     s.check();
     let before = s.dump();
+    let files = shared_file_state(s.pid);
+    assert!(
+        files.iter().filter(|l| l.contains("tfd:")).count() >= 4,
+        "{files:#?}"
+    );
     // Twice: the second update starts from what the first rollback left.
     for round in 0..2 {
         let msg = s.update_rolls_back(&b2, &[]);
         assert!(msg.contains("rolled back"), "{phase}, round {round}: {msg}");
+        assert!(
+            !msg.contains("left as the new version made"),
+            "{phase}, round {round}: {msg}"
+        );
         assert_eq!(s.version(), "1");
         assert_eq!(s.dump(), before, "{phase}, round {round}");
+        assert_eq!(
+            shared_file_state(s.pid),
+            files,
+            "{phase}, round {round}: flags and epoll registrations after the rollback (left) and before the update (right)"
+        );
     }
     for (i, c) in clients.iter_mut().enumerate() {
         assert_eq!(c.cmd("ADD 1"), (i + 11).to_string());
