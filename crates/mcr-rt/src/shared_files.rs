@@ -204,19 +204,14 @@ struct SavedFile {
 /// The old version's files as they were before the new version started.
 pub struct Saved(Vec<SavedFile>);
 
-fn identity(fd: i32) -> Option<(u64, u64)> {
+fn stat(fd: i32) -> Option<libc::stat> {
     // SAFETY: fstat into a local struct; an invalid number just fails.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
 }
 
-fn file_type(fd: i32) -> libc::mode_t {
-    // SAFETY: fstat into a local struct; an invalid number just fails.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return 0;
-    }
-    st.st_mode & libc::S_IFMT
+fn identity(fd: i32) -> Option<(u64, u64)> {
+    stat(fd).map(|st| (st.st_dev, st.st_ino))
 }
 
 fn get_opt(fd: i32, o: &SockOpt) -> Option<OptValue> {
@@ -278,13 +273,13 @@ pub fn startup_fds() -> Vec<i32> {
 pub fn save(fds: &[i32], startup: &[i32]) -> Saved {
     let mut out = Vec::new();
     for &fd in fds {
-        let Some(id) = identity(fd) else { continue };
+        let Some(st) = stat(fd) else { continue };
+        let (id, kind) = ((st.st_dev, st.st_ino), st.st_mode & libc::S_IFMT);
         // SAFETY: F_GETFL on a descriptor number.
         let status_flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         if status_flags < 0 {
             continue;
         }
-        let kind = file_type(fd);
         let offset = (kind == libc::S_IFREG && status_flags & libc::O_ACCMODE == libc::O_RDONLY)
             // SAFETY: lseek without moving, to read the offset.
             .then(|| unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) })
@@ -294,7 +289,10 @@ pub fn save(fds: &[i32], startup: &[i32]) -> Saved {
         } else {
             Vec::new()
         };
-        let registrations = epoll_info::is_instance(fd).then(|| listed(fd));
+        // An epoll instance is an anonymous inode, of no file type (kernels
+        // since 6.15 may say a regular file): /proc is asked only then.
+        let anonymous = kind == 0 || kind == libc::S_IFREG;
+        let registrations = (anonymous && epoll_info::is_instance(fd)).then(|| listed(fd));
         out.push(SavedFile {
             fd,
             id,
@@ -456,16 +454,23 @@ struct Listed {
     toff: u32,
 }
 
+/// The registrations of `epfd`, each told own or not. A socket's inode has
+/// one open file, so an inode match settles it; an anonymous inode (every
+/// eventfd, epoll instance, timerfd shares one) or a pipe's may have many:
+/// `kcmp` tells, which walks the instance's registrations, so it is asked
+/// only then (10 000 connections would cost 10^8 steps in the downtime).
 fn listed(epfd: i32) -> Vec<Listed> {
     let regs = epoll_info::registrations(epfd);
     let mut out: Vec<Listed> = Vec::with_capacity(regs.len());
+    let mut ranks: std::collections::HashMap<i32, u32> = std::collections::HashMap::new();
     for r in regs {
-        let toff = out.iter().filter(|x| x.r.fd == r.fd).count() as u32;
-        let own = match is_target(epfd, r.fd, toff, r.fd) {
-            Some(same) => same,
-            // No kcmp: the number's file has the registration's inode.
-            None => r.ino.is_some() && identity(r.fd).map(|i| i.1) == r.ino,
-        };
+        let rank = ranks.entry(r.fd).or_insert(0);
+        let toff = *rank;
+        *rank += 1;
+        let here = stat(r.fd);
+        let same_inode = r.ino.is_some() && here.map(|st| st.st_ino) == r.ino;
+        let socket = here.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK);
+        let own = same_inode && (socket || is_target(epfd, r.fd, toff, r.fd).unwrap_or(true));
         out.push(Listed { r, own, toff });
     }
     out

@@ -279,7 +279,9 @@ fn with_quiesced<W: Write>(
     // Every program descriptor is inherited under its number: the new
     // start-up shares their open files, and a rollback gives them back.
     let fds = program_fds();
+    let laps = crate::debug_laps::DebugLaps::start("shared files");
     let shared = crate::shared_files::save(&fds, &crate::shared_files::startup_fds());
+    laps.lap(&format!("{} descriptors saved", fds.len()));
     let saved: Vec<(i32, i32)> = fds.iter().map(|&fd| (fd, set_cloexec(fd, false))).collect();
     let mut handed = vec![
         heap_fd.as_raw_fd(),
