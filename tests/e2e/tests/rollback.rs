@@ -152,6 +152,35 @@ fn shared_file_state(pid: u32) -> Vec<String> {
     out
 }
 
+/// Signal dispositions and masks are the process's own (not shared with
+/// the new version), but the runtime interrupts threads with its reserved
+/// signal and spawns the new version under the main thread's mask: every
+/// thread's blocked set, and the process's ignored and caught sets.
+fn signal_state(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    let mut tids: Vec<String> = tasks
+        .flatten()
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect();
+    tids.sort();
+    for tid in tids {
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+        for l in status.lines() {
+            if ["SigBlk:", "SigIgn:", "SigCgt:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+            {
+                out.push(format!("{tid} {l}"));
+            }
+        }
+    }
+    out
+}
+
 /// The new version's start-up changes the open files it shares with the old
 /// version (tests/fixtures/shared_files.c: the inherited epoll instance's
 /// registrations, the listener's O_NONBLOCK and socket options), as
@@ -173,6 +202,7 @@ fn shared_files_given_back(phase: &str) {
     s.check();
     let before = s.dump();
     let files = shared_file_state(s.pid);
+    let signals = signal_state(s.pid);
     assert!(
         files.iter().filter(|l| l.contains("tfd:")).count() >= 4,
         "{files:#?}"
@@ -191,6 +221,15 @@ fn shared_files_given_back(phase: &str) {
             shared_file_state(s.pid),
             files,
             "{phase}, round {round}: flags and epoll registrations after the rollback (left) and before the update (right)"
+        );
+        // The runtime's thread that served mcr-ctl may take a moment to end.
+        let settled = mcr_e2e::wait_for(std::time::Duration::from_secs(2), || {
+            (signal_state(s.pid) == signals).then_some(())
+        });
+        assert!(
+            settled.is_some(),
+            "{phase}, round {round}: signal masks and dispositions {:#?} != {signals:#?}",
+            signal_state(s.pid)
         );
     }
     for (i, c) in clients.iter_mut().enumerate() {
