@@ -611,3 +611,111 @@ fn delete_foreign(
         ),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's view: each descriptor's status flags and each epoll
+    /// instance's registrations (offsets left out).
+    fn kernel_view(fds: &[i32]) -> Vec<String> {
+        let mut out = Vec::new();
+        for fd in fds {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            for l in info
+                .lines()
+                .filter(|l| l.starts_with("flags:") || l.starts_with("tfd:"))
+            {
+                let words: Vec<&str> = l
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with("pos:"))
+                    .collect();
+                out.push(format!("{fd}: {}", words.join(" ")));
+            }
+        }
+        out
+    }
+
+    fn int_option(fd: i32, name: libc::c_int) -> libc::c_int {
+        int_opt(fd, libc::SOL_SOCKET, name).unwrap()
+    }
+
+    /// What a new start-up does to shared files, and all of it given back.
+    /// (A registration under a number this process has not open needs a
+    /// free number while the test runs beside others: the e2e fixture
+    /// `shared_files` has it.)
+    #[test]
+    fn registrations_flags_and_options_are_given_back() {
+        let mut sv = [0; 2];
+        // SAFETY: plain descriptor-creating calls into locals.
+        let (ep, efd) = unsafe {
+            assert_eq!(
+                libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()),
+                0
+            );
+            (libc::epoll_create1(0), libc::eventfd(0, 0))
+        };
+        assert!(ep >= 0 && efd >= 0);
+        let (a, b) = (sv[0], sv[1]);
+        let add = |fd: i32, events: u32, data: u64| {
+            assert_eq!(ctl(ep, libc::EPOLL_CTL_ADD, fd, events, data), 0);
+        };
+        add(a, libc::EPOLLIN as u32, 0x1000);
+        add(
+            efd,
+            libc::EPOLLIN as u32 | libc::EPOLLONESHOT as u32,
+            0x2000,
+        );
+        let fds = [ep, a, b, efd];
+        let before = kernel_view(&fds);
+        let rcvlowat = int_option(a, libc::SO_RCVLOWAT);
+        let saved = save(&fds, &[a, b]);
+
+        // The new version's start-up: the same registration with its own
+        // data and EPOLLET, one deleted, one added; O_NONBLOCK set on a
+        // shared file; a socket option changed.
+        assert_eq!(
+            ctl(
+                ep,
+                libc::EPOLL_CTL_MOD,
+                a,
+                libc::EPOLLIN as u32 | libc::EPOLLET as u32,
+                0x9999
+            ),
+            0
+        );
+        assert_eq!(ctl(ep, libc::EPOLL_CTL_DEL, efd, 0, 0), 0);
+        add(b, libc::EPOLLOUT as u32, 0x3000);
+        // SAFETY: fcntl and setsockopt on our own descriptors.
+        unsafe {
+            libc::fcntl(
+                b,
+                libc::F_SETFL,
+                libc::fcntl(b, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
+            let v: libc::c_int = 4096;
+            libc::setsockopt(
+                a,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                &v as *const _ as *const libc::c_void,
+                4,
+            );
+        }
+        assert_ne!(kernel_view(&fds), before);
+        assert_ne!(int_option(a, libc::SO_RCVLOWAT), rcvlowat);
+
+        let done = saved.restore();
+        assert!(done.errors.is_empty(), "{:?}", done.errors);
+        assert_eq!(done.changes.len(), 5, "{:#?}", done.changes);
+        assert_eq!(kernel_view(&fds), before);
+        assert_eq!(int_option(a, libc::SO_RCVLOWAT), rcvlowat);
+        // Nothing left to give back.
+        let again = saved.restore();
+        assert!(again.changes.is_empty() && again.errors.is_empty());
+        for fd in fds {
+            // SAFETY: our own descriptors, closed once.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+        }
+    }
+}
