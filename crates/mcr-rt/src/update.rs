@@ -397,7 +397,9 @@ fn give_back_shared_files(shared: &crate::shared_files::Saved, message: &mut Str
 
 /// Kills `pid`, a daemon's child the new version announced as its serving
 /// process, if it still runs `binary` (the pid may have ended and been
-/// reused since).
+/// reused since). Waits (up to 1 s) until it has let go of its files: it
+/// is not our child to wait for, and the files it shared with us are given
+/// back next.
 fn kill_if_running(pid: u32, binary: &str) {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
     let want = std::fs::canonicalize(binary);
@@ -405,8 +407,25 @@ fn kill_if_running(pid: u32, binary: &str) {
         if exe == want {
             // SAFETY: signalling the new version's own process.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while is_running(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     }
+}
+
+/// Whether `pid` exists and is not a zombie yet (a zombie has closed its
+/// files).
+fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) state ...": comm may hold spaces, so split after ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
 }
 
 /// Mark the rollback messages of a new version that died by itself.
