@@ -217,6 +217,10 @@ struct Callee {
     /// Argument through which the object is returned (posix_memalign).
     out_arg: Option<u32>,
     carve: Option<CarveKind>,
+    /// A site only if the call's evidence types it: a wrapper the pass
+    /// proved, or a candidate (`RetagIfWrapper`). An untyped call of one
+    /// would only move the object from the wrapper's site to the caller's.
+    typed_only: bool,
 }
 
 /// Wrappers named in `mcr.toml` and the libc allocator each behaves like.
@@ -240,7 +244,12 @@ fn shape_matches(call: Val, kind: AllocKind) -> bool {
         })
 }
 
-fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee> {
+fn classify(
+    call: Val,
+    wrappers: &Wrappers,
+    proven: &Wrappers,
+    carvers: &Carvers,
+) -> Option<Callee> {
     let f = call.called_value()?;
     if !f.is_function() {
         return None;
@@ -269,9 +278,11 @@ fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee>
             chars: false,
             out_arg: None,
             carve: Some(c.kind),
+            typed_only: false,
         });
     }
-    if let Some(&kind) = wrappers.get(&name) {
+    let declared = wrappers.get(&name).map(|&k| (k, false));
+    if let Some((kind, typed_only)) = declared.or_else(|| proven.get(&name).map(|&k| (k, true))) {
         let fty = call.called_fn_type();
         if !fty.return_type().is_pointer() && kind.returns() == 'p' {
             return None;
@@ -288,6 +299,7 @@ fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee>
             chars: matches!(kind, AllocKind::Strdup | AllocKind::Strndup),
             out_arg: (kind == AllocKind::PosixMemalign).then_some(0),
             carve: None,
+            typed_only,
         });
     }
     if let Some(kind) = AllocKind::from_name(&name) {
@@ -301,6 +313,7 @@ fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee>
             chars: matches!(kind, AllocKind::Strdup | AllocKind::Strndup),
             out_arg: (kind == AllocKind::PosixMemalign).then_some(0),
             carve: None,
+            typed_only: false,
         });
     }
     if !call.called_fn_type().return_type().is_pointer() {
@@ -323,6 +336,7 @@ fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee>
                 chars: false,
                 out_arg: None,
                 carve: None,
+                typed_only: false,
             });
         }
     }
@@ -337,6 +351,7 @@ fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee>
             chars: false,
             out_arg: None,
             carve: None,
+            typed_only: false,
         });
     }
     // Another unit's function with a libc allocator's prototype may be a
@@ -354,6 +369,7 @@ fn classify(call: Val, wrappers: &Wrappers, carvers: &Carvers) -> Option<Callee>
                 chars: false,
                 out_arg: None,
                 carve: None,
+                typed_only: true,
             });
         }
     }
@@ -516,7 +532,13 @@ impl<'a, 'b> Analyzer<'a, 'b> {
     }
 
     /// All allocation sites of the module, in function and instruction order.
-    pub fn sites(&mut self, wrappers: &Wrappers, carvers: &Carvers) -> Vec<Site> {
+    /// `proven`: the unit's wrappers `wrappers.rs` found (not in `wrappers`).
+    pub fn sites(
+        &mut self,
+        wrappers: &Wrappers,
+        proven: &Wrappers,
+        carvers: &Carvers,
+    ) -> Vec<Site> {
         let mut out = Vec::new();
         let defined: Vec<Val> = self
             .ir
@@ -541,7 +563,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                 if !i.is_call() {
                     continue;
                 }
-                let Some(callee) = classify(i, wrappers, carvers) else {
+                let Some(callee) = classify(i, wrappers, proven, carvers) else {
                     continue;
                 };
                 let mut site = Site {
@@ -559,8 +581,7 @@ impl<'a, 'b> Analyzer<'a, 'b> {
                     carve: callee.carve,
                 };
                 self.infer(f, &callee, &mut site);
-                // A candidate with no type would retype nothing: not a site.
-                if matches!(site.rewrite, Rewrite::RetagIfWrapper(_)) && site.ty.is_none() {
+                if callee.typed_only && site.ty.is_none() {
                     continue;
                 }
                 ordinal += 1;

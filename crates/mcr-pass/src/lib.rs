@@ -85,11 +85,9 @@ pub fn instrument_module(module: &Module, cfg: &PassConfig) -> Result<TypeMap, P
     // Analysis (read-only).
     let globals = globals::collect(&ir, &mut di, &file);
     let found = wrappers::find(&ir, &cfg.wrappers);
-    let mut all_wrappers = cfg.wrappers.clone();
-    all_wrappers.extend(found.iter().map(|(n, k)| (n.clone(), *k)));
     let sites = {
         let mut a = alloc_sites::Analyzer::new(&ir, &mut di);
-        a.sites(&all_wrappers, &cfg.carvers)
+        a.sites(&cfg.wrappers, &found, &cfg.carvers)
     };
 
     let mut map = TypeMap::new();
