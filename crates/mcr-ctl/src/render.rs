@@ -275,6 +275,12 @@ pub fn update(r: &UpdateReport, as_json: bool) {
         "  descriptors: {} inherited, {} start-up resources closed",
         r.fds_inherited, r.fds_closed
     );
+    if r.connections_led > 0 {
+        println!(
+            "  connections held by parked threads, led to the new version's accept: {}",
+            r.connections_led
+        );
+    }
     if r.hook_calls > 0 {
         println!("  user hooks: {} calls", r.hook_calls);
     }

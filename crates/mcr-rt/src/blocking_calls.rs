@@ -43,13 +43,14 @@ macro_rules! real {
 
 pub(crate) use real;
 
-/// Defines `$name` and `__mcr_$name` with one body.
+/// Defines `$name` and `__mcr_$name` with one body; `$fd` is the
+/// descriptor the call waits on (-1: none).
 macro_rules! wrap {
-    ($name:ident, $mcr:ident, ($($a:ident : $t:ty),*) -> $r:ty, $kind:expr, $fail:expr) => {
-        wrap!($name, $mcr, ($($a: $t),*) -> $r, $kind, $fail, |r| r);
+    ($name:ident, $mcr:ident, ($($a:ident : $t:ty),*) -> $r:ty, $kind:expr, $fail:expr, $fd:expr) => {
+        wrap!($name, $mcr, ($($a: $t),*) -> $r, $kind, $fail, $fd, |r| r);
     };
     // `$after` sees the call's result before the caller does.
-    ($name:ident, $mcr:ident, ($($a:ident : $t:ty),*) -> $r:ty, $kind:expr, $fail:expr, $after:expr) => {
+    ($name:ident, $mcr:ident, ($($a:ident : $t:ty),*) -> $r:ty, $kind:expr, $fail:expr, $fd:expr, $after:expr) => {
         /// # Safety
         /// Same contract as the libc function of the same name.
         #[no_mangle]
@@ -57,7 +58,7 @@ macro_rules! wrap {
             let f = real!($name: fn($($t),*) -> $r);
             // SAFETY: forwarding the caller's arguments unchanged.
             type F = unsafe extern "C" fn($($t),*) -> $r;
-            let w = Wrapper { name: stringify!($name), entries: [$mcr as F as usize, $name as F as usize] };
+            let w = Wrapper { name: stringify!($name), entries: [$mcr as F as usize, $name as F as usize], fd: $fd };
             let r = blocking(&w, $kind, || unsafe { f($($a),*) }, $fail);
             $after(r)
         }
@@ -109,34 +110,32 @@ type Mx = *mut libc::pthread_mutex_t;
 type CondWait = unsafe extern "C" fn(Cv, Mx) -> c_int;
 type CondTimedWait = unsafe extern "C" fn(Cv, Mx, Ts) -> c_int;
 
-wrap!(accept, __mcr_accept, (fd: c_int, a: Sa, l: Sl) -> c_int, EventWait, neg);
-wrap!(accept4, __mcr_accept4, (fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int, EventWait, neg);
-wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, set_unless(t == 0), neg);
-wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, set_unless(t == 0), neg);
-wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, set_unless(zero_tv(t)), neg);
-wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg);
-wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, set_unless(t == 0), neg);
-wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg);
-wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg,
+wrap!(epoll_wait, __mcr_epoll_wait, (ep: c_int, ev: Ev, n: c_int, t: c_int) -> c_int, set_unless(t == 0), neg, ep);
+wrap!(epoll_pwait, __mcr_epoll_pwait, (ep: c_int, ev: Ev, n: c_int, t: c_int, s: Ss) -> c_int, set_unless(t == 0), neg, ep);
+wrap!(select, __mcr_select, (n: c_int, r: Fs, w: Fs, e: Fs, t: Tv) -> c_int, set_unless(zero_tv(t)), neg, -1);
+wrap!(pselect, __mcr_pselect, (n: c_int, r: Fs, w: Fs, e: Fs, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg, -1);
+wrap!(poll, __mcr_poll, (p: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int, set_unless(t == 0), neg, -1);
+wrap!(ppoll, __mcr_ppoll, (p: *mut libc::pollfd, n: libc::nfds_t, t: Ts, s: Ss) -> c_int, set_unless(zero_ts(t)), neg, -1);
+wrap!(read, __mcr_read, (fd: c_int, b: *mut c_void, n: size_t) -> ssize_t, Data(fd), neg, fd,
       |r| crate::startup_inputs::after_read(fd, b, r));
-wrap!(readv, __mcr_readv, (fd: c_int, v: *const libc::iovec, n: c_int) -> ssize_t, Data(fd), neg);
-wrap!(recv, __mcr_recv, (fd: c_int, b: *mut c_void, n: size_t, f: c_int) -> ssize_t, Data(fd), neg);
-wrap!(recvfrom, __mcr_recvfrom, (fd: c_int, b: *mut c_void, n: size_t, f: c_int, a: Sa, l: Sl) -> ssize_t, Data(fd), neg);
-wrap!(recvmsg, __mcr_recvmsg, (fd: c_int, m: *mut libc::msghdr, f: c_int) -> ssize_t, Data(fd), neg);
-wrap!(waitpid, __mcr_waitpid, (p: libc::pid_t, s: *mut c_int, o: c_int) -> libc::pid_t, if o & libc::WNOHANG != 0 { NoWait } else { Wait }, neg);
-wrap!(wait, __mcr_wait, (s: *mut c_int) -> libc::pid_t, Wait, neg);
-wrap!(sigwaitinfo, __mcr_sigwaitinfo, (s: Ss, i: *mut libc::siginfo_t) -> c_int, EventWait, neg);
-wrap!(sigtimedwait, __mcr_sigtimedwait, (s: Ss, i: *mut libc::siginfo_t, t: Ts) -> c_int, if zero_ts(t) { NoWait } else { EventWait }, neg);
-wrap!(nanosleep, __mcr_nanosleep, (t: Ts, r: Tsm) -> c_int, Sleep, neg);
-wrap!(clock_nanosleep, __mcr_clock_nanosleep, (c: libc::clockid_t, f: c_int, t: Ts, r: Tsm) -> c_int, Sleep, |r: c_int| r == libc::EINTR);
-wrap!(usleep, __mcr_usleep, (u: libc::useconds_t) -> c_int, Sleep, neg);
-wrap!(pause, __mcr_pause, () -> c_int, EventWait, neg);
+wrap!(readv, __mcr_readv, (fd: c_int, v: *const libc::iovec, n: c_int) -> ssize_t, Data(fd), neg, fd);
+wrap!(recv, __mcr_recv, (fd: c_int, b: *mut c_void, n: size_t, f: c_int) -> ssize_t, Data(fd), neg, fd);
+wrap!(recvfrom, __mcr_recvfrom, (fd: c_int, b: *mut c_void, n: size_t, f: c_int, a: Sa, l: Sl) -> ssize_t, Data(fd), neg, fd);
+wrap!(recvmsg, __mcr_recvmsg, (fd: c_int, m: *mut libc::msghdr, f: c_int) -> ssize_t, Data(fd), neg, fd);
+wrap!(waitpid, __mcr_waitpid, (p: libc::pid_t, s: *mut c_int, o: c_int) -> libc::pid_t, if o & libc::WNOHANG != 0 { NoWait } else { Wait }, neg, -1);
+wrap!(wait, __mcr_wait, (s: *mut c_int) -> libc::pid_t, Wait, neg, -1);
+wrap!(sigwaitinfo, __mcr_sigwaitinfo, (s: Ss, i: *mut libc::siginfo_t) -> c_int, EventWait, neg, -1);
+wrap!(sigtimedwait, __mcr_sigtimedwait, (s: Ss, i: *mut libc::siginfo_t, t: Ts) -> c_int, if zero_ts(t) { NoWait } else { EventWait }, neg, -1);
+wrap!(nanosleep, __mcr_nanosleep, (t: Ts, r: Tsm) -> c_int, Sleep, neg, -1);
+wrap!(clock_nanosleep, __mcr_clock_nanosleep, (c: libc::clockid_t, f: c_int, t: Ts, r: Tsm) -> c_int, Sleep, |r: c_int| r == libc::EINTR, -1);
+wrap!(usleep, __mcr_usleep, (u: libc::useconds_t) -> c_int, Sleep, neg, -1);
+wrap!(pause, __mcr_pause, () -> c_int, EventWait, neg, -1);
 // `sigsuspend` always ends in EINTR, and the program acts on the flags its
 // handlers set before it calls again (nginx's master loop): an
 // interruption of ours is handed back to it, never retried, so a signal of
 // its own that came with ours is not slept through. It parks at its next
 // call.
-wrap!(sigsuspend, __mcr_sigsuspend, (s: Ss) -> c_int, EventWait, |_: c_int| false);
+wrap!(sigsuspend, __mcr_sigsuspend, (s: Ss) -> c_int, EventWait, |_: c_int| false, -1);
 
 /// `sigwait` reports errors by return value, not `errno`.
 ///
@@ -151,6 +150,7 @@ pub unsafe extern "C" fn __mcr_sigwait(s: Ss, sig: *mut c_int) -> c_int {
             __mcr_sigwait as unsafe extern "C" fn(Ss, *mut c_int) -> c_int as usize,
             0,
         ],
+        fd: -1,
     };
     blocking(
         &w,
@@ -181,6 +181,7 @@ pub unsafe extern "C" fn __mcr_sleep(s: c_uint) -> c_uint {
             __mcr_sleep as unsafe extern "C" fn(c_uint) -> c_uint as usize,
             0,
         ],
+        fd: -1,
     };
     let ts = libc::timespec {
         tv_sec: s as libc::time_t,
@@ -206,6 +207,7 @@ pub unsafe extern "C" fn __mcr_pthread_cond_wait(
     let w = Wrapper {
         name: "pthread_cond_wait",
         entries: [__mcr_pthread_cond_wait as CondWait as usize, 0],
+        fd: -1,
     };
     // SAFETY: forwarding the caller's arguments.
     blocking_cond(&w, m, || unsafe { f(c, m) })
@@ -223,7 +225,65 @@ pub unsafe extern "C" fn __mcr_pthread_cond_timedwait(
     let w = Wrapper {
         name: "pthread_cond_timedwait",
         entries: [__mcr_pthread_cond_timedwait as CondTimedWait as usize, 0],
+        fd: -1,
     };
     // SAFETY: forwarding the caller's arguments.
     blocking_cond(&w, m, || unsafe { f(c, m, t) })
+}
+
+type Accept = unsafe extern "C" fn(c_int, Sa, Sl) -> c_int;
+type Accept4 = unsafe extern "C" fn(c_int, Sa, Sl, c_int) -> c_int;
+
+/// `accept`: after an update it may be answered with a connection a thread
+/// of the old version held (see `held_connections`).
+///
+/// # Safety
+/// Same contract as `accept`.
+#[no_mangle]
+pub unsafe extern "C" fn __mcr_accept(fd: c_int, a: Sa, l: Sl) -> c_int {
+    let f = real!(accept: fn(c_int, Sa, Sl) -> c_int);
+    let w = Wrapper {
+        name: "accept",
+        entries: [__mcr_accept as Accept as usize, accept as Accept as usize],
+        fd,
+    };
+    // SAFETY: forwarding the caller's arguments, under `accept`'s contract.
+    let call = || unsafe { crate::held_connections::accept(fd, a, l, 0, || f(fd, a, l)) };
+    blocking(&w, EventWait, call, neg)
+}
+
+/// # Safety
+/// Same contract as `accept`.
+#[no_mangle]
+pub unsafe extern "C" fn accept(fd: c_int, a: Sa, l: Sl) -> c_int {
+    // SAFETY: same arguments, same contract.
+    unsafe { __mcr_accept(fd, a, l) }
+}
+
+/// `accept4`, as `accept`; its flags apply to a held connection too.
+///
+/// # Safety
+/// Same contract as `accept4`.
+#[no_mangle]
+pub unsafe extern "C" fn __mcr_accept4(fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int {
+    let f = real!(accept4: fn(c_int, Sa, Sl, c_int) -> c_int);
+    let w = Wrapper {
+        name: "accept4",
+        entries: [
+            __mcr_accept4 as Accept4 as usize,
+            accept4 as Accept4 as usize,
+        ],
+        fd,
+    };
+    // SAFETY: forwarding the caller's arguments, under `accept4`'s contract.
+    let call = || unsafe { crate::held_connections::accept(fd, a, l, fl, || f(fd, a, l, fl)) };
+    blocking(&w, EventWait, call, neg)
+}
+
+/// # Safety
+/// Same contract as `accept4`.
+#[no_mangle]
+pub unsafe extern "C" fn accept4(fd: c_int, a: Sa, l: Sl, fl: c_int) -> c_int {
+    // SAFETY: same arguments, same contract.
+    unsafe { __mcr_accept4(fd, a, l, fl) }
 }

@@ -111,6 +111,10 @@ pub struct State {
     /// Shared anonymous mappings handed over: see `shared_memory`.
     #[serde(default)]
     pub shared_mappings: Vec<crate::shared_memory::SharedMapping>,
+    /// Descriptors parked threads wait on in a data call that are not
+    /// start-up resources (client connections): see `held_connections`.
+    #[serde(default)]
+    pub held: Vec<crate::held_connections::Held>,
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -466,6 +470,7 @@ pub fn write(prepared: Prepared) -> std::io::Result<(OwnedFd, OwnedFd, heap::Pre
         earlier_images: crate::old_images::saved(),
         shared_mappings: crate::shared_memory::open_for_handover()
             .map_err(std::io::Error::other)?,
+        held: crate::held_connections::held(),
     };
     laps.lap("state");
     let state_fd = memfd("mcr-state")?;

@@ -12,6 +12,7 @@ pub mod control;
 mod debug_laps;
 pub mod epoll_info;
 pub mod globals;
+pub mod held_connections;
 pub mod hooks;
 pub mod identity;
 pub mod init;

@@ -9,7 +9,7 @@
 //! repeats the call. A call that returned a result is never parked on: its
 //! result goes to the program (a request in progress finishes first).
 
-use crate::threads::{self, BlockState, ThreadRec};
+use crate::threads::{self, BlockState, ThreadRec, Waiting};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -83,11 +83,21 @@ pub fn park(rec: &ThreadRec) {
     rec.set(BlockState::Running);
 }
 
+/// Parks the thread, saying where it waits while it is parked.
+fn park_waiting(rec: &ThreadRec, w: Waiting) {
+    rec.set_waiting(Some(w));
+    park(rec);
+    rec.set_waiting(None);
+}
+
 /// Which wrapper a blocking call went through: its name, and the addresses
 /// of its two entry points (libc name, `__mcr_` name) to find the caller.
 pub struct Wrapper {
     pub name: &'static str,
     pub entries: [usize; 2],
+    /// The descriptor the call waits on (-1: none): an update compares
+    /// what the threads of both versions wait on (`held_connections`).
+    pub fd: libc::c_int,
 }
 
 thread_local! {
@@ -131,6 +141,16 @@ impl<'a> Site<'a> {
         *self
             .pc
             .get_or_insert_with(|| crate::call_site::caller_of(&w.entries))
+    }
+
+    /// This call as a thread's wait (finds the call site).
+    fn waiting(&mut self, kind: CallKind) -> Waiting {
+        Waiting {
+            call: self.wrapper.name,
+            kind,
+            fd: self.wrapper.fd,
+            pc: self.pc(),
+        }
     }
     /// A quiescent point: any blocking call; with declared points, only
     /// they; else with a profile in force, only the call sites it lists.
@@ -185,7 +205,17 @@ pub fn blocking<T: Copy + From<i8>>(
         && (matches!(kind, CallKind::EventWait | CallKind::EventSet)
             || crate::children::startup_pending(kind))
     {
+        // A new version compares where its threads wait with where the
+        // old version's did before it reports ready: this is where its
+        // main thread waits.
+        let restoring = crate::restore::RESTORING.load(Ordering::SeqCst);
+        if restoring {
+            rec.set_waiting(Some(site.waiting(kind)));
+        }
         let transferred = crate::startup_log::main_reached_quiescent_point();
+        if restoring {
+            rec.set_waiting(None);
+        }
         // This very call was made with a set built from start-up state.
         if matches!(kind, CallKind::EventSet) && transferred {
             // SAFETY: errno is thread-local.
@@ -195,7 +225,7 @@ pub fn blocking<T: Copy + From<i8>>(
     }
     loop {
         if should_park(rec, kind, &mut site) {
-            park(rec);
+            park_waiting(rec, site.waiting(kind));
             continue;
         }
         // Blocked at a call that is not a quiescent point while an update
@@ -262,7 +292,7 @@ pub(crate) fn blocking_cond(
     if should_park(rec, CallKind::Wait, &mut site) {
         // SAFETY: the wait returned with `mutex` held by this thread.
         unsafe { libc::pthread_mutex_unlock(mutex) };
-        park(rec);
+        park_waiting(rec, site.waiting(CallKind::Wait));
         // SAFETY: re-acquire before returning, as the caller expects.
         unsafe { libc::pthread_mutex_lock(mutex) };
     }
@@ -363,6 +393,12 @@ pub extern "C" fn __mcr_quiescent_point() {
     }
     // Declared by the program: quiescent whatever a profile says.
     if update_waits(rec, CallKind::EventWait) {
-        park(rec);
+        let w = Waiting {
+            call: "MCR_QUIESCENT_POINT",
+            kind: CallKind::EventWait,
+            fd: -1,
+            pc: 0,
+        };
+        park_waiting(rec, w);
     }
 }

@@ -135,6 +135,11 @@ pub fn main_startup_over() -> bool {
     // the old version commits, so a crash here rolls back too.
     let hooks = crate::hooks::all().unwrap_or_default();
     report.hook_calls += crate::hooks::run_after_transfer(&hooks, &status);
+    // Connections old threads were parked on: each must be served by the
+    // new version, or led to its `accept`, before the old one commits.
+    let not_kept: Vec<i32> = unclaimed.iter().flat_map(|e| e.fds.clone()).collect();
+    report.connections_led =
+        crate::held_connections::settle(&state.held, &not_kept).unwrap_or_else(|e| fail(&e));
     status(&format!(
         "phase transfer {:.3}",
         t.elapsed().as_secs_f64() * 1e3

@@ -581,6 +581,7 @@ fn forget_fd(fd: c_int) {
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     forget_fd(fd);
     crate::children::fd_closed(fd);
+    crate::held_connections::fd_closed(fd);
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(close: fn(c_int) -> c_int)(fd) }
 }
@@ -672,6 +673,7 @@ pub unsafe extern "C" fn fclose(f: *mut libc::FILE) -> c_int {
         // SAFETY: a stream the caller owns.
         let fd = unsafe { libc::fileno(f) };
         forget_fd(fd);
+        crate::held_connections::fd_closed(fd);
     }
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(fclose: fn(*mut libc::FILE) -> c_int)(f) }

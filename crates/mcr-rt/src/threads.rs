@@ -41,6 +41,22 @@ pub struct ThreadRec {
     /// pairs it with its counterpart in another version.
     pub start: usize,
     pub ordinal: u32,
+    /// Where it waits while parked (and, in a new version, where the main
+    /// thread's start-up ended): what an update compares between the
+    /// versions' threads (see `held_connections`).
+    waiting: Mutex<Option<Waiting>>,
+}
+
+/// One thread's wait, as an update sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Waiting {
+    /// The wrapper's name (`read`, `accept`, `epoll_wait`, ...).
+    pub call: &'static str,
+    pub kind: crate::quiesce::CallKind,
+    /// The descriptor the call waits on (-1: none).
+    pub fd: libc::c_int,
+    /// The return address into the program's caller (0: not found).
+    pub pc: usize,
 }
 
 impl ThreadRec {
@@ -54,6 +70,13 @@ impl ThreadRec {
     }
     pub fn set(&self, s: BlockState) {
         self.state.store(s as u8, Ordering::SeqCst);
+    }
+    /// Where the thread waits now, if it says.
+    pub fn waiting(&self) -> Option<Waiting> {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn set_waiting(&self, w: Option<Waiting>) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = w;
     }
 }
 
@@ -86,6 +109,7 @@ pub fn register_current(is_main: bool, start: usize, ordinal: u32) -> &'static T
         pthread: unsafe { libc::pthread_self() } as usize,
         start,
         ordinal,
+        waiting: Mutex::new(None),
     }));
     REGISTRY.lock().unwrap().push(rec);
     CURRENT.with(|c| c.set(Some(rec)));

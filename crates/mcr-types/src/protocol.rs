@@ -240,6 +240,11 @@ pub struct UpdateReport {
     /// updated (per-connection children): they finish on the old version.
     #[serde(default)]
     pub children_left: u64,
+    /// Connections threads of the old version were parked on that the new
+    /// version's next `accept` on their listening socket is answered with
+    /// (mcr-rt's held_connections).
+    #[serde(default)]
+    pub connections_led: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
