@@ -82,6 +82,10 @@ pub struct ChildState {
     /// free connection slot's stale `pool`), not a reference to carry.
     #[serde(default)]
     pub live: Vec<(u64, u64)>,
+    /// Connections its parked threads wait on (an Apache-prefork worker
+    /// reads one connection at a time): see `held_connections`.
+    #[serde(default)]
+    pub held: Vec<crate::held_connections::Held>,
 }
 
 impl ChildState {
@@ -481,6 +485,11 @@ fn restore_child(mut r: ChildRestore) {
                 Ok(n) => fds_installed = n,
                 Err(e) => fail(&format!("from old worker {}: {e}", old.pid)),
             }
+            // Its connections are back under their numbers: each one an
+            // old thread was parked on is served, led, or refused.
+            if let Err(e) = crate::held_connections::settle(&old.held, &[]) {
+                fail(&format!("from old worker {}: {e}", old.pid));
+            }
             objects
         }
         None => 0,
@@ -666,6 +675,7 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
             objects,
             runtime_fds: worker_fds::collect(&req.master_files),
             live,
+            held: crate::held_connections::held(),
         };
         let fds: Vec<i32> = st.runtime_fds.fds.iter().map(|f| f.number).collect();
         // The new workers share this worker's files as the new master

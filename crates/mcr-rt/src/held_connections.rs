@@ -29,6 +29,10 @@
 //!   descriptor, where the old thread waits on it and where the new
 //!   version's counterpart of that thread waits instead.
 //!
+//! The master checks before it reports ready (`restore`); a worker forked
+//! at start-up checks its own connections once `worker_fds` put them back
+//! under their numbers (`children`), and leads them to its own `accept`.
+//!
 //! A led connection is, to the new program, one it just accepted: what it
 //! does for each accepted connection runs again (a connection counter
 //! counts it twice; a server that greets each connection with a banner
