@@ -111,3 +111,28 @@ fn thread_per_connection_v1_to_v2() {
     assert_eq!(d.cmd("GET alpha"), "4");
     s.check();
 }
+
+/// Prefork (Apache's): each worker forked at start-up accepts and reads one
+/// connection at a time; each held connection is led to its new worker's
+/// accept(), with that worker's own state.
+#[test]
+fn prefork_workers_v1_to_v2() {
+    let case = Case::new("one_at_a_time");
+    let b1 = case.bin_with(1, Opt::O2, &["PREFORK"]);
+    let b2 = case.bin_with(2, Opt::O2, &["PREFORK"]);
+    let mut s = case.start(&b1);
+    fill(&s);
+    // The admin connection occupies one worker: this one is the other's.
+    let mut c = s.client();
+    assert_eq!(c.cmd("SET other 9"), "OK");
+    let (before, other) = (s.dump(), c.cmd("DUMP"));
+    assert_eq!(other, "entries=1 commands=1 other=9");
+    let rep = s.update_ok(&b2);
+    assert_eq!(rep.workers, 2, "{rep:?}");
+    assert_eq!(s.version(), "2");
+    assert_eq!(c.cmd("VERSION"), "2");
+    assert_eq!(s.dump(), before);
+    assert_eq!(c.cmd("DUMP"), other);
+    assert_eq!(c.cmd("GET other"), "9");
+    s.check();
+}
