@@ -288,7 +288,16 @@ pub(crate) fn blocking_cond(
     // Not a start-up end for the main thread: start-up code waits on
     // condition variables too (for its workers to come up).
     enter_wait(rec, &mut site, BlockState::Uninterruptible);
+    // Quiescent inside the wait without parking: while an update runs
+    // (a new version's start-up included) it says where it waits.
+    let updating = REQUESTED.load(Ordering::SeqCst);
+    if updating {
+        rec.set_waiting(Some(site.waiting(CallKind::Wait)));
+    }
     let r = profiled(rec, &mut site, &call);
+    if updating {
+        rec.set_waiting(None);
+    }
     if should_park(rec, CallKind::Wait, &mut site) {
         // SAFETY: the wait returned with `mutex` held by this thread.
         unsafe { libc::pthread_mutex_unlock(mutex) };
