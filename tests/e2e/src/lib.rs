@@ -709,6 +709,18 @@ pub fn sig_blocked(pid: u32) -> String {
 }
 
 /// Processes (not zombies) whose executable lies in `dir`.
+/// The parent pid of `pid` (0 if it is gone): which process forked a
+/// stray one, in failure messages.
+pub fn parent_of(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let (_, rest) = s.rsplit_once(')')?;
+            rest.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 pub fn processes_in(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -926,7 +938,8 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "processes {now:?} != expected {want:?} ({why})\n{}",
+                "processes {now:?} != expected {want:?} ({why}); their parents: {:?}\n{}",
+                now.iter().map(|&p| parent_of(p)).collect::<Vec<_>>(),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(10));
