@@ -17,6 +17,9 @@
 # server's allocation wrappers, mcr.toml [allocators]) when that file exists,
 # unless MCR_CONFIG is set already or MCR_NO_ALLOCATORS=1.
 #
+# MCR_SRC=DIR builds DIR (a prepared tree, e.g. upstream plus a Debian
+# patch series) instead of the fetched pristine one.
+#
 # N is $MCR_JOBS (default 2, never more). Optional $MCR_CFLAGS is added to
 # the flags for every server (e.g. "-O0"); by default every project keeps its
 # own default flags, so two compilers are compared at the same flags.
@@ -57,7 +60,13 @@ case "$NAME" in
     *) die "don't know how to build '$NAME' (known: memcached lighttpd nginx redis vsftpd)" ;;
 esac
 
-SRC="$("$SERVERS_DIR/fetch.sh" "$NAME" "$VERSION")"
+# MCR_SRC: build this source tree instead of the fetched upstream one
+# (debian-update.sh: upstream with a Debian revision's patch series applied).
+if [ -n "${MCR_SRC:-}" ]; then
+    SRC="$(cd "$MCR_SRC" && pwd)"
+else
+    SRC="$("$SERVERS_DIR/fetch.sh" "$NAME" "$VERSION")"
+fi
 
 # With mcr-cc, name the server's allocation wrappers (mcr.toml [allocators])
 # from scripts/servers/mcr-toml/NAME.toml, unless MCR_CONFIG is already set

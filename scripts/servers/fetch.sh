@@ -40,6 +40,8 @@ pgbouncer 1.24.1 pgbouncer_1.24.1.orig.tar.gz da72a3aba13072876d055a3e58dd4aba4a
 nginx 1.22.1-9+deb12u9 nginx_1.22.1-9+deb12u9.debian.tar.xz 3aebca44037e31b4148cec5a10dc673fdac176411aaa65a0094135895d154223
 redis 7.0.15-1~deb12u10 redis_7.0.15-1~deb12u10.debian.tar.xz 77d8423c427657bb2f5b635f51184e8064a51c93fcbd7519146da587a8361bbc security
 memcached 1.6.18-1+deb12u1 memcached_1.6.18-1+deb12u1.debian.tar.xz 7a4aa3c89fa1e3476a7503696f38a8103b6b4d6c66b5bb9958ea4fa0596f5c04 security
+memcached 1.6.18-1 memcached_1.6.18-1.debian.tar.xz 974629ee6bfc81cdb7ca89ec922290399979aa145dcef8034b2fc6403532f3df
+nginx 1.22.1-9+deb12u10 nginx_1.22.1-9+deb12u10.debian.tar.xz a5a60f970ef19c926da4f71a0398d00f3fccf4f35169f0994c7d6573d148d63f security
 "
 
 usage() { echo "usage: $0 NAME VERSION   (pinned: $(awk 'NF{printf "%s%s-%s", sep, $1, $2; sep=", "}' <<<"$PINS"))" >&2; exit 2; }

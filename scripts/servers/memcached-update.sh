@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Usage: scripts/servers/memcached-update.sh [MCR_BIN_DIR]
+# Usage: scripts/servers/memcached-update.sh [MCR_BIN_DIR [OLD_BINARY NEW_BINARY[:NEW_BINARY2...]]]
+#
+# With OLD_BINARY and NEW_BINARY (debian-update.sh: two Debian revisions
+# built with mcr-cc), those are the running and the new version and nothing
+# is built here; the checks are the same.
 #
 # memcached 1.6.18 built with mcr-cc, updated live to itself (rebuilt into a
 # second directory, so the new binary is a different file) while clients are
@@ -28,24 +32,39 @@ MCR_LOG_TAG=memcached-update
 BIN="${1:-$REPO_ROOT/target/release}"
 BIN="$(cd "$BIN" && pwd)"
 for b in mcr-cc mcr-ctl; do [ -x "$BIN/$b" ] || die "$BIN/$b not found: cargo build --release first"; done
-V=1.6.18
-OLD="$MCR_WORK/build/mcr-update/memcached-$V-a"
-NEW="$MCR_WORK/build/mcr-update/memcached-$V-b"
-"$SERVERS_DIR/build.sh" memcached "$V" "$BIN/mcr-cc" "$OLD" >/dev/null
-"$SERVERS_DIR/build.sh" memcached "$V" "$BIN/mcr-cc" "$NEW" >/dev/null
+if [ $# -ge 3 ]; then
+    # NEW_BINARY may be a chain A:B:C (series-update.sh: one patch level
+    # after another), updated to in turn; a rollback case takes the last.
+    OLD_BIN="$(realpath "$2")" NEW_BIN=""
+    [ -x "$OLD_BIN" ] || die "$OLD_BIN is not an executable"
+    IFS=: read -r -a chain <<<"$3"
+    for b in "${chain[@]}"; do
+        [ -x "$b" ] || die "$b is not an executable"
+        NEW_BIN+="${NEW_BIN:+:}$(realpath "$b")"
+    done
+else
+    V=1.6.18
+    OLD="$MCR_WORK/build/mcr-update/memcached-$V-a"
+    NEW="$MCR_WORK/build/mcr-update/memcached-$V-b"
+    "$SERVERS_DIR/build.sh" memcached "$V" "$BIN/mcr-cc" "$OLD" >/dev/null
+    "$SERVERS_DIR/build.sh" memcached "$V" "$BIN/mcr-cc" "$NEW" >/dev/null
+    OLD_BIN="$OLD/memcached" NEW_BIN="$NEW/memcached"
+fi
+log "old: $OLD_BIN, new: $NEW_BIN"
 
 run_case() {
     local fault="$1" profile="$2" port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     log "case: ${fault:-commit} ($profile, port $port)"
     # A profile recorded by an earlier case is kept beside the binary.
-    if [ "$profile" = noprofile ]; then rm -f "$OLD/memcached.mcr-profile.toml"; fi
-    MCR_FAULT="$fault" "$OLD/memcached" -u root -l 127.0.0.1 -p "$port" -U 0 -t 4 &
+    if [ "$profile" = noprofile ]; then rm -f "$OLD_BIN.mcr-profile.toml"; fi
+    MCR_FAULT="$fault" "$OLD_BIN" -u root -l 127.0.0.1 -p "$port" -U 0 -t 4 &
     local pid=$!
-    python3 "$SERVERS_DIR/memcached_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/memcached" "${fault:-}" "$profile"
-    local rc=$?
+    local target="$NEW_BIN" rc=0
+    [ -z "$fault" ] || target="${NEW_BIN##*:}"
+    python3 "$SERVERS_DIR/memcached_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$target" "${fault:-}" "$profile" || rc=$?
     kill "$pid" 2>/dev/null || true
-    pkill -f "memcached -u root -l 127.0.0.1 -p $port " 2>/dev/null || true
+    pkill -f -- "-u root -l 127.0.0.1 -p $port -U 0 -t 4" 2>/dev/null || true
     return $rc
 }
 run_case "" noprofile

@@ -1,5 +1,5 @@
 """Drives memcached through a live update; see memcached-update.sh."""
-import json, socket, subprocess, sys, threading, time
+import json, os, socket, subprocess, sys, threading, time
 
 port, pid, ctl, new_binary, fault = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 # "profile": record `mcr-ctl profile` before the update (kept beside the
@@ -85,27 +85,49 @@ if not fault and profile:
     p = subprocess.run([ctl, "profile", pid, "--duration", "1"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, "profile failed: " + p.stderr.strip() + p.stdout
     print(p.stdout.strip().splitlines()[-1])
-r = subprocess.run([ctl, "update", pid, new_binary, "--json"], capture_output=True, text=True, timeout=120)
-time.sleep(0.5)
-stop.set()
-t.join(20)
-
-if fault:
-    assert r.returncode != 0, "update with MCR_FAULT=%s must fail" % fault
-    print("rolled back as expected:", r.stderr.strip())
-    assert subprocess.run(["kill", "-0", pid]).returncode == 0, "old process gone after rollback"
-else:
-    assert r.returncode == 0, "update failed: " + r.stderr.strip()
+# NEW_BINARY may be a chain, "a:b:c" (series-update.sh: one Debian patch
+# level after another): the server is updated to each in turn under the
+# same load, the items checked on connection A after each update; the idle
+# connections stay silent until after the last one.
+chain = new_binary.split(":")
+for k, nb in enumerate(chain):
+    r0, e0 = rounds[0], len(errors)
+    r = subprocess.run([ctl, "update", pid, nb, "--json"], capture_output=True, text=True, timeout=120)
+    time.sleep(0.5)
+    if k == len(chain) - 1:
+        stop.set()
+        t.join(20)
+    during = rounds[0] - r0
+    if fault:
+        assert r.returncode != 0, "update with MCR_FAULT=%s must fail" % fault
+        print("rolled back as expected:", r.stderr.strip())
+        assert subprocess.run(["kill", "-0", pid]).returncode == 0, "old process gone after rollback"
+        print("RESULT\t%s\trolled-back\t-\t%d\t%d" % (nb, during, len(errors) - e0))
+        stop.set()
+        t.join(20)
+        break
+    assert r.returncode == 0, "update to %s failed: %s" % (nb, r.stderr.strip())
     rep = json.loads(r.stdout)
-    if profile:
+    # A saved profile is kept beside the binary it was recorded for: only
+    # the first update (from the binary the profile step ran on) has one.
+    if k == 0 and profile:
         assert rep.get("profile_points"), "the update did not use the profile: %s" % r.stdout
-    else:
+    elif k == 0:
         assert not rep.get("profile_points"), "a profile was in force: %s" % r.stdout
     print("updated pid %s -> %s, downtime %.1f ms, %d objects (%d paired), %d globals" % (
         rep["old_pid"], rep["new_pid"], rep["downtime_ms"], rep["objects_precise"] + rep["objects_conservative"],
         rep.get("objects_paired", 0), rep["globals"]))
     time.sleep(0.2)
     assert subprocess.run(["kill", "-0", pid], stderr=subprocess.DEVNULL).returncode != 0, "old process still alive"
+    # The code that now serves is NEW_BINARY's.
+    got = os.path.realpath("/proc/%d/exe" % rep["new_pid"])
+    assert got == os.path.realpath(nb), "new pid runs %s, not %s" % (got, nb)
+    print("RESULT\t%s\tcommitted\t%.1f\t%d\t%d" % (nb, rep["downtime_ms"], during, len(errors) - e0))
+    pid = str(rep["new_pid"])
+    if k < len(chain) - 1:
+        lost = [i for i in range(N) if a.get(b"key%d" % i) != b"value-%d" % i]
+        assert not lost, "items lost after update %d (connection opened before it): %s" % (k + 1, lost[:10])
+        assert not errors, "loader errors during update %d: %s" % (k + 1, errors[:3])
 
 assert not errors, "loader errors during the update: %s" % errors[:3]
 print("loader: %d set/get rounds during the update, 0 errors, connection kept" % rounds[0])

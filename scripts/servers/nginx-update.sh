@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Usage: scripts/servers/nginx-update.sh [MCR_BIN_DIR]
+# Usage: scripts/servers/nginx-update.sh [MCR_BIN_DIR [OLD_BINARY NEW_BINARY[:NEW_BINARY2...]]]
+#
+# With OLD_BINARY and NEW_BINARY (debian-update.sh: two Debian revisions
+# built with mcr-cc), those are the running and the new version and nothing
+# is built here; the checks are the same (the chained case's second update
+# goes back to OLD_BINARY).
 #
 # nginx 1.22.1 built with mcr-cc (master + 2 workers, the workers accept the
 # clients), updated live to itself (rebuilt into a second directory, so the
 # new binary is a different file) while clients hold keep-alive connections:
 #   1. open connections and make one request on each, and leave one request
-#      half sent (headers without the final empty line);
+#      half sent (headers without the final empty line); a loader makes
+#      GET round trips on its own keep-alive connection through the update
+#      (0 errors required);
 #   2. mcr-ctl update MASTER_PID NEW_BINARY;
 #   3. each connection, still the same socket, gets a second response; the
 #      half request completes; a new connection is served; the old master
@@ -29,18 +36,32 @@ MCR_LOG_TAG=nginx-update
 BIN="${1:-$REPO_ROOT/target/release}"
 BIN="$(cd "$BIN" && pwd)"
 for b in mcr-cc mcr-ctl; do [ -x "$BIN/$b" ] || die "$BIN/$b not found: cargo build --release first"; done
-V=1.22.1
-OLD="$MCR_WORK/build/mcr-update/nginx-$V-a"
-NEW="$MCR_WORK/build/mcr-update/nginx-$V-b"
-# Rebuilt only when mcr-cc or the runtime changed since (a build is ~1 min).
-for dir in "$OLD" "$NEW"; do
-    if [ -x "$dir/objs/nginx" ] && [ "$dir/objs/nginx" -nt "$BIN/mcr-cc" ] \
-        && [ "$dir/objs/nginx" -nt "$BIN/libmcr_rt.a" ]; then
-        log "$dir/objs/nginx is up to date"
-    else
-        "$SERVERS_DIR/build.sh" nginx "$V" "$BIN/mcr-cc" "$dir" >/dev/null
-    fi
-done
+if [ $# -ge 3 ]; then
+    # NEW_BINARY may be a chain A:B:C (series-update.sh: one patch level
+    # after another), updated to in turn; a rollback case takes the last.
+    OLD_BIN="$(realpath "$2")" NEW_BIN=""
+    [ -x "$OLD_BIN" ] || die "$OLD_BIN is not an executable"
+    IFS=: read -r -a chain <<<"$3"
+    for b in "${chain[@]}"; do
+        [ -x "$b" ] || die "$b is not an executable"
+        NEW_BIN+="${NEW_BIN:+:}$(realpath "$b")"
+    done
+else
+    V=1.22.1
+    OLD="$MCR_WORK/build/mcr-update/nginx-$V-a"
+    NEW="$MCR_WORK/build/mcr-update/nginx-$V-b"
+    # Rebuilt only when mcr-cc or the runtime changed since (a build is ~1 min).
+    for dir in "$OLD" "$NEW"; do
+        if [ -x "$dir/objs/nginx" ] && [ "$dir/objs/nginx" -nt "$BIN/mcr-cc" ] \
+            && [ "$dir/objs/nginx" -nt "$BIN/libmcr_rt.a" ]; then
+            log "$dir/objs/nginx is up to date"
+        else
+            "$SERVERS_DIR/build.sh" nginx "$V" "$BIN/mcr-cc" "$dir" >/dev/null
+        fi
+    done
+    OLD_BIN="$OLD/objs/nginx" NEW_BIN="$NEW/objs/nginx"
+fi
+log "old: $OLD_BIN, new: $NEW_BIN"
 
 run_case() {
     local fault="$1" port tmp
@@ -78,9 +99,11 @@ CONF
     # titles do not name the configuration).
     local mcr_fault="$fault"
     [ "$fault" = chained ] && mcr_fault=""
-    MCR_FAULT="$mcr_fault" setsid "$OLD/objs/nginx" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/logs/error.log" &
+    MCR_FAULT="$mcr_fault" setsid "$OLD_BIN" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/logs/error.log" &
     local pid=$! rc=0
-    python3 "$SERVERS_DIR/nginx_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$NEW/objs/nginx" "${fault:-}" "$OLD/objs/nginx" || rc=$?
+    local target="$NEW_BIN"
+    [ -z "$mcr_fault" ] || target="${NEW_BIN##*:}"
+    python3 "$SERVERS_DIR/nginx_update_client.py" "$port" "$pid" "$BIN/mcr-ctl" "$target" "${fault:-}" "$OLD_BIN" || rc=$?
     if [ $rc != 0 ]; then tail -20 "$tmp/logs/error.log" >&2 || true; fi
     kill -TERM -- "-$pid" 2>/dev/null || true
     sleep 0.2

@@ -1,6 +1,6 @@
 """Drives nginx through a live update with keep-alive connections held by
 its workers; see nginx-update.sh."""
-import json, os, socket, subprocess, sys, time
+import json, os, socket, subprocess, sys, threading, time
 
 port, pid, ctl, new_binary, fault = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 old_binary = sys.argv[6] if len(sys.argv) > 6 else None
@@ -70,30 +70,79 @@ half = conns[N // 2]
 half.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
 time.sleep(0.2)
 
-t0 = time.time()
-r = subprocess.run([ctl, "update", "--json", str(pid), new_binary], capture_output=True, text=True, timeout=120)
-took = time.time() - t0
-print(r.stdout.strip()[-2000:] if fault else "", r.stderr.strip()[-2000:], file=sys.stderr)
-if fault:
-    assert r.returncode != 0, "update with MCR_FAULT=%s must roll back" % fault
-    assert "rolled back" in (r.stdout + r.stderr), r.stdout + r.stderr
-    master = pid
-    assert children(master) == old_workers, (children(master), old_workers)
-else:
-    assert r.returncode == 0, "update failed: %s %s" % (r.stdout, r.stderr)
+# A loader: GET round trips on its own keep-alive connection, through the
+# update (its connection is carried like the others). nginx closes a
+# connection after keepalive_requests (10000 here): the loader opens a new
+# one every 5000 rounds, so any close it meets is unexpected.
+errors, rounds, stop = [], [0], threading.Event()
+def loader():
+    try:
+        s = connect()
+        while not stop.is_set():
+            if rounds[0] and rounds[0] % 5000 == 0:
+                s.close()
+                s = connect()
+            get(s)
+            rounds[0] += 1
+    except Exception as e:  # a closed connection, a timeout, a wrong answer
+        errors.append("round %d: %r" % (rounds[0], e))
+lt = threading.Thread(target=loader)
+lt.start()
+time.sleep(0.3)
+
+def exe(p):
+    return os.path.realpath("/proc/%d/exe" % p)
+
+# NEW_BINARY may be a chain, "a:b:c" (series-update.sh: one Debian patch
+# level after another): the master is updated to each in turn under the
+# loader, the keep-alive connections served after each; the half request
+# stays half sent until after the last one.
+chain = new_binary.split(":")
+new_binary = chain[-1]
+master = pid
+for k, nb in enumerate(chain):
+    r0 = rounds[0]
+    t0 = time.time()
+    r = subprocess.run([ctl, "update", "--json", str(master), nb], capture_output=True, text=True, timeout=120)
+    took = time.time() - t0
+    time.sleep(0.3)
+    if k == len(chain) - 1 or fault:
+        stop.set()
+        lt.join(20)
+    assert not errors, "loader errors during update %d: %s" % (k + 1, errors[:3])
+    print(r.stdout.strip()[-2000:] if fault else "", r.stderr.strip()[-2000:], file=sys.stderr)
+    if fault:
+        assert r.returncode != 0, "update with MCR_FAULT=%s must roll back" % fault
+        assert "rolled back" in (r.stdout + r.stderr), r.stdout + r.stderr
+        assert children(master) == old_workers, (children(master), old_workers)
+        print("RESULT\t%s\trolled-back\t-\t%d\t0" % (nb, rounds[0] - r0))
+        break
+    assert r.returncode == 0, "update to %s failed: %s %s" % (nb, r.stdout, r.stderr)
     rep = json.loads(r.stdout)
-    master = rep["new_pid"]
+    prev, master = master, rep["new_pid"]
     assert rep["workers"] == 2, rep
     assert rep.get("worker_fds", 0) >= N, rep
     for _ in range(100):
-        if not os.path.exists("/proc/%d" % pid):
+        if not os.path.exists("/proc/%d" % prev):
             break
         time.sleep(0.05)
-    assert not os.path.exists("/proc/%d/stat" % pid) or open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z", "old master still alive"
+    assert not os.path.exists("/proc/%d/stat" % prev) or open("/proc/%d/stat" % prev).read().rsplit(")", 1)[1].split()[0] == "Z", "old master still alive"
     new_workers = children(master)
     assert len(new_workers) == 2 and not set(new_workers) & set(old_workers), (new_workers, old_workers)
+    # The code that now runs is NB's, in the master and its workers.
+    want = os.path.realpath(nb)
+    assert exe(master) == want and all(exe(w) == want for w in new_workers), \
+        (exe(master), [exe(w) for w in new_workers], want)
     print("nginx update: downtime %.1f ms, %d worker connections handed over, %d workers, mcr-ctl took %.0f ms"
           % (rep["downtime_ms"], rep["worker_fds"], rep["workers"], took * 1e3))
+    print("RESULT\t%s\tcommitted\t%.1f\t%d\t0" % (nb, rep["downtime_ms"], rounds[0] - r0))
+    old_workers = new_workers
+    if k < len(chain) - 1:
+        for s_ in conns:
+            if s_ is not half:
+                get(s_)
+print("loader: %d GET round trips on keep-alive connections (a new one every 5000) through the update%s, 0 errors"
+      % (rounds[0], "s" if len(chain) > 1 else ""))
 
 half.sendall(b"\r\n")
 status, body = read_response(half)
