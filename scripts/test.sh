@@ -9,6 +9,10 @@
 #      workers, then a respawned worker and a reload (and rolled back)
 #   7. redis 7.0.15 with a million keys updated live to itself under load,
 #      every key found afterwards (and rolled back)
+#   8. Debian's security updates applied live under load, each revision
+#      built from the source package with all its patches: memcached
+#      1.6.18-1 -> 1.6.18-1+deb12u1, nginx 1.22.1-9+deb12u9 -> +deb12u10
+#      (and rolled back)
 # MCR_TEST_ALL_SERVERS=1 also builds and smoke-tests lighttpd, nginx, redis
 # and vsftpd with mcr-cc (scripts/servers/all.sh).
 set -euo pipefail
@@ -40,6 +44,10 @@ scripts/servers/nginx-update.sh "$PWD/target/release"
 
 step "real servers: redis 7.0.15 with a million keys updated live to itself under load, and rolled back"
 scripts/servers/redis-update.sh "$PWD/target/release"
+
+step "real servers: Debian security updates applied live: memcached 1.6.18-1 -> 1.6.18-1+deb12u1, nginx 1.22.1-9+deb12u9 -> 1.22.1-9+deb12u10, and rolled back"
+scripts/servers/debian-update.sh memcached "$PWD/target/release"
+scripts/servers/debian-update.sh nginx "$PWD/target/release"
 
 if [ -n "${MCR_TEST_ALL_SERVERS:-}" ]; then
     step "real servers: all five build and answer with mcr-cc"
