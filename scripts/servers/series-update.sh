@@ -18,7 +18,17 @@
 # outcome, downtime ms, client rounds during the update, client errors)
 # and the same as a table on stdout.
 #
-# Servers: redis ($MCR_REDIS_KEYS keys, default 1,000,000).
+# Servers: redis ($MCR_REDIS_KEYS keys, default 1,000,000); memcached and
+# nginx through their own update scripts, given level 0 and the chain of
+# levels 1..n (memcached-update.sh: the chain without, then with a saved
+# profile, items checked after each update, idle connections after the
+# last; nginx-update.sh: the chain with keep-alive connections served after
+# each update, then respawn/reload checks, then the chain again followed by
+# an update back to level 0; each script's rollback case updates level 0 to
+# the last level with MCR_FAULT=transfer). No behaviour probe for these two:
+# none of memcached 1.6.18-1+deb12u1's or nginx 1.22.1-9+deb12u10's fixes is
+# observable with a safe, bounded request (debian-update.sh's header says
+# why); each update checks that the new PID runs that level's binary.
 set -euo pipefail
 MCR_LOG_TAG=series-update
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,8 +38,8 @@ NAME="$1" VERSION="$2" REV="$3"
 BIN="$(cd "${4:-$REPO_ROOT/target/release}" && pwd)"
 OUT="$MCR_WORK/diff/series/$NAME-$REV"
 case "$NAME" in
-    redis) ;;
-    *) die "no live client for '$NAME' yet (known: redis)" ;;
+    redis|memcached|nginx) ;;
+    *) die "no live client for '$NAME' yet (known: redis, memcached, nginx)" ;;
 esac
 
 # MCR_SERIES_REUSE=1: the levels a complete earlier run built are used as
@@ -40,6 +50,25 @@ fi
 mapfile -t LEVELS < <(ls "$OUT"/[0-9][0-9].bin | sort)
 [ ${#LEVELS[@]} -ge 2 ] || die "no patch levels built in $OUT"
 
+live_table() {
+    printf 'level\tpatch\toutcome\tdowntime_ms\tclient_rounds\tclient_errors\n'
+    grep -h '^RESULT' "$@" | while IFS=$'\t' read -r _ bin outcome ms rounds errors; do
+        lvl="$(basename "$bin" .bin)"
+        patch="$(awk -F'\t' -v l="$lvl" '$1 == l {print $2}' "$OUT/levels.tsv")"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$lvl" "$patch" "$outcome" "$ms" "$rounds" "$errors"
+    done
+}
+
+if [ "$NAME" != redis ]; then
+    chain="$(IFS=:; echo "${LEVELS[*]:1}")"
+    rc=0
+    "$SERVERS_DIR/$NAME-update.sh" "$BIN" "${LEVELS[0]}" "$chain" 2>&1 | tee "$OUT/live.log" || rc=$?
+    [ $rc -eq 0 ] || die "$NAME: the live chain failed (log: $OUT/live.log)"
+    live_table "$OUT/live.log" >"$OUT/live.tsv"
+    column -t -s $'\t' "$OUT/live.tsv"
+    log "$NAME $REV: every level applied live to one running server, state checked after each"
+    exit 0
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -68,13 +97,6 @@ run_chain() {
 run_chain "" "${LEVELS[@]:1}"
 run_chain transfer "${LEVELS[-1]}"
 
-{
-    printf 'level\tpatch\toutcome\tdowntime_ms\tclient_rounds\tclient_errors\n'
-    grep -h '^RESULT' "$OUT/live-commit.log" "$OUT/live-transfer.log" | while IFS=$'\t' read -r _ bin outcome ms rounds errors; do
-        lvl="$(basename "$bin" .bin)"
-        patch="$(awk -F'\t' -v l="$lvl" '$1 == l {print $2}' "$OUT/levels.tsv")"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$lvl" "$patch" "$outcome" "$ms" "$rounds" "$errors"
-    done
-} >"$OUT/live.tsv"
+live_table "$OUT/live-commit.log" "$OUT/live-transfer.log" >"$OUT/live.tsv"
 column -t -s $'\t' "$OUT/live.tsv"
 log "$NAME $REV: every level applied live to one running server, state checked after each"
