@@ -41,6 +41,7 @@
 //! still in the socket are the new version's to read.
 
 use crate::checkpoint::describe_pc;
+use crate::descriptor::stat;
 use crate::quiesce::CallKind;
 use crate::thread_locals::{key_of, ThreadKey};
 use crate::threads::{self, Waiting};
@@ -89,12 +90,6 @@ pub(crate) fn fd_closed(fd: c_int) {
     if let Some(slot) = noted(fd) {
         slot.store(0, Ordering::Relaxed);
     }
-}
-
-fn stat(fd: c_int) -> Option<libc::stat> {
-    // SAFETY: fstat into a local struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
 }
 
 fn inode(fd: c_int) -> Option<u64> {

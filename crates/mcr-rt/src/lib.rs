@@ -10,6 +10,7 @@ pub mod children;
 mod computed_once;
 pub mod control;
 mod debug_laps;
+mod descriptor;
 pub mod epoll_info;
 pub mod globals;
 pub mod held_connections;

@@ -63,13 +63,10 @@ pub fn install_signal() {
 }
 
 pub(crate) fn fd_can_block(fd: libc::c_int) -> bool {
-    // SAFETY: fstat into a local struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return false;
-    }
-    let t = st.st_mode & libc::S_IFMT;
-    t == libc::S_IFSOCK || t == libc::S_IFIFO || t == libc::S_IFCHR
+    matches!(
+        crate::descriptor::kind(fd),
+        Some(libc::S_IFSOCK | libc::S_IFIFO | libc::S_IFCHR)
+    )
 }
 
 /// Parks the calling thread until the update finishes or is rolled back.

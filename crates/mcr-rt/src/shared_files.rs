@@ -28,6 +28,7 @@
 //! socket options outside [`SOCK_OPTS`]; a buffer size the new start-up
 //! set is put back, but stays fixed (the kernel no longer tunes it).
 
+use crate::descriptor::stat;
 use crate::epoll_info::{self, Registration};
 use std::fmt;
 
@@ -203,12 +204,6 @@ struct SavedFile {
 
 /// The old version's files as they were before the new version started.
 pub struct Saved(Vec<SavedFile>);
-
-fn stat(fd: i32) -> Option<libc::stat> {
-    // SAFETY: fstat into a local struct; an invalid number just fails.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
-}
 
 fn identity(fd: i32) -> Option<(u64, u64)> {
     stat(fd).map(|st| (st.st_dev, st.st_ino))

@@ -116,15 +116,9 @@ fn answer(kind: &str, out: *mut u8, len: usize) {
 /// `fd` reads from a kernel random device (`/dev/random` 1:8,
 /// `/dev/urandom` 1:9), however the program opened it.
 fn is_random_device(fd: c_int) -> bool {
-    if fd < 0 {
+    let Some(st) = (fd >= 0).then(|| crate::descriptor::stat(fd)).flatten() else {
         return false;
-    }
-    // SAFETY: a stat buffer on our stack, filled by the kernel.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is the caller's descriptor; fstat only reads its metadata.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return false;
-    }
+    };
     st.st_mode & libc::S_IFMT == libc::S_IFCHR
         && libc::major(st.st_rdev) == 1
         && matches!(libc::minor(st.st_rdev), 8 | 9)

@@ -64,15 +64,11 @@ pub struct RuntimeFds {
 }
 
 fn identity(fd: i32) -> Option<(u64, u64)> {
-    // SAFETY: fstat into a local; an invalid number just fails.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    crate::descriptor::stat(fd).map(|st| (st.st_dev, st.st_ino))
 }
 
 fn is_regular_file(fd: i32) -> bool {
-    // SAFETY: fstat into a local.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) } == 0) && st.st_mode & libc::S_IFMT == libc::S_IFREG
+    crate::descriptor::kind(fd) == Some(libc::S_IFREG)
 }
 
 fn link(fd: i32) -> String {
