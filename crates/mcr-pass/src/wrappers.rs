@@ -30,6 +30,17 @@ struct Shape {
     ptr_from: Option<u32>,
 }
 
+impl Shape {
+    /// The libc allocator itself: its own arguments.
+    fn of(kind: AllocKind) -> Shape {
+        Shape {
+            kind,
+            size_from: kind.size_args().to_vec(),
+            ptr_from: ptr_arg(kind),
+        }
+    }
+}
+
 /// The kinds a wrapper can have, and the argument holding their pointer.
 fn ptr_arg(kind: AllocKind) -> Option<u32> {
     match kind {
@@ -56,14 +67,7 @@ pub fn find(ir: &Ir, known: &Wrappers) -> Wrappers {
     let mut shapes: HashMap<String, Shape> = known
         .iter()
         .filter(|(_, k)| wrappable(**k))
-        .map(|(n, &k)| {
-            let shape = Shape {
-                kind: k,
-                size_from: k.size_args().to_vec(),
-                ptr_from: ptr_arg(k),
-            };
-            (n.clone(), shape)
-        })
+        .map(|(n, &k)| (n.clone(), Shape::of(k)))
         .collect();
     let candidates: Vec<Val> = ssa
         .functions()
@@ -118,11 +122,7 @@ fn prove(f: Val, shapes: &HashMap<String, Shape>) -> Option<Shape> {
             let name = callee.name();
             let inner = shapes.get(&name).cloned().or_else(|| {
                 let k = AllocKind::from_name(&name).filter(|k| wrappable(*k))?;
-                callee.is_declaration().then(|| Shape {
-                    kind: k,
-                    size_from: k.size_args().to_vec(),
-                    ptr_from: ptr_arg(k),
-                })
+                callee.is_declaration().then(|| Shape::of(k))
             })?;
             let shape = Shape {
                 kind: inner.kind,
@@ -219,6 +219,5 @@ fn libc_prototype(f: Val, s: &Shape) -> bool {
             'p' => t.is_pointer(),
             _ => t.is_integer() && t.int_width() == 64,
         })
-        && s.size_from == s.kind.size_args()
-        && s.ptr_from == ptr_arg(s.kind)
+        && *s == Shape::of(s.kind)
 }
