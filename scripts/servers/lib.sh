@@ -107,3 +107,18 @@ children_cpu() {
         printf "%.1f", t }')"
     rm -f "$f"
 }
+
+# The binaries an update script was given: OLD_BINARY and NEW_BINARY, where
+# NEW_BINARY may be a chain A:B:C (series-update.sh: one patch level after
+# another, updated to in turn). Sets OLD_BIN and NEW_BIN (absolute paths,
+# the chain kept), or dies naming one that is not an executable.
+given_binaries() {
+    local b chain
+    OLD_BIN="$(realpath "$1")" NEW_BIN=""
+    [ -x "$OLD_BIN" ] || die "$OLD_BIN is not an executable"
+    IFS=: read -r -a chain <<<"$2"
+    for b in "${chain[@]}"; do
+        [ -x "$b" ] || die "$b is not an executable"
+        NEW_BIN+="${NEW_BIN:+:}$(realpath "$b")"
+    done
+}

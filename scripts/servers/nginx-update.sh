@@ -37,15 +37,8 @@ BIN="${1:-$REPO_ROOT/target/release}"
 BIN="$(cd "$BIN" && pwd)"
 for b in mcr-cc mcr-ctl; do [ -x "$BIN/$b" ] || die "$BIN/$b not found: cargo build --release first"; done
 if [ $# -ge 3 ]; then
-    # NEW_BINARY may be a chain A:B:C (series-update.sh: one patch level
-    # after another), updated to in turn; a rollback case takes the last.
-    OLD_BIN="$(realpath "$2")" NEW_BIN=""
-    [ -x "$OLD_BIN" ] || die "$OLD_BIN is not an executable"
-    IFS=: read -r -a chain <<<"$3"
-    for b in "${chain[@]}"; do
-        [ -x "$b" ] || die "$b is not an executable"
-        NEW_BIN+="${NEW_BIN:+:}$(realpath "$b")"
-    done
+    # A rollback case takes the last binary of the chain.
+    given_binaries "$2" "$3"
 else
     V=1.22.1
     OLD="$MCR_WORK/build/mcr-update/nginx-$V-a"
