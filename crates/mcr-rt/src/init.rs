@@ -51,6 +51,7 @@ extern "C" fn after_fork_child() {
 /// starts the control thread.
 pub fn ensure() {
     INIT.call_once(|| {
+        crate::heap::RuntimeAlloc::use_one_arena();
         // Test binaries of this crate link the runtime without being programs.
         if std::env::var_os("MCR_DISABLE").is_some() {
             return;

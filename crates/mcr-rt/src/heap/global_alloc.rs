@@ -16,6 +16,23 @@ extern "C" {
 /// Forwards to glibc's `__libc_malloc` family (see module docs).
 pub struct RuntimeAlloc;
 
+impl RuntimeAlloc {
+    /// Keeps every runtime allocation in glibc's main arena. Without this,
+    /// the first runtime allocation on each new program thread (its
+    /// thread record) makes glibc create an arena, and glibc opens
+    /// `/sys/devices/system/cpu/online` to size arenas: a descriptor
+    /// that exists for a moment at a time the program does not choose. A
+    /// program that counts on which descriptor number its next socket
+    /// gets (memcached's `t/watcher_connid.t` does) then sees another
+    /// one. The program's own allocations never reach glibc (they go to
+    /// the typed heap), so one arena costs it nothing. Call before the
+    /// first thread starts.
+    pub fn use_one_arena() {
+        // SAFETY: mallopt only sets a glibc tunable.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+}
+
 /// glibc's `malloc` alignment on x86-64 and aarch64.
 const MIN_ALIGN: usize = 16;
 
