@@ -10,11 +10,14 @@
 //! (never paired with a new start-up object), and their own bytes are
 //! scanned conservatively *around* the carved objects.
 
-use super::{site_text, Ctx, TransferError};
-use crate::checkpoint::{SavedSite, State};
-use crate::heap::{self, carved::Carved, Site};
+use super::context::Ctx;
+use super::place::{Placed, TypedValue, UntypedObject};
+use super::sites::{site_text, SiteTable};
+use super::TransferError;
+use crate::checkpoint::State;
+use crate::heap::{self, carved::Carved};
 use mcr_types::protocol::UpdateReport;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Heap blocks that hold old carved objects: they must keep their address.
 pub(super) fn parents(state: &State) -> HashSet<u64> {
@@ -30,22 +33,17 @@ pub(super) fn parents(state: &State) -> HashSet<u64> {
 /// to `typed` for their pointers to be fixed, untyped ones to `untyped`
 /// for a conservative scan. Returns the objects to record in this
 /// version's index once the transfer succeeds.
-#[allow(clippy::type_complexity)]
 pub(super) fn place<'s>(
     state: &'s State,
     ctx: &mut Ctx<'s>,
-    old_sites: &HashMap<u64, &'s SavedSite>,
-    new_sites: &HashMap<u64, &'static Site>,
-    typed: &mut Vec<(u64, &'s str, u64)>,
-    untyped: &mut Vec<(u64, u64, Option<&'s SavedSite>)>,
+    sites: &SiteTable<'s>,
+    placed: &mut Placed<'s>,
     report: &mut UpdateReport,
 ) -> Result<Vec<Carved>, TransferError> {
     let mut out = Vec::with_capacity(state.carved.len());
     for &(addr, size, site) in &state.carved {
-        let old_site = old_sites.get(&site).copied();
-        let new_site = old_site
-            .and_then(|s| new_sites.get(&s.key))
-            .map_or(std::ptr::null(), |s| *s as *const Site);
+        let old_site = sites.old_site(site);
+        let new_site = sites.new_site(old_site);
         out.push(Carved {
             addr: addr as usize,
             size: size as usize,
@@ -59,13 +57,21 @@ pub(super) fn place<'s>(
             tn.and_then(|t| ctx.v.new_type(t)),
         ) else {
             report.objects_conservative += 1;
-            untyped.push((addr, size, old_site));
+            placed.untyped.push(UntypedObject {
+                addr,
+                size,
+                site: old_site,
+            });
             continue;
         };
         report.objects_precise += 1;
         let count = ctx.v.element_count(ot, size, true);
         if ctx.v.identical(ot, nt, 0) {
-            typed.push((addr, tn, count));
+            placed.typed.push(TypedValue {
+                addr,
+                ty: tn,
+                count,
+            });
             continue;
         }
         let tail = size - count * ot.size;
@@ -89,7 +95,11 @@ pub(super) fn place<'s>(
         // SAFETY: a live carved object of `size` bytes inside a live heap
         // block; no other thread runs during the transfer.
         unsafe { ctx.convert_in_place(addr, size, size, tn, (ot, nt), count) }?;
-        typed.push((addr, tn, count));
+        placed.typed.push(TypedValue {
+            addr,
+            ty: tn,
+            count,
+        });
         report.objects_carved_converted += 1;
     }
     Ok(out)

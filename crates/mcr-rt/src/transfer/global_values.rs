@@ -27,7 +27,8 @@
 //! all made (`Pristine::prepare`) before the transfer pours, moves or
 //! rewrites any object.
 
-use super::{pour, Ctx, TransferError};
+use super::context::Ctx;
+use super::TransferError;
 use crate::checkpoint::{SavedGlobal, State};
 use crate::heap;
 use mcr_types::plan::UnchangedRef;
@@ -341,7 +342,7 @@ pub(super) fn transfer(
         let (Some(ot), Some(nt), Some(startup)) = (types.0, types.1, startup_bytes(g)) else {
             // No type, or no start-up value to compare with: old wins.
             // SAFETY: the new global is as long as its descriptor says.
-            unsafe { pour(ctx, planner, g, na, nty) }?;
+            unsafe { ctx.pour(planner, g, na, nty) }?;
             report.globals += 1;
             fix_whole.push((na, nty.to_string(), g.name.clone()));
             continue;

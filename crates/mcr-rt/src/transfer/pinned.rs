@@ -23,7 +23,9 @@
 //! conservatively and rewritten anyway, so an object referenced only from
 //! unions is pinned when it fits and otherwise moves as before.
 
-use super::{site_text, Ctx, Move, TransferError};
+use super::context::{Ctx, Move};
+use super::sites::site_text;
+use super::TransferError;
 use crate::checkpoint::{SavedSite, State};
 use crate::heap::{self, Site};
 use mcr_types::plan::{has_union, pointer_slots, union_ranges, Versions};
