@@ -3,42 +3,12 @@
 //! above [`PRIVATE_FD_BASE`] so the program's own numbering is untouched.
 //! Only the process owner and root may talk to it (peer credentials).
 
+use crate::base::control_bound;
+use crate::base::private_fd::{raw_to_private, to_private_fd};
 use mcr_types::protocol::{control_socket_name, Reply, Request};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-
-/// Runtime-private descriptors are moved at or above this number.
-pub const PRIVATE_FD_BASE: i32 = 900;
-
-/// Moves descriptor `low` to the private range, close-on-exec, with raw
-/// system calls only (no wrapper of ours, no allocation: usable before
-/// `main` and in a fork child handler). Returns the new number, -1 on
-/// failure; `low` is closed either way.
-pub(crate) fn raw_to_private(low: i32) -> i32 {
-    // SAFETY: fcntl and close system calls on a descriptor the caller owns.
-    unsafe {
-        let high =
-            libc::syscall(libc::SYS_fcntl, low, libc::F_DUPFD_CLOEXEC, PRIVATE_FD_BASE) as i32;
-        libc::syscall(libc::SYS_close, low);
-        high
-    }
-}
-
-/// Moves a descriptor to the private range, close-on-exec.
-pub fn to_private_fd(fd: OwnedFd) -> OwnedFd {
-    // SAFETY: F_DUPFD_CLOEXEC on an fd we own; the original is dropped.
-    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, PRIVATE_FD_BASE) };
-    if n < 0 {
-        return fd;
-    }
-    // SAFETY: `n` is a fresh descriptor we now own.
-    unsafe { OwnedFd::from_raw_fd(n) }
-}
-
-/// The control socket is listening (a new version reports ready only then,
-/// so `mcr-ctl` can reach it as soon as the update returns).
-pub static BOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The pid whose name the listening socket carries (0: not bound yet).
 static BOUND_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -54,7 +24,7 @@ static BOUND_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 /// system calls only, no allocation.
 pub fn forget_parent_socket() {
     let parent = BOUND_PID.swap(0, std::sync::atomic::Ordering::SeqCst);
-    BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    control_bound::BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
     if parent == 0 {
         return;
     }
@@ -141,18 +111,6 @@ fn for_each_open_fd(mut f: impl FnMut(i32)) {
         }
         libc::close(dir);
     }
-}
-
-/// Waits (bounded) until the control socket listens.
-pub fn wait_bound(timeout: std::time::Duration) -> bool {
-    let t = std::time::Instant::now();
-    while !BOUND.load(std::sync::atomic::Ordering::SeqCst) {
-        if t.elapsed() > timeout {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    true
 }
 
 /// Starts the control thread (again, in a forked child).
@@ -246,11 +204,11 @@ fn serve(listener: UnixListener, in_child: bool) {
     // moment and shift the ones it opens, which its old counterpart's
     // connections must find free; it reads the table on its main thread if
     // its transfer needs it.
-    if crate::restore::RESTORING.load(std::sync::atomic::Ordering::SeqCst) && !in_child {
-        let _ = crate::sections::typemap();
-        let _ = crate::checkpoint::functions();
+    if crate::base::update_link::RESTORING.load(std::sync::atomic::Ordering::SeqCst) && !in_child {
+        let _ = crate::program::sections::typemap();
+        let _ = crate::base::own_binary::functions();
     }
-    BOUND.store(true, std::sync::atomic::Ordering::SeqCst);
+    control_bound::BOUND.store(true, std::sync::atomic::Ordering::SeqCst);
     // Never block in accept(): the kernel reserves the lowest free
     // descriptor number for a blocked accept, which would shift every
     // descriptor the program opens meanwhile. Wait in poll(), accept only
@@ -273,12 +231,10 @@ fn serve(listener: UnixListener, in_child: bool) {
         let conn = UnixStream::from(to_private_fd(OwnedFd::from(conn)));
         if !peer_allowed(&conn) {
             let mut c = &conn;
-            let _ = send(
-                &mut c,
-                &Reply::Error {
-                    message: "permission denied: not the process owner".into(),
-                },
-            );
+            let _ = Reply::Error {
+                message: "permission denied: not the process owner".into(),
+            }
+            .send(&mut c);
             continue;
         }
         // A client that sends nothing must not stall the channel.
@@ -305,7 +261,7 @@ fn serve(listener: UnixListener, in_child: bool) {
                 let _ = std::thread::Builder::new()
                     .name("mcr-freeze".into())
                     .stack_size(256 * 1024)
-                    .spawn(move || crate::children::freeze(conn, &f));
+                    .spawn(move || crate::interpose::children::freeze(conn, &f));
             }
             req => handle(conn, req),
         }
@@ -331,13 +287,6 @@ fn peer_allowed(conn: &UnixStream) -> bool {
     }
 }
 
-/// Writes one reply line.
-pub fn send(w: &mut impl Write, r: &Reply) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(r).expect("reply serializes");
-    line.push(b'\n');
-    w.write_all(&line)
-}
-
 fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
     let _ = conn.set_read_timeout(None);
     let mut out = &conn;
@@ -345,11 +294,11 @@ fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
         Err(e) => Reply::Error {
             message: format!("bad request: {e}"),
         },
-        Ok(Request::Info) => Reply::Info(crate::report::info()),
-        Ok(Request::Heap) => Reply::Heap(crate::report::heap()),
-        Ok(Request::Trace) => Reply::Trace(crate::trace::trace()),
+        Ok(Request::Info) => Reply::Info(crate::inspect::report::info()),
+        Ok(Request::Heap) => Reply::Heap(crate::inspect::report::heap()),
+        Ok(Request::Trace) => Reply::Trace(crate::inspect::trace::trace()),
         Ok(Request::Profile { duration_ms }) => {
-            match crate::profile::run(std::time::Duration::from_millis(duration_ms)) {
+            match crate::interpose::profile::run(std::time::Duration::from_millis(duration_ms)) {
                 Ok(p) => Reply::Profile(p),
                 Err(message) => Reply::Error { message },
             }
@@ -357,15 +306,15 @@ fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
         Ok(Request::Freeze(_)) => Reply::Error {
             message: "freeze requests are served on their own thread".into(),
         },
-        Ok(Request::Update(u)) => match crate::update::run(&u, &mut out) {
+        Ok(Request::Update(u)) => match crate::old_version::update::run(&u, &mut out) {
             Ok(r) => {
-                let _ = send(&mut out, &Reply::Updated(r));
-                crate::update::finish_old_process();
+                let _ = Reply::Updated(r).send(&mut out);
+                crate::old_version::update::finish_old_process();
             }
             Err(e) => Reply::Error {
                 message: e.to_string(),
             },
         },
     };
-    let _ = send(&mut out, &reply);
+    let _ = reply.send(&mut out);
 }

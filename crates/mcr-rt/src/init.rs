@@ -2,22 +2,17 @@
 //! thread. The heap needs no start (it initialises on the first
 //! allocation, which comes earlier still).
 
-use crate::{control, quiesce, restore, threads};
+use crate::{control, interpose::quiesce, new_version::restore, program::threads};
 use libc::{c_char, c_int};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 static INIT: Once = Once::new();
 
 #[used]
 #[link_section = ".init_array"]
 static CONSTRUCTOR: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = constructor;
-
-/// The program's arguments as it was started, before `main` could rewrite
-/// them (nginx and others overwrite argv for their process titles, and
-/// /proc/self/cmdline shows that title afterwards).
-static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
 
 /// glibc calls `.init_array` entries with `main`'s arguments.
 extern "C" fn constructor(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
@@ -29,21 +24,22 @@ extern "C" fn constructor(argc: c_int, argv: *const *const c_char, _envp: *const
                 OsString::from_vec(s.to_bytes().to_vec())
             })
             .collect();
-        let _ = ARGS.set(args);
+        crate::program::args::capture(args);
     }
     ensure();
-}
-
-/// The arguments the program was started with, its name first (None: not
-/// captured, e.g. the runtime linked into a test binary).
-pub fn original_args() -> Option<&'static [OsString]> {
-    ARGS.get().map(Vec::as_slice)
 }
 
 extern "C" fn after_fork_child() {
     threads::after_fork_child();
     control::forget_parent_socket();
     control::start(true);
+}
+
+/// The runtime's start under a C name, for the layers below that may be
+/// called before the constructor ran (see `base::runtime_start`).
+#[no_mangle]
+pub extern "C" fn mcr_rt_start() {
+    ensure();
 }
 
 /// Idempotent: registers the main thread, the reserved signal, the fork
@@ -62,7 +58,7 @@ pub fn ensure() {
             threads::save_main_sigmask();
         }
         quiesce::install_signal();
-        crate::checkpoint::open_own_executable();
+        crate::base::own_binary::open_own_executable();
         restore::init_from_env();
         // SAFETY: registering a plain function as the fork child handler.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };

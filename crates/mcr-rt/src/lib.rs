@@ -1,39 +1,25 @@
 //! The mcr runtime, linked into every program built with `mcr-cc`.
-//! See ARCHITECTURE.md for each module's invariants.
+//!
+//! Layers, bottom up; a module imports only from layers below its own
+//! (`tests/layers.rs` checks it). A lower layer that must tell an upper one
+//! something calls a callback the upper one registered. See
+//! ARCHITECTURE.md for each module's invariants.
 
-pub mod heap;
-
-pub mod blocking_calls;
-pub mod call_site;
-pub mod checkpoint;
-pub mod children;
-mod computed_once;
+/// 1. Facts about this process and the C library under it.
+pub mod base;
+/// 7. The control channel, and the runtime's start.
 pub mod control;
-mod debug_laps;
-mod descriptor;
-pub mod epoll_info;
-pub mod globals;
-pub mod held_connections;
-pub mod hooks;
-pub mod identity;
+/// 0. The typed heap: every allocation of the program.
+pub mod heap;
 pub mod init;
-pub mod mappings;
-pub mod old_images;
-pub mod profile;
-pub mod quiesce;
-pub mod report;
-pub mod restore;
-pub mod rlimit;
-pub mod sections;
-pub mod shared_files;
-pub mod shared_memory;
-pub mod snapshot;
-pub mod startup_files;
-pub mod startup_inputs;
-pub mod startup_log;
-pub mod thread_locals;
-pub mod threads;
-pub mod trace;
-pub mod transfer;
-pub mod update;
-pub mod worker_fds;
+/// 6. Inspection: heap reports, the reachability trace.
+pub mod inspect;
+/// 3. The program's calls the runtime stands in: blocking calls and
+///    quiescent points, the start-up log and its resource kinds, forks.
+pub mod interpose;
+/// 5. The new version's side: restore, transfer.
+pub mod new_version;
+/// 4. The old version's side of an update: checkpoint, update.
+pub mod old_version;
+/// 2. The program's own parts, as the runtime reads them.
+pub mod program;

@@ -262,3 +262,12 @@ pub enum Reply {
         message: String,
     },
 }
+
+impl Reply {
+    /// Writes the reply as one line of JSON: the control protocol's framing.
+    pub fn send(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(self).expect("reply serializes");
+        line.push(b'\n');
+        w.write_all(&line)
+    }
+}

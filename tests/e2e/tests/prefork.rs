@@ -25,6 +25,26 @@ struct Conn {
     adds: i64,
 }
 
+/// Workers the fixture forks at start-up (`NWK` in prefork.c).
+const WORKERS: usize = 2;
+
+/// Waits (up to 5 s) until the master has forked all its workers: the
+/// server answers as soon as its first worker accepts, and under load the
+/// second fork can come later (a rollback test compares the processes
+/// before and after the update).
+fn wait_all_workers(s: &Server) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while s.processes().len() < 1 + WORKERS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the master did not fork its {WORKERS} workers within 5 s: {:?}\n{}",
+            s.processes(),
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Opens `n` named connections, each with a few additions. Returns them
 /// and the expected total of each worker pid.
 fn populate(s: &Server, n: usize) -> Vec<Conn> {
@@ -246,6 +266,7 @@ fn rollback_keeps_connections() {
         let case = Case::new("prefork");
         let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
         let mut s = case.start_with(&b1, &[("MCR_FAULT", phase)], &[]);
+        wait_all_workers(&s);
         let mut conns = populate(&s, 4);
         let old = check_all(&mut conns, s.pid);
         let msg = s.update_rolls_back(&b2, &[]);

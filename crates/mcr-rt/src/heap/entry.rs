@@ -89,7 +89,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `p` is null or a live allocation.
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if crate::hooks::defer_free(p as *mut u8) {
+    if super::deferred_free::defer(p as *mut u8) {
         return;
     }
     alloc::free(p as *mut u8)
@@ -283,27 +283,6 @@ pub extern "C" fn __mcr_valloc(size: usize, site: *const Site) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn __mcr_retag(p: *mut c_void, site: *const Site) -> *mut c_void {
     if !p.is_null() {
-        alloc::retag(p as usize, s(site));
-    }
-    p
-}
-
-/// A call of another unit's function with a libc allocator's prototype,
-/// typed by the evidence at the call: the object is retyped only if the
-/// callee is an allocation wrapper of `kind` its own unit proved (section
-/// `mcr_wrappers`); any other function's result is left alone.
-#[no_mangle]
-pub extern "C" fn __mcr_retag_wrapped(
-    p: *mut c_void,
-    site: *const Site,
-    callee: *const c_void,
-    kind: u32,
-) -> *mut c_void {
-    if !p.is_null()
-        && crate::sections::wrappers()
-            .iter()
-            .any(|w| w.function == callee as usize && w.kind == kind)
-    {
         alloc::retag(p as usize, s(site));
     }
     p

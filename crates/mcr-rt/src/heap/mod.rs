@@ -21,6 +21,7 @@ mod api;
 mod carve_index;
 pub mod carved;
 mod central;
+mod deferred_free;
 mod entry;
 mod global_alloc;
 mod image;
@@ -38,6 +39,7 @@ pub use api::{
     clear_inherited, find, for_each_live, is_inherited, region, resize_in_place, set_site, stats,
     usable_size, Object, Stats,
 };
+pub use deferred_free::{defer_frees, deferred as deferred_frees, take_deferred};
 pub use entry::*;
 pub use global_alloc::RuntimeAlloc;
 pub use image::{prepare_image, read_image_info, write_image, ImageInfo, PreparedImage};
