@@ -261,7 +261,7 @@ fn serve(listener: UnixListener, in_child: bool) {
                 let _ = std::thread::Builder::new()
                     .name("mcr-freeze".into())
                     .stack_size(256 * 1024)
-                    .spawn(move || crate::interpose::children::freeze(conn, &f));
+                    .spawn(move || crate::old_version::workers::freeze(conn, &f));
             }
             req => handle(conn, req),
         }

@@ -2,4 +2,6 @@
 //! and `trace` show.
 
 pub mod report;
+mod scan_plan;
 pub mod trace;
+mod trace_roots;

@@ -40,20 +40,16 @@
 //! worker made for its place), the others finish on the old version.
 
 use crate::base::libc_calls::real;
-use crate::old_version::checkpoint::SavedGlobal;
+use crate::program::globals::SavedGlobal;
 use crate::{
-    heap, interpose::quiesce, interpose::startup_log, interpose::worker_fds, new_version::restore,
-    program::snapshot, program::threads,
+    heap, interpose::quiesce, interpose::startup_log, interpose::worker_fds, program::snapshot,
+    program::threads,
 };
-use mcr_types::protocol::{control_socket_name, FreezeRequest, Frozen, Reply, Request};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Environment variable naming the memfd of the old workers' checkpoints.
 pub const WORKERS_FD_ENV: &str = "MCR_WORKERS_FD";
@@ -105,10 +101,10 @@ impl ChildState {
 /// private numbers inherited by `exec`, its run-time descriptors (in
 /// `ChildState::runtime_fds` order).
 #[derive(Serialize, Deserialize)]
-struct OldWorker {
-    state: String,
+pub struct OldWorker {
+    pub state: String,
     #[serde(default)]
-    fds: Vec<i32>,
+    pub fds: Vec<i32>,
 }
 
 /// A heap object of an old worker, by value.
@@ -201,10 +197,10 @@ static RUNTIME_FORKS_PRUNED: AtomicUsize = AtomicUsize::new(0);
 // ---- new master: replayed forks ----
 
 /// A child the new master's start-up forked, with its private channel.
-struct NewChild {
-    pid: i32,
-    link: OwnedFd,
-    paired: bool,
+pub struct NewChild {
+    pub pid: i32,
+    pub link: OwnedFd,
+    pub paired: bool,
 }
 
 static NEW_CHILDREN: Mutex<Vec<NewChild>> = Mutex::new(Vec::new());
@@ -216,24 +212,6 @@ static OLD_STATES: Mutex<Vec<Option<OldWorker>>> = Mutex::new(Vec::new());
 static INHERITED: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 static TRACK_INHERITED: AtomicBool = AtomicBool::new(false);
 
-/// New master: reads the old workers' checkpoints and notes the inherited
-/// descriptors (called by the restore at initialisation).
-pub fn init_from_env() {
-    *INHERITED.lock().unwrap() = crate::base::private_fd::program_fds();
-    TRACK_INHERITED.store(true, Ordering::SeqCst);
-    let Some(fd) = std::env::var(WORKERS_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-    else {
-        return;
-    };
-    // SAFETY: the memfd the old version handed us for this.
-    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-    let mut s = String::new();
-    let _ = f.read_to_string(&mut s);
-    *OLD_STATES.lock().unwrap() = serde_json::from_str(&s).unwrap_or_default();
-}
-
 /// The program closed `fd`: if it was inherited, the number is no longer.
 pub fn fd_closed(fd: i32) {
     if TRACK_INHERITED.load(Ordering::Relaxed) {
@@ -243,17 +221,17 @@ pub fn fd_closed(fd: i32) {
     }
 }
 
-fn raw_close(fd: i32) {
+pub fn raw_close(fd: i32) {
     // SAFETY: the close system call, bypassing the start-up log's wrapper.
     unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
 /// In the child: what it must hold of its parent's restore.
-struct ChildRestore {
-    link: OwnedFd,
-    old: Option<ChildState>,
+pub struct ChildRestore {
+    pub link: OwnedFd,
+    pub old: Option<ChildState>,
     /// The old worker's run-time descriptors, at private numbers.
-    fds: Vec<OwnedFd>,
+    pub fds: Vec<OwnedFd>,
 }
 
 static MY_RESTORE: Mutex<Option<ChildRestore>> = Mutex::new(None);
@@ -376,10 +354,6 @@ unsafe fn fork_replayed(f: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t
     0
 }
 
-extern "C" {
-    fn free(p: *mut u8);
-}
-
 /// A start-up child reached its first quiescent point: its start-up is
 /// over (snapshot); a new one receives its counterpart's state here. True
 /// when state was transferred.
@@ -399,11 +373,24 @@ pub fn reached_quiescent_point() -> bool {
     let Some(r) = MY_RESTORE.lock().unwrap().take() else {
         return false;
     };
-    restore_child(r);
+    match ON_WORKER_RESTORE.get() {
+        Some(f) => f(r),
+        None => crate::base::update_link::fail("a replayed worker has no restore to run"),
+    }
     true
 }
 
-fn line_to(fd: &OwnedFd, line: &str) {
+/// What a new worker runs at its first quiescent point with its
+/// counterpart's state, registered by the new version's side (which owns
+/// the restore) before the new master's start-up forks.
+static ON_WORKER_RESTORE: std::sync::OnceLock<fn(ChildRestore)> = std::sync::OnceLock::new();
+
+/// Registers the new worker's restore (once).
+pub fn on_worker_restore(f: fn(ChildRestore)) {
+    let _ = ON_WORKER_RESTORE.set(f);
+}
+
+pub fn line_to(fd: &OwnedFd, line: &str) {
     let mut l = line.as_bytes().to_vec();
     l.push(b'\n');
     // SAFETY: writing to our own channel.
@@ -411,7 +398,7 @@ fn line_to(fd: &OwnedFd, line: &str) {
 }
 
 /// Reads one line from a channel, waiting at most until `deadline`.
-fn line_from(fd: &OwnedFd, deadline: Option<Instant>) -> Option<String> {
+pub fn line_from(fd: &OwnedFd, deadline: Option<Instant>) -> Option<String> {
     let mut out = Vec::new();
     loop {
         if let Some(d) = deadline {
@@ -446,385 +433,42 @@ fn line_from(fd: &OwnedFd, deadline: Option<Instant>) -> Option<String> {
     }
 }
 
-fn restore_child(mut r: ChildRestore) {
-    let fail = |msg: &str| -> ! {
-        line_to(&r.link, &format!("error {msg}"));
-        eprintln!("mcr-rt: live update failed in a new worker: {msg}");
-        // SAFETY: leave at once; the new master fails and the old version resumes.
-        unsafe { libc::_exit(70) }
-    };
-    if let Err(e) = restore::wait_threads_parked(Duration::from_secs(5)) {
-        fail(&e);
-    }
-    if crate::base::fault::fault("worker") {
-        fail("MCR_FAULT=worker");
-    }
-    // Its control thread opens files (its symbol table) and sockets at
-    // low numbers for a moment: done once it listens, before the old
-    // worker's descriptors take their numbers.
-    if !crate::base::control_bound::wait_bound(Duration::from_secs(2)) {
-        fail("the control socket of the new worker did not come up");
-    }
-    let new_startup = snapshot::live_objects(true);
-    let mut fds_installed = 0;
-    let carried = match &r.old {
-        Some(old) => {
-            let mut cookies: Vec<u64> = old
-                .runtime_fds
-                .registrations
-                .iter()
-                .map(|g| g.data)
-                .collect();
-            let objects = match restore::with_state(|s| {
-                crate::new_version::transfer::run_worker(s, old, &new_startup, &mut cookies)
-            }) {
-                Some(Ok(rep)) => rep.globals + rep.objects_precise + rep.objects_conservative,
-                Some(Err(e)) => fail(&format!("from old worker {}: {e}", old.pid)),
-                None => fail("the new master's restore state is gone"),
-            };
-            let held = std::mem::take(&mut r.fds);
-            match worker_fds::install(&old.runtime_fds, held, &cookies) {
-                Ok(n) => fds_installed = n,
-                Err(e) => fail(&format!("from old worker {}: {e}", old.pid)),
-            }
-            // Its connections are back under their numbers: each one an
-            // old thread was parked on is served, led, or refused.
-            if let Err(e) = crate::interpose::held_connections::settle(&old.held, &[]) {
-                fail(&format!("from old worker {}: {e}", old.pid));
-            }
-            objects
-        }
-        None => 0,
-    };
-    // The new master's heap came with the fork: its inherited objects are
-    // the old master's, nothing of this process points to them.
-    let mut old_objects = Vec::new();
-    heap::for_each_live(|o| {
-        if heap::is_inherited(o.addr) {
-            old_objects.push(o.addr);
-        }
-    });
-    for a in old_objects {
-        // SAFETY: a live object of the old master nothing here refers to.
-        unsafe { free(a as *mut u8) };
-    }
-    heap::clear_inherited();
-    line_to(&r.link, &format!("ready {carried} {fds_installed}"));
-    if line_from(&r.link, None).as_deref() != Some("commit") {
-        // SAFETY: the update was not committed: this process must not run.
-        unsafe { libc::_exit(70) };
-    }
-    // SAFETY: prctl on ourselves; the program's own setting is left alone.
-    unsafe {
-        let mut sig: libc::c_int = 0;
-        libc::prctl(libc::PR_GET_PDEATHSIG, &mut sig as *mut libc::c_int);
-        if sig == libc::SIGKILL {
-            libc::prctl(libc::PR_SET_PDEATHSIG, 0);
-        }
-    }
-    drop(r);
-    restore::finish_in_child();
-    quiesce::resume();
+/// The new master's channels to the children its start-up forked.
+pub fn new_children() -> std::sync::MutexGuard<'static, Vec<NewChild>> {
+    NEW_CHILDREN.lock().unwrap()
 }
 
-/// New master, after its own transfer: every child it forked must report
-/// ready. Returns how many were paired with an old worker, and how many
-/// descriptors of old workers they took over.
-pub fn wait_ready(timeout: Duration) -> Result<(u64, u64), String> {
-    let deadline = Instant::now() + timeout;
-    let list = NEW_CHILDREN.lock().unwrap();
-    let mut fds = 0;
-    for c in list.iter() {
-        match line_from(&c.link, Some(deadline)) {
-            Some(l) if l.starts_with("ready") => {
-                fds += l
-                    .split_whitespace()
-                    .nth(2)
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-            Some(l) => {
-                return Err(format!(
-                    "worker {}: {}",
-                    c.pid,
-                    l.strip_prefix("error ").unwrap_or(&l)
-                ))
-            }
-            None if Instant::now() >= deadline => {
-                return Err(format!(
-                    "worker {} did not reach a quiescent point within {} s",
-                    c.pid,
-                    timeout.as_secs()
-                ))
-            }
-            // Its channel closed on exec: a helper program, not a worker.
-            None if runs_other_program(c.pid) => {}
-            None => return Err(format!("worker {} exited during its restore", c.pid)),
-        }
-    }
-    Ok((list.iter().filter(|c| c.paired).count() as u64, fds))
+/// New master: the old workers' checkpoints by fork order, and the
+/// descriptors it inherited (numbers the program closes leave the list).
+pub fn expect_old_workers(old: Vec<Option<OldWorker>>, inherited: Vec<i32>) {
+    *INHERITED.lock().unwrap() = inherited;
+    TRACK_INHERITED.store(true, Ordering::SeqCst);
+    *OLD_STATES.lock().unwrap() = old;
 }
 
-/// New master, committed: its children run.
-pub fn commit_new() {
-    for c in NEW_CHILDREN.lock().unwrap().drain(..) {
-        line_to(&c.link, "commit");
-    }
-    // Connections of old workers no new fork was paired with end here.
-    for w in OLD_STATES.lock().unwrap().drain(..).flatten() {
-        for fd in w.fds {
-            raw_close(fd);
-        }
-    }
+/// New master, committed: the old workers no new fork was paired with
+/// (their connections end), and inherited descriptors are no longer tracked.
+pub fn take_unpaired_old_workers() -> Vec<OldWorker> {
     TRACK_INHERITED.store(false, Ordering::SeqCst);
     INHERITED.lock().unwrap().clear();
+    OLD_STATES.lock().unwrap().drain(..).flatten().collect()
 }
 
-// ---- old worker: freeze ----
-
-/// This worker's heap for its checkpoint: its program start-up objects,
-/// and by value the program objects (from instrumented sites) it built or
-/// changed since. A library's own memory is not carried: the new worker's
-/// libraries rebuilt theirs. Also every live object (address, size), by
-/// address, from the same walk (`ChildState::live`).
-fn heap_state() -> (
-    Vec<snapshot::StartupObject>,
-    Vec<CarriedObject>,
-    Vec<(u64, u64)>,
-) {
-    let at_startup: Vec<snapshot::StartupObject> = snapshot::objects()
-        .into_iter()
-        .filter(|o| o.site != 0)
-        .collect();
-    let unchanged: std::collections::HashSet<u64> = at_startup
-        .iter()
-        .filter(|o| o.unchanged)
-        .map(|o| o.addr)
-        .collect();
-    let by_value = |o: &heap::Object| {
-        // SAFETY: a live object of `size` bytes, its threads parked.
-        let b = unsafe { std::slice::from_raw_parts(o.addr as *const u8, o.size) };
-        CarriedObject {
-            addr: o.addr as u64,
-            size: o.size as u64,
-            site: o.site as u64,
-            bytes: crate::base::hex::to_hex(b),
-        }
-    };
-    let mut carried = Vec::new();
-    let mut live = Vec::new();
-    heap::for_each_live(|o| {
-        live.push((o.addr as u64, o.size as u64));
-        if !o.site.is_null() && !unchanged.contains(&(o.addr as u64)) {
-            carried.push(by_value(&o));
-        }
-    });
-    live.sort_unstable();
-    // Memory a library allocated for the program (asprintf, getline) that
-    // the carried state points to, conservatively: carried too.
-    let mut seen: std::collections::HashSet<u64> = carried.iter().map(|c| c.addr).collect();
-    let mut work: Vec<(u64, u64)> = carried.iter().map(|c| (c.addr, c.size)).collect();
-    work.extend(
-        crate::program::globals::all()
-            .filter(|g| {
-                snapshot::global_value(g.name).as_deref() != Some(crate::program::globals::bytes(g))
-            })
-            .map(|g| (g.addr as u64, g.size as u64)),
-    );
-    while let Some((a, len)) = work.pop() {
-        let mut w = a.next_multiple_of(8);
-        while w + 8 <= a + len {
-            // SAFETY: an aligned word inside a live object or global.
-            let p = unsafe { (w as *const u64).read() };
-            w += 8;
-            let Some(o) = (p >= 4096).then(|| heap::find(p as usize)).flatten() else {
-                continue;
-            };
-            if o.site.is_null() && seen.insert(o.addr as u64) {
-                carried.push(by_value(&o));
-                work.push((o.addr as u64, o.size as u64));
-            }
-        }
-    }
-    (at_startup, carried, live)
-}
-
-/// Serves `Request::Freeze` on its own thread (it waits for the outcome).
-pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
-    let mut out = &conn;
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u32;
-    let frozen = (|| {
-        if !is_startup_child() {
-            return Err(format!(
-                "refused: process {pid} is not a worker forked at start-up"
-            ));
-        }
-        if !startup_log::is_startup_over() {
-            return Err(format!(
-                "refused: worker {pid} has not reached its first quiescent point yet"
-            ));
-        }
-        quiesce::quiesce(Duration::from_millis(req.timeout_ms), None).map_err(|e| {
-            format!(
-                "rolled back: worker {pid}: quiescence timed out after {} ms; threads not at a quiescent point: {:?}",
-                req.timeout_ms, e.busy
-            )
-        })?;
-        let (startup_objects, objects, live) = heap_state();
-        let st = ChildState {
-            pid,
-            globals: crate::old_version::checkpoint::saved_globals(),
-            startup_objects,
-            objects,
-            runtime_fds: worker_fds::collect(&req.master_files),
-            live,
-            held: crate::interpose::held_connections::held(),
-        };
-        let fds: Vec<i32> = st.runtime_fds.fds.iter().map(|f| f.number).collect();
-        // The new workers share this worker's files as the new master
-        // shares the old one's: a rollback gives them back.
-        let shared = crate::interpose::shared_files::save(
-            &crate::base::private_fd::program_fds(),
-            &crate::interpose::shared_files::startup_fds(),
-        );
-        Ok((serde_json::to_string(&st).unwrap_or_default(), fds, shared))
-    })();
-    let (state, fds, shared) = match frozen {
-        Ok(s) => s,
-        Err(message) => {
-            let _ = Reply::Error { message }.send(&mut out);
-            return;
-        }
-    };
-    let count = fds.len() as u32;
-    if Reply::Frozen(Frozen {
-        pid,
-        state,
-        fds: count,
-    })
-    .send(&mut out)
-    .is_err()
-    {
-        resume_as_before(&shared);
-        return;
-    }
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(300)));
-    let mut reader = BufReader::new(&conn);
-    let mut line = String::new();
-    // The master asks for the connections once it has read the state (so
-    // no descriptor rides on bytes it reads as text).
-    if count > 0 {
-        let _ = reader.read_line(&mut line);
-        if line.trim() != "fds" || worker_fds::send(conn.as_fd(), &fds).is_err() {
-            resume_as_before(&shared);
-            return;
-        }
-        line.clear();
-    }
-    // Committed: leave (the new worker serves). Anything else, the master
-    // gone included: resume.
-    let _ = reader.read_line(&mut line);
-    if line.trim() == "commit" {
-        crate::old_version::update::finish_old_process();
-    }
-    resume_as_before(&shared);
-}
-
-/// A frozen worker resumes after a rollback: the master has killed the new
-/// master before it says so (the new workers die with it), so the files
-/// they shared with this worker are given back first.
-fn resume_as_before(shared: &crate::interpose::shared_files::Saved) {
-    let done = shared.restore();
-    // SAFETY: getpid has no preconditions.
-    done.log(&format!("worker {}", unsafe { libc::getpid() }));
-    for e in &done.errors {
-        eprintln!("mcr-rt: rollback: left as the new version made it: {e}");
-    }
-    quiesce::resume();
-}
-
-// ---- old master: freezing its workers ----
-
-struct FrozenWorker {
-    conn: UnixStream,
-    state: String,
-    /// Its run-time descriptors, at private numbers.
-    fds: Vec<OwnedFd>,
-}
-
-/// The old workers frozen for an update, by fork order. Dropped without
-/// [`FrozenWorkers::commit`], they resume.
-pub struct FrozenWorkers {
-    list: Vec<Option<FrozenWorker>>,
-    /// Live children forked after start-up, not updated.
-    pub children_left: u64,
-}
-
-impl FrozenWorkers {
-    pub fn count(&self) -> u64 {
-        self.list.iter().flatten().count() as u64
-    }
-
-    /// The checkpoints in a memfd for the new master (None: no workers).
-    pub fn write_states(&self) -> std::io::Result<Option<OwnedFd>> {
-        if self.list.is_empty() {
-            return Ok(None);
-        }
-        let v: Vec<Option<OldWorker>> = self
-            .list
-            .iter()
-            .map(|w| {
-                w.as_ref().map(|w| OldWorker {
-                    state: w.state.clone(),
-                    fds: w.fds.iter().map(|f| f.as_raw_fd()).collect(),
-                })
-            })
-            .collect();
-        let fd = crate::old_version::checkpoint::memfd("mcr-workers")?;
-        let mut f = std::fs::File::from(fd.try_clone()?);
-        f.write_all(&serde_json::to_vec(&v).map_err(std::io::Error::other)?)?;
-        use std::io::Seek;
-        f.rewind()?;
-        Ok(Some(fd))
-    }
-
-    /// The old workers' run-time descriptors, which the new master must
-    /// inherit under these numbers.
-    pub fn handed_fds(&self) -> Vec<i32> {
-        self.list
-            .iter()
-            .flatten()
-            .flat_map(|w| w.fds.iter().map(|f| f.as_raw_fd()))
-            .collect()
-    }
-
-    /// The new version serves: the old workers leave.
-    pub fn commit(mut self) {
-        for w in self.list.drain(..).flatten() {
-            let _ = (&w.conn).write_all(b"commit\n");
-        }
-    }
-}
-
-impl Drop for FrozenWorkers {
-    fn drop(&mut self) {
-        for w in self.list.drain(..).flatten() {
-            let _ = (&w.conn).write_all(b"resume\n");
-        }
-    }
+/// Children the main thread forked after start-up, oldest first.
+pub fn runtime_forks() -> Vec<i32> {
+    RUNTIME_FORKS.lock().unwrap().clone()
 }
 
 /// Whether `pid` runs another program than this one (a helper the worker
 /// `exec`ed: not code of ours, not a worker we update).
-fn runs_other_program(pid: i32) -> bool {
+pub fn runs_other_program(pid: i32) -> bool {
     let theirs = std::fs::read_link(format!("/proc/{pid}/exe"));
     let ours = std::fs::read_link("/proc/self/exe");
     matches!((theirs, ours), (Ok(t), Ok(o)) if t != o)
 }
 
 /// Whether `pid` is a live child of this process.
-fn is_live_child(pid: i32) -> bool {
+pub fn is_live_child(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -837,122 +481,4 @@ fn is_live_child(pid: i32) -> bool {
     let me = unsafe { libc::getpid() };
     f.first().is_some_and(|s| *s != "Z" && *s != "X")
         && f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me)
-}
-
-/// Freezes every worker start-up forked that still runs. On failure the
-/// ones already frozen resume.
-pub fn freeze_all(timeout: Duration) -> Result<FrozenWorkers, String> {
-    let mut out = FrozenWorkers {
-        list: Vec::new(),
-        children_left: 0,
-    };
-    let startup = startup_log::forks();
-    // A pid listed twice (a dead child's, reused) counts once.
-    let mut seen = std::collections::HashSet::new();
-    let later: Vec<i32> = RUNTIME_FORKS
-        .lock()
-        .unwrap()
-        .iter()
-        .copied()
-        .filter(|&p| seen.insert(p) && is_live_child(p) && !runs_other_program(p))
-        .collect();
-    // A worker start-up forked is gone and one forked since runs this
-    // program: most likely its respawned successor. The new master's
-    // start-up makes a fresh worker for that place, and the successor
-    // would go on serving the old version beside it.
-    if let (Some(&gone), Some(&since)) =
-        (startup.iter().find(|&&p| !is_live_child(p)), later.first())
-    {
-        return Err(format!(
-            "refused: worker {gone}, forked at start-up, is gone and process {since}, forked since, runs the same program (a respawned worker?); a worker forked after start-up is not carried by an update, and it would go on serving the old version"
-        ));
-    }
-    // Otherwise they are per-connection children: they finish as they are.
-    out.children_left = later.len() as u64;
-    let master_files = worker_fds::files_held();
-    for pid in startup {
-        if !is_live_child(pid) || runs_other_program(pid) {
-            out.list.push(None);
-            continue;
-        }
-        let addr = SocketAddr::from_abstract_name(control_socket_name(pid as u32).as_bytes())
-            .map_err(|e| e.to_string())?;
-        let conn = UnixStream::connect_addr(&addr)
-            .map_err(|e| format!("worker {pid}: no control socket: {e}"))?;
-        let conn = UnixStream::from(crate::base::private_fd::to_private_fd(OwnedFd::from(conn)));
-        let _ = conn.set_read_timeout(Some(timeout + Duration::from_secs(5)));
-        let mut req = serde_json::to_vec(&Request::Freeze(FreezeRequest {
-            timeout_ms: timeout.as_millis() as u64,
-            master_files: master_files.clone(),
-        }))
-        .expect("request serializes");
-        req.push(b'\n');
-        (&conn)
-            .write_all(&req)
-            .map_err(|e| format!("worker {pid}: {e}"))?;
-        // Byte by byte up to the newline: the descriptors asked for next
-        // must not be read as text.
-        let line =
-            read_line_exact(&conn).map_err(|e| format!("worker {pid} did not answer: {e}"))?;
-        match serde_json::from_str::<Reply>(&line) {
-            Ok(Reply::Frozen(f)) => {
-                let mut w = FrozenWorker {
-                    conn,
-                    state: f.state,
-                    fds: Vec::new(),
-                };
-                if f.fds > 0 {
-                    (&w.conn)
-                        .write_all(b"fds\n")
-                        .and_then(|_| worker_fds::receive(w.conn.as_fd(), f.fds as usize))
-                        .map(|fds| w.fds = fds)
-                        .map_err(|e| format!("worker {pid}: its connections: {e}"))?;
-                }
-                out.list.push(Some(w));
-            }
-            Ok(Reply::Error { message }) => return Err(message),
-            _ => return Err(format!("worker {pid}: unexpected answer {line:?}")),
-        }
-    }
-    Ok(out)
-}
-
-/// One line from `conn`, without reading past its newline.
-fn read_line_exact(conn: &UnixStream) -> std::io::Result<String> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // Peek what is there, then take exactly up to the newline.
-        // SAFETY: recv into a local buffer of that length.
-        let n = unsafe {
-            libc::recv(
-                conn.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                libc::MSG_PEEK,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let n = n as usize;
-        let take = buf[..n]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(n, |i| i + 1);
-        let mut got = vec![0u8; take];
-        (&*conn).read_exact(&mut got)?;
-        out.extend_from_slice(&got);
-        if out.last() == Some(&b'\n') {
-            out.pop();
-            return Ok(String::from_utf8_lossy(&out).into_owned());
-        }
-    }
 }

@@ -4,3 +4,4 @@
 
 pub mod restore;
 pub mod transfer;
+pub mod workers;

@@ -46,7 +46,7 @@ pub fn init_from_env() {
         // SAFETY: our own pipes and memfd: never passed on to the program's children.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    crate::interpose::children::init_from_env();
+    crate::new_version::workers::init_from_env();
     transfer::map_old_image(&state);
     if let Err(e) = crate::program::shared_memory::map(&state.shared_mappings) {
         fail(&e);
@@ -129,7 +129,8 @@ fn main_startup_over() -> bool {
     // counterpart's checkpoint, and must be ready too.
     let t = Instant::now();
     (report.workers, report.worker_fds) =
-        crate::interpose::children::wait_ready(Duration::from_secs(5)).unwrap_or_else(|e| fail(&e));
+        crate::new_version::workers::wait_ready(Duration::from_secs(5))
+            .unwrap_or_else(|e| fail(&e));
     status(&format!(
         "phase workers {:.3}",
         t.elapsed().as_secs_f64() * 1e3
@@ -151,7 +152,7 @@ fn main_startup_over() -> bool {
     if BufReader::new(f).read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "commit" {
         fail("the old version did not commit");
     }
-    crate::interpose::children::commit_new();
+    crate::new_version::workers::commit_new();
     for e in &unclaimed {
         for &fd in &e.fds {
             // SAFETY: an inherited start-up resource the new version does not use.

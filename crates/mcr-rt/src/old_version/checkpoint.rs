@@ -210,20 +210,3 @@ pub fn read(fd: i32) -> std::io::Result<State> {
     f.read_to_end(&mut buf)?;
     serde_json::from_slice(&buf).map_err(std::io::Error::other)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::is_rust_symbol;
-
-    #[test]
-    fn rust_symbols_are_told_from_c_and_cxx_ones() {
-        assert!(is_rust_symbol(
-            "_ZN6mcr_rt10checkpoint5write17h0123456789abcdefE"
-        ));
-        assert!(is_rust_symbol("_RNvCs1234_6mcr_rt5write"));
-        assert!(!is_rust_symbol("main"));
-        assert!(!is_rust_symbol("process_command_ascii"));
-        assert!(!is_rust_symbol("_ZN3foo3barEv"));
-        assert!(!is_rust_symbol("_ZN3foo17h0123456789abcdeEv"));
-    }
-}

@@ -4,3 +4,4 @@
 
 pub mod checkpoint;
 pub mod update;
+pub mod workers;

@@ -219,7 +219,7 @@ fn with_quiesced<W: Write>(
     ph.done("checkpoint");
     // Workers start-up forked: frozen, their checkpoints for the new
     // master's replayed forks. Dropped (any failure below), they resume.
-    let workers = crate::interpose::children::freeze_all(Duration::from_millis(req.timeout_ms))
+    let workers = crate::old_version::workers::freeze_all(Duration::from_millis(req.timeout_ms))
         .map_err(|e| {
             UpdateError(
                 if e.starts_with("refused") || e.starts_with("rolled back") {
