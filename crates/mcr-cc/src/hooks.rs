@@ -1,0 +1,80 @@
+//! An update's user code (docs/hooks.md, "Hooks in a real build"): C
+//! sources holding `MCR_TRANSFORM` / `MCR_AFTER_TRANSFER` hooks, named by
+//! the project's `mcr.toml` (`[hooks] sources`) or by `MCR_HOOKS` (a
+//! colon-separated list), compiled through the pass and linked into every
+//! executable mcr-cc links, so the server's own build system is not
+//! edited. A directory stands for the `*.c` files directly in it.
+
+use crate::args::{Cmd, Lang};
+use crate::compile::{self, Unit};
+use crate::config::Project;
+use anyhow::{bail, Context, Result};
+use mcr_pass::PassConfig;
+use std::path::{Path, PathBuf};
+
+/// Every hook source file, in a stable order (mcr.toml's, then
+/// `MCR_HOOKS`'s; each directory's files sorted by name).
+pub fn sources(project: &Project) -> Result<Vec<PathBuf>> {
+    let mut named: Vec<PathBuf> = project.hook_sources.clone();
+    if let Some(env) = std::env::var_os("MCR_HOOKS") {
+        named.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
+    }
+    let mut out = Vec::new();
+    for p in named {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
+                .with_context(|| format!("hooks: reading directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "c") && f.is_file())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("hooks: directory {} holds no .c file", p.display());
+            }
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p);
+        } else {
+            bail!(
+                "hooks: {} (from mcr.toml [hooks] or MCR_HOOKS) is neither a C file nor a directory",
+                p.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Compiles each hook source to an object in `tmp` (through the pass, so
+/// the old layouts they copy enter the type map) and returns the objects
+/// to link. Hook sources are self-contained: they get only `-O2` and
+/// mcr.h's directory, never the server's include paths or defines.
+pub fn compile(files: &[PathBuf], cfg: &PassConfig, tmp: &Path) -> Result<Vec<String>> {
+    // A directory of its own: a hook source named like one of the
+    // program's units never shares its intermediate files.
+    let tmp = tmp.join("hooks");
+    std::fs::create_dir_all(&tmp).context("creating the hooks' temporary directory")?;
+    let mut objs = Vec::new();
+    for (k, src) in files.iter().enumerate() {
+        let src_s = src.to_string_lossy().into_owned();
+        let obj = tmp.join(format!("mcr-hook-{k}.o"));
+        let obj_s = obj.to_string_lossy().into_owned();
+        let words: Vec<String> = ["-O2", "-Wall", "-c", &src_s, "-o", &obj_s]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let cmd = Cmd::parse(&words);
+        let unit = Unit {
+            src: &src_s,
+            lang: &Lang::C,
+            out: obj.clone(),
+            stage: "-c",
+            dep_target: obj_s.clone(),
+            dep_file: None,
+            quiet_unused: true,
+        };
+        compile::compile_unit(&cmd, &unit, cfg, &tmp)
+            .with_context(|| format!("compiling hook source {}", src.display()))?;
+        objs.push(obj_s);
+    }
+    Ok(objs)
+}
