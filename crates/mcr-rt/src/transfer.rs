@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 mod carved;
 mod global_values;
+mod interior;
 mod pinned;
 
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub enum TransferError {
     MovedReferencedFromUntyped {
         ty: String,
         from_site: String,
+        /// The byte of the old object the reference names.
+        at: u64,
     },
     FunctionGone(String),
     GlobalGone(String),
@@ -55,9 +58,9 @@ impl std::fmt::Display for TransferError {
         match self {
             TransferError::Plan(e) => write!(f, "{e}"),
             TransferError::Alloc(n) => write!(f, "out of memory allocating {n} bytes"),
-            TransferError::MovedReferencedFromUntyped { ty, from_site } => write!(
+            TransferError::MovedReferencedFromUntyped { ty, from_site, at } => write!(
                 f,
-                "an object of `{ty}` changes layout but untyped memory allocated at {from_site} points to it"
+                "an object of `{ty}` changes layout but {from_site} points to byte {at} of it"
             ),
             TransferError::FunctionGone(n) => write!(f, "function `{n}` is referenced by the state but gone in the new version"),
             TransferError::StaticReferencedFromUntyped { from_site } => write!(
@@ -373,6 +376,7 @@ impl<'a> Ctx<'a> {
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.ty.to_string(),
                     from_site: format!("a non-pointer field of `{ty}`"),
+                    at: p - m.old,
                 });
             }
             // SAFETY: as above.
@@ -837,7 +841,8 @@ pub fn run(
     let mut untyped: Vec<(u64, u64, Option<&crate::checkpoint::SavedSite>)> = Vec::new();
     laps.lap("start-up objects paired");
     // Changed objects that hidden references hold stay where they are.
-    let pins = pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &old_sites)?;
+    let (pins, mut interior_words) =
+        pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &old_sites)?;
     laps.lap("hidden references scanned");
     // What an old site means here, worked out once per site.
     type SiteInfo<'s> = (
@@ -1033,6 +1038,7 @@ pub fn run(
     // addresses an integer that equals one by chance is not a practical
     // risk, and MCR_STRICT_CONSERVATIVE=1 refuses the update instead.
     let strict = std::env::var_os("MCR_STRICT_CONSERVATIVE").is_some();
+    interior_words.relocate(&ctx);
     for (a, sz, site) in untyped.iter().flat_map(|&(a, sz, site)| {
         carved::gaps(a, sz, &state.carved)
             .into_iter()
@@ -1041,7 +1047,7 @@ pub fn run(
         for w in (a.next_multiple_of(8)..(a + sz).saturating_sub(7)).step_by(8) {
             // SAFETY: reading inside a live object.
             let p = unsafe { (w as *const u64).read() };
-            if p < 4096 {
+            if p < 4096 || interior_words.covers(w) {
                 continue;
             }
             if let Some(m) = ctx.move_containing(p).filter(|m| !m.same_layout) {
@@ -1054,7 +1060,8 @@ pub fn run(
                 }
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.ty.to_string(),
-                    from_site: site_text(site, state),
+                    from_site: format!("untyped memory allocated at {}", site_text(site, state)),
+                    at: p - m.old,
                 });
             }
             if let Some(q) = ctx.translate(p, "")?.filter(|&q| q != p) {
@@ -1070,6 +1077,7 @@ pub fn run(
         }
     }
 
+    report.conservative_rewrites += interior_words.apply();
     laps.lap("untyped scanned");
     // Globals: kept from the new start-up unless changed since the old one,
     // field by field (global_values.rs).
