@@ -3,7 +3,10 @@
 //! the project's `mcr.toml` (`[hooks] sources`) or by `MCR_HOOKS` (a
 //! colon-separated list), compiled through the pass and linked into every
 //! executable mcr-cc links, so the server's own build system is not
-//! edited. A directory stands for the `*.c` files directly in it.
+//! edited. A directory stands for the `*.c` files directly in it, and its
+//! `renames.toml` (`"TYPE.old_field" = "new_field"` or `"outer.inner"`,
+//! as mcr.toml's `[renames]`) goes into the hook units' type maps, so the
+//! renames of one update are in the new binary only.
 
 use crate::args::{Cmd, Lang};
 use crate::compile::{self, Unit};
@@ -12,16 +15,36 @@ use anyhow::{bail, Context, Result};
 use mcr_pass::PassConfig;
 use std::path::{Path, PathBuf};
 
+/// The hook sources and the field renames their directories declare.
+pub struct Hooks {
+    pub files: Vec<PathBuf>,
+    pub renames: std::collections::BTreeMap<String, String>,
+}
+
 /// Every hook source file, in a stable order (mcr.toml's, then
 /// `MCR_HOOKS`'s; each directory's files sorted by name).
-pub fn sources(project: &Project) -> Result<Vec<PathBuf>> {
+pub fn sources(project: &Project) -> Result<Hooks> {
     let mut named: Vec<PathBuf> = project.hook_sources.clone();
     if let Some(env) = std::env::var_os("MCR_HOOKS") {
         named.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
     }
     let mut out = Vec::new();
+    let mut renames = std::collections::BTreeMap::new();
     for p in named {
         if p.is_dir() {
+            let r = p.join("renames.toml");
+            if r.is_file() {
+                let text = std::fs::read_to_string(&r)
+                    .with_context(|| format!("hooks: reading {}", r.display()))?;
+                let m: std::collections::BTreeMap<String, String> = toml::from_str(&text)
+                    .with_context(|| format!("hooks: parsing {}", r.display()))?;
+                for k in m.keys() {
+                    if !k.contains('.') {
+                        bail!("{}: \"{k}\": write it as \"TYPE.old_field\" = \"new_field\"", r.display());
+                    }
+                }
+                renames.extend(m);
+            }
             let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
                 .with_context(|| format!("hooks: reading directory {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -41,7 +64,10 @@ pub fn sources(project: &Project) -> Result<Vec<PathBuf>> {
             );
         }
     }
-    Ok(out)
+    Ok(Hooks {
+        files: out,
+        renames,
+    })
 }
 
 /// Compiles each hook source to an object in `tmp` (through the pass, so

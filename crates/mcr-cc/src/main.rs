@@ -126,11 +126,13 @@ fn pass_config_of(project: config::Project) -> PassConfig {
 /// `MCR_HOOKS`), compiled into `tmp` for an executable's link.
 fn hook_objects(tmp: &Path) -> Result<Vec<String>> {
     let project = config::load()?;
-    let files = hooks::sources(&project)?;
-    if files.is_empty() {
+    let h = hooks::sources(&project)?;
+    if h.files.is_empty() {
         return Ok(Vec::new());
     }
-    hooks::compile(&files, &pass_config_of(project), tmp)
+    let mut cfg = pass_config_of(project);
+    cfg.renames.extend(h.renames);
+    hooks::compile(&h.files, &cfg, tmp)
 }
 
 fn stem(p: &str) -> String {

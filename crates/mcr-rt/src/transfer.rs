@@ -1058,6 +1058,12 @@ pub fn run(
                 if ctx.keeps_address(m, p) {
                     continue;
                 }
+                if let Some(q) = ctx.moved_field(m, p).filter(|_| !m.in_place) {
+                    // SAFETY: an aligned word inside a live object.
+                    unsafe { (w as *mut u64).write(q) };
+                    report.conservative_rewrites += 1;
+                    continue;
+                }
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.ty.to_string(),
                     from_site: format!("untyped memory allocated at {}", site_text(site, state)),

@@ -1,5 +1,7 @@
 //! Untyped heap memory naming a field, inside an object kept in place
-//! (`pinned`), whose offset changes in the new layout. A library's own
+//! (`pinned`) or poured into its new start-up counterpart (libevent's
+//! lists name `&thread->notify_event` inside memcached's LIBEVENT_THREAD),
+//! whose offset changes in the new layout. A library's own
 //! memory (libevent's event lists) holds `&conn->event`; the program moves
 //! `event` from byte 32 to byte 48 of `struct conn`. Such a word is
 //! rewritten to the field's new place, as the conservative scan rewrites
@@ -11,7 +13,23 @@
 //! object's own address, never as its first field's (a field that moves
 //! away from offset 0 is not followed).
 
+use super::{Ctx, Move};
 use std::collections::HashMap;
+
+impl Ctx<'_> {
+    /// Where an untyped word naming `p`, inside the old extent of `m` (an
+    /// object that moves to a new layout: a start-up object poured into its
+    /// new counterpart), is to point now: the same field of the new copy.
+    /// None when strict, or when that byte has no counterpart.
+    pub(super) fn moved_field(&self, m: &Move<'_>, p: u64) -> Option<u64> {
+        if !Rewrites::allowed() {
+            return None;
+        }
+        let (ot, nt) = (self.v.old_type(m.ty)?, self.v.new_type(m.ty)?);
+        let off = super::pinned::new_offset(self, ot, nt, m.old_size, p - m.old)?;
+        Some(m.new + off)
+    }
+}
 
 /// Words to rewrite once the pinned objects are converted: word address
 /// -> the new value.
