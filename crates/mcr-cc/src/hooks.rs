@@ -70,10 +70,19 @@ pub fn sources(project: &Project) -> Result<Hooks> {
     })
 }
 
+/// `MCR_HOOKS_CFLAGS`: words for compiling the hooks (split at white
+/// space), e.g. `-DHAVE_CONFIG_H -I.` so a hook includes the new version's
+/// own headers (relative paths: the directory the link runs in).
+fn extra_flags() -> Vec<String> {
+    std::env::var("MCR_HOOKS_CFLAGS")
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
 /// Compiles each hook source to an object in `tmp` (through the pass, so
 /// the old layouts they copy enter the type map) and returns the objects
-/// to link. Hook sources are self-contained: they get only `-O2` and
-/// mcr.h's directory, never the server's include paths or defines.
+/// to link. They get `-O2`, mcr.h's directory and `MCR_HOOKS_CFLAGS`,
+/// never the flags of the program's own units.
 pub fn compile(files: &[PathBuf], cfg: &PassConfig, tmp: &Path) -> Result<Vec<String>> {
     // A directory of its own: a hook source named like one of the
     // program's units never shares its intermediate files.
@@ -84,10 +93,12 @@ pub fn compile(files: &[PathBuf], cfg: &PassConfig, tmp: &Path) -> Result<Vec<St
         let src_s = src.to_string_lossy().into_owned();
         let obj = tmp.join(format!("mcr-hook-{k}.o"));
         let obj_s = obj.to_string_lossy().into_owned();
-        let words: Vec<String> = ["-O2", "-Wall", "-c", &src_s, "-o", &obj_s]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut words: Vec<String> = extra_flags();
+        words.extend(
+            ["-O2", "-Wall", "-c", &src_s, "-o", &obj_s]
+                .iter()
+                .map(|s| s.to_string()),
+        );
         let cmd = Cmd::parse(&words);
         let unit = Unit {
             src: &src_s,
