@@ -57,7 +57,7 @@ fn real_main(argv: Vec<String>) -> Result<i32> {
             let mut a = without_ours(&argv);
             let tmp = tempdir()?;
             if cmd.links_executable() {
-                a.extend(hook_objects(tmp.path())?);
+                a.extend(hook_objects(&cmd, tmp.path())?);
                 a.extend(runtime::link_args()?);
             }
             let status = Command::new(clang())
@@ -124,9 +124,11 @@ fn pass_config_of(project: config::Project) -> PassConfig {
 
 /// The objects of the update hooks the project names (mcr.toml `[hooks]`,
 /// `MCR_HOOKS`), compiled into `tmp` for an executable's link.
-fn hook_objects(tmp: &Path) -> Result<Vec<String>> {
+fn hook_objects(cmd: &Cmd, tmp: &Path) -> Result<Vec<String>> {
     let project = config::load()?;
-    let h = hooks::sources(&project)?;
+    let mut h = hooks::sources(&project)?;
+    let out = cmd.output.as_deref().unwrap_or("a.out");
+    h.keep_for(out);
     if h.files.is_empty() {
         return Ok(Vec::new());
     }
@@ -268,7 +270,7 @@ fn compile_and_link(cmd: &Cmd) -> Result<i32> {
         }
     }
     if cmd.links_executable() {
-        link.extend(hook_objects(tmp.path())?);
+        link.extend(hook_objects(cmd, tmp.path())?);
         link.extend(runtime::link_args()?);
     }
     link.push("-Qunused-arguments".into());

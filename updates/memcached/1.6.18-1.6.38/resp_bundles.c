@@ -3,8 +3,8 @@
  * moved by 8 bytes. Responses live during the update (a set waiting for
  * its value has its reply allocated) are re-made in new bundles by
  * 1.6.38's own resp_start; then every 1.6.18 bundle goes back to its
- * cache. Built with MCR_HOOKS_CFLAGS="-DHAVE_CONFIG_H -I." (1.6.38's own
- * headers); any surprise aborts, and the update rolls back. */
+ * cache. Compiled with 1.6.38's own headers (./cflags); any surprise
+ * aborts, and the update rolls back. */
 #include "memcached.h"
 #include <mcr.h>
 #include <stdlib.h>
