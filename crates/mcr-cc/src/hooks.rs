@@ -21,6 +21,7 @@ use mcr_pass::PassConfig;
 use std::path::{Path, PathBuf};
 
 /// The hook sources and the field renames their directories declare.
+#[derive(Debug)]
 pub struct Hooks {
     /// Each source with the words of its directory's `cflags`.
     pub files: Vec<(PathBuf, Vec<String>)>,
@@ -56,7 +57,10 @@ pub fn sources(project: &Project) -> Result<Hooks> {
                     .with_context(|| format!("hooks: parsing {}", r.display()))?;
                 for k in m.keys() {
                     if !k.contains('.') {
-                        bail!("{}: \"{k}\": write it as \"TYPE.old_field\" = \"new_field\"", r.display());
+                        bail!(
+                            "{}: \"{k}\": write it as \"TYPE.old_field\" = \"new_field\"",
+                            r.display()
+                        );
                     }
                 }
                 renames.extend(m);
@@ -180,11 +184,7 @@ mod tests {
             std::fs::write(d.path().join(f), "").unwrap();
         }
         std::fs::write(d.path().join("cflags"), "-DX -I.\n").unwrap();
-        std::fs::write(
-            d.path().join("renames.toml"),
-            "\"T.old\" = \"n.old\"\n",
-        )
-        .unwrap();
+        std::fs::write(d.path().join("renames.toml"), "\"T.old\" = \"n.old\"\n").unwrap();
         let h = sources(&project(vec![d.path().to_path_buf()])).unwrap();
         let names: Vec<_> = h
             .files

@@ -420,8 +420,13 @@ impl<'a> Versions<'a> {
         // A path: each step a struct field (not a bit-field) of the last.
         let mut f = n.fields.iter().find(|f| f.name == outer)?.clone();
         for step in rest.split('.') {
-            let t = self.new_type(&f.ty).filter(|t| t.kind == TypeKind::Struct)?;
-            let g = t.fields.iter().find(|g| g.name == step && g.bit_size.is_none())?;
+            let t = self
+                .new_type(&f.ty)
+                .filter(|t| t.kind == TypeKind::Struct)?;
+            let g = t
+                .fields
+                .iter()
+                .find(|g| g.name == step && g.bit_size.is_none())?;
             f = crate::model::Field {
                 name: format!("{}.{}", f.name, g.name),
                 offset: f.offset + g.offset,

@@ -325,19 +325,17 @@ fn rec_untyped_heap_interior_reference_rewritten() {
     let before = c.cmd("RDUMP");
     assert!(before.contains("HEAPFLAGS=6,66,r6,18"), "{before}");
     let addr = c.cmd("RADDR HEAPFLAGS");
-    for (to, v) in [(&b2, "2")] {
-        let rep = s.update_ok(to);
-        assert_eq!(rep.objects_pinned, 1, "{rep:?}");
-        assert!(rep.conservative_rewrites >= 1, "{rep:?}");
-        assert_eq!(s.version(), v);
-        assert_eq!(
-            c.cmd("RDUMP"),
-            before,
-            "the record read through its flags' address"
-        );
-        assert_eq!(c.cmd("RADDR HEAPFLAGS"), addr, "kept in place");
-        s.check();
-    }
+    let rep = s.update_ok(&b2);
+    assert_eq!(rep.objects_pinned, 1, "{rep:?}");
+    assert!(rep.conservative_rewrites >= 1, "{rep:?}");
+    assert_eq!(s.version(), "2");
+    assert_eq!(
+        c.cmd("RDUMP"),
+        before,
+        "the record read through its flags' address"
+    );
+    assert_eq!(c.cmd("RADDR HEAPFLAGS"), addr, "kept in place");
+    s.check();
     assert_eq!(c.cmd("RBUMP HEAPFLAGS"), "67");
 }
 

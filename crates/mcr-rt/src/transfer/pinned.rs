@@ -511,7 +511,13 @@ fn decide(
 
 /// Offset `rel` inside an old object of `size` bytes of `ot` elements (then
 /// a tail), as an offset inside the same object converted to `nt`.
-pub(super) fn new_offset(ctx: &Ctx, ot: &TypeDef, nt: &TypeDef, size: u64, rel: u64) -> Option<u64> {
+pub(super) fn new_offset(
+    ctx: &Ctx,
+    ot: &TypeDef,
+    nt: &TypeDef,
+    size: u64,
+    rel: u64,
+) -> Option<u64> {
     let count = ctx.v.element_count(ot, size, true);
     if ot.size == 0 {
         return None;
