@@ -19,6 +19,10 @@
 //! [quiescent]               # the program's event loops: blocking calls
 //! functions = ["ngx_epoll_process_events"]  # made directly in these are
 //!                           # its only quiescent points and start-up ends
+//!
+//! [hooks]                   # an update's user code (docs/hooks.md), compiled
+//! sources = ["updates/1.0-2.0"]  # and linked into every executable; a
+//!                           # directory means its *.c; relative to this file
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -36,6 +40,16 @@ struct File {
     renames: BTreeMap<String, String>,
     #[serde(default)]
     quiescent: Quiescent,
+    #[serde(default)]
+    hooks: HookSources,
+}
+
+/// `[hooks]`: C sources of an update's hooks, linked into executables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HookSources {
+    #[serde(default)]
+    sources: Vec<String>,
 }
 
 /// `[quiescent]`: where the program waits for work, declared by function.
@@ -54,6 +68,8 @@ pub struct Project {
     pub renames: BTreeMap<String, String>,
     /// `[quiescent] functions`: the program's event loops.
     pub quiescent_functions: std::collections::BTreeSet<String>,
+    /// `[hooks] sources`, resolved against the mcr.toml's directory.
+    pub hook_sources: Vec<PathBuf>,
 }
 
 /// Reads and checks the project's mcr.toml once.
@@ -64,6 +80,7 @@ pub fn load() -> Result<Project> {
             carvers: Carvers::default(),
             renames: BTreeMap::new(),
             quiescent_functions: Default::default(),
+            hook_sources: Vec::new(),
         });
     };
     let text =
@@ -79,11 +96,13 @@ pub fn load() -> Result<Project> {
             );
         }
     }
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
     Ok(Project {
         wrappers,
         carvers,
         renames: f.renames,
         quiescent_functions: f.quiescent.functions.into_iter().collect(),
+        hook_sources: f.hooks.sources.iter().map(|s| base.join(s)).collect(),
     })
 }
 

@@ -8,6 +8,7 @@
 mod args;
 mod compile;
 mod config;
+mod hooks;
 mod runtime;
 mod typemap;
 
@@ -54,7 +55,9 @@ fn real_main(argv: Vec<String>) -> Result<i32> {
         Mode::PassThrough | Mode::Preprocess => exec_clang(&without_ours(&argv)),
         Mode::Link if c_inputs.is_empty() => {
             let mut a = without_ours(&argv);
+            let tmp = tempdir()?;
             if cmd.links_executable() {
+                a.extend(hook_objects(&cmd, tmp.path())?);
                 a.extend(runtime::link_args()?);
             }
             let status = Command::new(clang())
@@ -106,14 +109,32 @@ fn tempdir() -> Result<tempfile::TempDir> {
 }
 
 fn pass_config() -> Result<PassConfig> {
-    let project = config::load()?;
-    Ok(PassConfig {
+    Ok(pass_config_of(config::load()?))
+}
+
+fn pass_config_of(project: config::Project) -> PassConfig {
+    PassConfig {
         wrappers: project.wrappers,
         carvers: project.carvers,
         unit_file: None,
         renames: project.renames,
         quiescent_functions: project.quiescent_functions,
-    })
+    }
+}
+
+/// The objects of the update hooks the project names (mcr.toml `[hooks]`,
+/// `MCR_HOOKS`), compiled into `tmp` for an executable's link.
+fn hook_objects(cmd: &Cmd, tmp: &Path) -> Result<Vec<String>> {
+    let project = config::load()?;
+    let mut h = hooks::sources(&project)?;
+    let out = cmd.output.as_deref().unwrap_or("a.out");
+    h.keep_for(out);
+    if h.files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cfg = pass_config_of(project);
+    cfg.renames.extend(h.renames);
+    hooks::compile(&h.files, &cfg, tmp)
 }
 
 fn stem(p: &str) -> String {
@@ -249,6 +270,7 @@ fn compile_and_link(cmd: &Cmd) -> Result<i32> {
         }
     }
     if cmd.links_executable() {
+        link.extend(hook_objects(cmd, tmp.path())?);
         link.extend(runtime::link_args()?);
     }
     link.push("-Qunused-arguments".into());

@@ -629,7 +629,7 @@ fn describe(v: &Versions, old: &str, new: &str) -> String {
         match v.new_field_for(n, &o.name, &f.name) {
             None => parts.push(format!("-{}", f.name)),
             Some(x) => {
-                kept.push(x.name.as_str());
+                kept.push(x.name.split('.').next().unwrap_or("").to_string());
                 if x.name != f.name {
                     parts.push(format!("{} renamed {}", f.name, x.name));
                 }
@@ -647,7 +647,7 @@ fn describe(v: &Versions, old: &str, new: &str) -> String {
         }
     }
     for f in &n.fields {
-        if !kept.contains(&f.name.as_str()) {
+        if !kept.contains(&f.name) {
             parts.push(format!("+{}", f.name));
         }
     }

@@ -400,16 +400,42 @@ impl<'a> Versions<'a> {
         }
     }
 
-    /// The new version's field for an old one: same name, or the rename hint.
+    /// The new version's field for an old one: same name, or the rename
+    /// hint. A hint may name a field inside a struct field of the new type
+    /// (`"LIBEVENT_THREAD.notify_event" = "n.notify_event"`: fields gathered
+    /// into a new nested struct); that field is then given as one of `n`'s
+    /// own, named by its path, at its offset inside `n`.
     pub fn new_field_for<'b>(
         &self,
         n: &'b TypeDef,
         owner: &str,
         old_field: &str,
-    ) -> Option<&'b crate::model::Field> {
+    ) -> Option<std::borrow::Cow<'b, crate::model::Field>> {
+        use std::borrow::Cow;
         let hint = self.renames.get(&format!("{owner}.{old_field}"));
         let want = hint.map(String::as_str).unwrap_or(old_field);
-        n.fields.iter().find(|f| f.name == want)
+        let Some((outer, rest)) = want.split_once('.') else {
+            return n.fields.iter().find(|f| f.name == want).map(Cow::Borrowed);
+        };
+        // A path: each step a struct field (not a bit-field) of the last.
+        let mut f = n.fields.iter().find(|f| f.name == outer)?.clone();
+        for step in rest.split('.') {
+            let t = self
+                .new_type(&f.ty)
+                .filter(|t| t.kind == TypeKind::Struct)?;
+            let g = t
+                .fields
+                .iter()
+                .find(|g| g.name == step && g.bit_size.is_none())?;
+            f = crate::model::Field {
+                name: format!("{}.{}", f.name, g.name),
+                offset: f.offset + g.offset,
+                ty: g.ty.clone(),
+                bit_offset: None,
+                bit_size: None,
+            };
+        }
+        Some(Cow::Owned(f))
     }
 
     /// Checks a value nested in another: a hook of its type covers it.

@@ -310,6 +310,35 @@ fn rec_interior_reference_to_moved_field_refused_cleanly() {
     assert_eq!(c.cmd("RBUMP LABEL"), "56");
 }
 
+/// Untyped heap memory (a malloc'd char buffer, as a library's own memory
+/// keeps `&conn->event`) holding the address of `flags`, which moves from
+/// offset 32 to 0 in v2: the record is kept in place and that word is
+/// rewritten to flags' new place (transfer/interior.rs). (Back to v1 it
+/// would not be: a word naming byte 0 is read as the record's own address.)
+#[test]
+fn rec_untyped_heap_interior_reference_rewritten() {
+    let case = Case::new("hidden_ptr");
+    let (b1, b2) = (case.bin(1, Opt::O2), case.bin(2, Opt::O2));
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    assert_eq!(c.cmd("RHIDE HEAPFLAGS 6"), "OK");
+    let before = c.cmd("RDUMP");
+    assert!(before.contains("HEAPFLAGS=6,66,r6,18"), "{before}");
+    let addr = c.cmd("RADDR HEAPFLAGS");
+    let rep = s.update_ok(&b2);
+    assert_eq!(rep.objects_pinned, 1, "{rep:?}");
+    assert!(rep.conservative_rewrites >= 1, "{rep:?}");
+    assert_eq!(s.version(), "2");
+    assert_eq!(
+        c.cmd("RDUMP"),
+        before,
+        "the record read through its flags' address"
+    );
+    assert_eq!(c.cmd("RADDR HEAPFLAGS"), addr, "kept in place");
+    s.check();
+    assert_eq!(c.cmd("RBUMP HEAPFLAGS"), "67");
+}
+
 fn epoll_clients(s: &Server) -> Vec<Client> {
     (0..3)
         .map(|i| {

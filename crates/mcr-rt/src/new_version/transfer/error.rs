@@ -11,6 +11,8 @@ pub enum TransferError {
     MovedReferencedFromUntyped {
         ty: String,
         from_site: String,
+        /// The byte of the old object the reference names.
+        at: u64,
     },
     FunctionGone(String),
     GlobalGone(String),
@@ -36,9 +38,9 @@ impl std::fmt::Display for TransferError {
         match self {
             TransferError::Plan(e) => write!(f, "{e}"),
             TransferError::Alloc(n) => write!(f, "out of memory allocating {n} bytes"),
-            TransferError::MovedReferencedFromUntyped { ty, from_site } => write!(
+            TransferError::MovedReferencedFromUntyped { ty, from_site, at } => write!(
                 f,
-                "an object of `{ty}` changes layout but untyped memory allocated at {from_site} points to it"
+                "an object of `{ty}` changes layout but {from_site} points to byte {at} of it"
             ),
             TransferError::FunctionGone(n) => write!(f, "function `{n}` is referenced by the state but gone in the new version"),
             TransferError::StaticReferencedFromUntyped { from_site } => write!(

@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | context | `context.rs`, `sites.rs` | both type maps, where old globals, thread-locals, functions and libraries went; what each old allocation site means here |
 //! | start-up pairs | `startup_pairs.rs` | old start-up objects paired with the new start-up's |
-//! | pins | `pinned.rs` | changed objects a hidden reference holds, converted in place |
+//! | pins | `pinned.rs`, `interior.rs` | changed objects a hidden reference holds, converted in place; untyped words naming a field that moves |
 //! | place | `place.rs`, `carved.rs`, `worker.rs` | every object kept, poured into its pair, moved or pinned |
 //! | untyped | `untyped.rs` | the conservative scan of untyped memory |
 //! | roots | `roots.rs`, `global_values.rs` | globals (field by field since start-up) and thread-locals |
@@ -37,6 +37,7 @@ mod carved;
 mod context;
 mod error;
 mod global_values;
+mod interior;
 mod kernel_refs;
 mod pinned;
 mod place;
@@ -101,7 +102,8 @@ pub fn run(
     laps.lap("start-up objects paired");
 
     // Pins: changed objects that hidden references hold stay where they are.
-    let pins = pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &sites.old)?;
+    let (pins, mut interior_words) =
+        pinned::find(state, &ctx, &inherited, &pairs, &carved_parents, &sites.old)?;
     laps.lap("hidden references scanned");
 
     // Place: keep, pour, move or pin every object; carved ones in place.
@@ -126,7 +128,10 @@ pub fn run(
     ctx.seal_moves();
     laps.lap("objects placed");
 
-    untyped::run(&ctx, state, &placed.untyped, &mut report)?;
+    // Untyped words naming a field that moves in a kept object (`interior`).
+    interior_words.relocate(&ctx);
+    untyped::run(&ctx, state, &placed.untyped, &interior_words, &mut report)?;
+    report.conservative_rewrites += interior_words.apply();
     laps.lap("untyped scanned");
 
     roots::run(

@@ -24,6 +24,7 @@
 //! unions is pinned when it fits and otherwise moves as before.
 
 use super::context::{Ctx, Move};
+use super::interior::Rewrites;
 use super::sites::site_text;
 use super::TransferError;
 use crate::heap::{self, Site};
@@ -99,6 +100,9 @@ struct Ref {
     rel: u64,
     union: bool,
     from: String,
+    /// The word's address, when it lies in untyped heap memory read in
+    /// place (it may then be rewritten: `interior`).
+    word: Option<u64>,
 }
 
 /// What each byte offset of one old type is: [`HIDDEN`], [`PRECISE`] (the
@@ -114,6 +118,8 @@ const UNION: u8 = 2;
 enum Shape<'s> {
     /// Every word may be an address.
     Untyped,
+    /// Untyped heap memory, read where it lives (`interior`).
+    UntypedHeap,
     /// `count` elements of an old type, then an untyped tail.
     Typed(&'s TypeDef, u64),
 }
@@ -179,6 +185,7 @@ impl<'s> Scanner<'s, '_> {
             return;
         }
         // Typed: the word kinds of one element, and how many bytes they cover.
+        let in_place = matches!(shape, Shape::UntypedHeap);
         let (kinds, esize, typed_len) = match shape {
             Shape::Typed(t, n) if t.size > 0 => (Some(self.word_kinds(t)), t.size, n * t.size),
             _ => (None, 1, 0),
@@ -216,6 +223,7 @@ impl<'s> Scanner<'s, '_> {
                 rel,
                 union,
                 from: from(k),
+                word: in_place.then_some(w - 8),
             });
         }
     }
@@ -290,7 +298,7 @@ pub(super) fn find<'s>(
     pairs: &HashMap<u64, u64>,
     carved_parents: &HashSet<u64>,
     old_sites: &HashMap<u64, &'s SavedSite>,
-) -> Result<HashSet<u64>, TransferError> {
+) -> Result<(HashSet<u64>, Rewrites), TransferError> {
     let v = &ctx.v;
     // What each old site allocates (type name, old type, new type when
     // its layout changes), worked out once per site; neighbours in the
@@ -329,7 +337,7 @@ pub(super) fn find<'s>(
         });
     }
     if cands.is_empty() {
-        return Ok(HashSet::new());
+        return Ok((HashSet::new(), Rewrites::default()));
     }
     cands.sort_by_key(|c| c.addr);
     let span = (
@@ -389,7 +397,7 @@ pub(super) fn find<'s>(
         let untyped = |ra: u64, rlen: u64, sc: &mut Scanner<'s, '_>| {
             // SAFETY: a range inside a live inherited object.
             let bytes = unsafe { std::slice::from_raw_parts(ra as *const u8, rlen as usize) };
-            sc.scan(ra, bytes, Shape::Untyped, &|_| {
+            sc.scan(ra, bytes, Shape::UntypedHeap, &|_| {
                 format!("untyped memory allocated at {}", site_text(site(), state))
             });
         };
@@ -440,8 +448,14 @@ pub(super) fn find<'s>(
     decide(ctx, &sc.cands, &sc.refs)
 }
 
-/// Which referenced candidates are pinned; refuses those that cannot be.
-fn decide(ctx: &Ctx, cands: &[Candidate], refs: &[Ref]) -> Result<HashSet<u64>, TransferError> {
+/// Which referenced candidates are pinned, and the untyped words naming a
+/// field of theirs that moves (`interior`); refuses those that cannot be.
+fn decide(
+    ctx: &Ctx,
+    cands: &[Candidate],
+    refs: &[Ref],
+) -> Result<(HashSet<u64>, Rewrites), TransferError> {
+    let mut rewrites = Rewrites::default();
     let mut by_cand: HashMap<usize, Vec<&Ref>> = HashMap::new();
     for r in refs {
         by_cand.entry(r.cand).or_default().push(r);
@@ -467,6 +481,12 @@ fn decide(ctx: &Ctx, cands: &[Candidate], refs: &[Ref]) -> Result<HashSet<u64>, 
             }
             for r in &hidden {
                 let n = new_offset(ctx, c.ot, c.nt, c.size, r.rel);
+                if let (Some(n), Some(w), true) = (n, r.word, Rewrites::allowed()) {
+                    if n != r.rel {
+                        rewrites.add(w, c.addr + n);
+                    }
+                    continue;
+                }
                 if n != Some(r.rel) {
                     return Err(PinError::Interior {
                         ty: c.ty.to_string(),
@@ -488,12 +508,18 @@ fn decide(ctx: &Ctx, cands: &[Candidate], refs: &[Ref]) -> Result<HashSet<u64>, 
         }
         pinned.insert(c.addr);
     }
-    Ok(pinned)
+    Ok((pinned, rewrites))
 }
 
 /// Offset `rel` inside an old object of `size` bytes of `ot` elements (then
 /// a tail), as an offset inside the same object converted to `nt`.
-fn new_offset(ctx: &Ctx, ot: &TypeDef, nt: &TypeDef, size: u64, rel: u64) -> Option<u64> {
+pub(super) fn new_offset(
+    ctx: &Ctx,
+    ot: &TypeDef,
+    nt: &TypeDef,
+    size: u64,
+    rel: u64,
+) -> Option<u64> {
     let count = ctx.v.element_count(ot, size, true);
     if ot.size == 0 {
         return None;

@@ -45,6 +45,7 @@ impl<'a> Ctx<'a> {
                 return Err(TransferError::MovedReferencedFromUntyped {
                     ty: m.ty.to_string(),
                     from_site: format!("a non-pointer field of `{ty}`"),
+                    at: p - m.old,
                 });
             }
             // SAFETY: as above.

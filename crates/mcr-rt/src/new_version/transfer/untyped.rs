@@ -10,6 +10,7 @@
 
 use super::carved;
 use super::context::Ctx;
+use super::interior::Rewrites;
 use super::place::UntypedObject;
 use super::sites::site_text;
 use super::TransferError;
@@ -22,6 +23,7 @@ pub(super) fn run(
     ctx: &Ctx,
     state: &State,
     untyped: &[UntypedObject],
+    interior_words: &Rewrites,
     report: &mut UpdateReport,
 ) -> Result<(), TransferError> {
     let strict = std::env::var_os("MCR_STRICT_CONSERVATIVE").is_some();
@@ -30,7 +32,7 @@ pub(super) fn run(
             for w in (a.next_multiple_of(8)..(a + sz).saturating_sub(7)).step_by(8) {
                 // SAFETY: reading inside a live object.
                 let p = unsafe { (w as *const u64).read() };
-                if p < 4096 {
+                if p < 4096 || interior_words.covers(w) {
                     continue;
                 }
                 if let Some(m) = ctx.move_containing(p).filter(|m| !m.same_layout) {
@@ -41,9 +43,21 @@ pub(super) fn run(
                     if ctx.keeps_address(m, p) {
                         continue;
                     }
+                    // A field of a moved object named by untyped memory
+                    // follows the field (`interior`).
+                    if let Some(q) = ctx.moved_field(m, p).filter(|_| !m.in_place) {
+                        // SAFETY: an aligned word inside a live object.
+                        unsafe { (w as *mut u64).write(q) };
+                        report.conservative_rewrites += 1;
+                        continue;
+                    }
                     return Err(TransferError::MovedReferencedFromUntyped {
                         ty: m.ty.to_string(),
-                        from_site: site_text(o.site, state),
+                        from_site: format!(
+                            "untyped memory allocated at {}",
+                            site_text(o.site, state)
+                        ),
+                        at: p - m.old,
                     });
                 }
                 if let Some(q) = ctx.translate(p, "")?.filter(|&q| q != p) {
