@@ -13,6 +13,9 @@
 #      built from the source package with all its patches: memcached
 #      1.6.18-1 -> 1.6.18-1+deb12u1, nginx 1.22.1-9+deb12u9 -> +deb12u10
 #      (and rolled back)
+#   9. an upstream release applied live under load: memcached 1.6.18 ->
+#      1.6.38 with its user code (updates/memcached/1.6.18-1.6.38), every
+#      item checked afterwards (and rolled back)
 # MCR_TEST_ALL_SERVERS=1 also builds and smoke-tests lighttpd, nginx, redis
 # and vsftpd with mcr-cc (scripts/servers/all.sh).
 set -euo pipefail
@@ -48,6 +51,9 @@ scripts/servers/redis-update.sh "$PWD/target/release"
 step "real servers: Debian security updates applied live: memcached 1.6.18-1 -> 1.6.18-1+deb12u1, nginx 1.22.1-9+deb12u9 -> 1.22.1-9+deb12u10, and rolled back"
 scripts/servers/debian-update.sh memcached "$PWD/target/release"
 scripts/servers/debian-update.sh nginx "$PWD/target/release"
+
+step "real servers: an upstream release applied live: memcached 1.6.18 -> 1.6.38, and rolled back"
+scripts/servers/upstream-update.sh memcached 1.6.18 1.6.38 "$PWD/target/release"
 
 if [ -n "${MCR_TEST_ALL_SERVERS:-}" ]; then
     step "real servers: all five build and answer with mcr-cc"
