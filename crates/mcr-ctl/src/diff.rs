@@ -16,18 +16,8 @@ fn load(path: &str) -> Result<(TypeMap, Vec<HookDecl>)> {
         let m = TypeMap::from_toml(&s).with_context(|| format!("{path} is not a type map"))?;
         return Ok((m, Vec::new()));
     }
-    use object::{Object, ObjectSection};
-    let data = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    let f = object::File::parse(&*data).with_context(|| format!("{path} is not an ELF file"))?;
-    let sec = f
-        .section_by_name(mcr_types::section::SECTION_NAME)
-        .with_context(|| format!("{path} was not built with mcr-cc (no type map)"))?;
-    let map = mcr_types::decode_section(sec.data()?)?;
-    let hooks = match f.section_by_name(mcr_types::hooks::SECTION_NAME) {
-        Some(sec) => mcr_types::hooks::decode(sec.data()?).with_context(|| path.to_string())?,
-        None => Vec::new(),
-    };
-    Ok((map, hooks))
+    let e = mcr_types::binary::read(std::path::Path::new(path))?;
+    Ok((e.typemap, e.hooks))
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]

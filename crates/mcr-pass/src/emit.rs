@@ -14,12 +14,10 @@ use inkwell::llvm_sys::LLVMLinkage;
 use mcr_types::abi::WrapperKind;
 use std::collections::HashMap;
 
-pub const SITES_SECTION: &str = "mcr_sites";
-pub const GLOBALS_SECTION: &str = "mcr_globals";
-pub const TYPEMAP_SECTION: &str = "mcr_typemap";
-/// One byte from each unit that marks declared quiescent points: with any,
-/// only those are the program's quiescent points.
-pub const DECLARED_POINTS_SECTION: &str = "mcr_qpoints";
+use mcr_types::abi::{
+    Field, DECLARED_POINTS_SECTION, GLOBALS_SECTION, GLOBAL_FIELDS, SITES_SECTION, SITE_FIELDS,
+    TYPEMAP_SECTION,
+};
 
 pub struct Emitter<'a> {
     ir: &'a Ir,
@@ -31,15 +29,25 @@ pub struct Emitter<'a> {
 
 impl<'a> Emitter<'a> {
     pub fn new(ir: &'a Ir) -> Self {
-        let (p, i64t, i32t) = (ir.ptr_ty(), ir.i64_ty(), ir.i32_ty());
+        // The records' LLVM types, from the field lists of mcr_types::abi
+        // that the runtime's structs are checked against.
+        let record = |fields: &[Field]| {
+            let tys: Vec<Ty> = fields
+                .iter()
+                .map(|f| match f {
+                    Field::U32 => ir.i32_ty(),
+                    Field::U64 => ir.i64_ty(),
+                    Field::Ptr => ir.ptr_ty(),
+                })
+                .collect();
+            ir.struct_ty(&tys)
+        };
         Emitter {
             ir,
             strings: HashMap::new(),
             used: Vec::new(),
-            // struct mcr_site { u64 key; char *file, *function; u32 line, flags; char *type_name; u64 elem_size; }
-            site_ty: ir.struct_ty(&[i64t, p, p, i32t, i32t, p, i64t]),
-            // struct mcr_global { void *addr (or accessor); char *name, *type_name; u64 size, flags; }
-            global_ty: ir.struct_ty(&[p, p, p, i64t, i64t]),
+            site_ty: record(SITE_FIELDS),
+            global_ty: record(GLOBAL_FIELDS),
         }
     }
 

@@ -10,7 +10,7 @@
 use thiserror::Error;
 
 /// Name of the ELF section holding the records.
-pub const SECTION_NAME: &str = "mcr_hooks";
+pub const SECTION_NAME: &str = crate::abi::HOOKS_SECTION;
 /// "MCRHOOK1" read as a little-endian u64 (the record's first word).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MCRHOOK1");
 /// Room for each name, NUL included (`MCR_HOOK_NAME_MAX` in mcr.h).

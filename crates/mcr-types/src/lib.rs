@@ -10,6 +10,7 @@
 //! - This crate knows nothing of LLVM, ELF or processes.
 
 pub mod abi;
+pub mod binary;
 pub mod hooks;
 pub mod merge;
 pub mod model;

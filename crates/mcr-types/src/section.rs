@@ -10,7 +10,7 @@ use thiserror::Error;
 
 pub const SECTION_MAGIC: &[u8; 8] = b"MCRTMAP1";
 /// Name of the ELF section holding the records.
-pub const SECTION_NAME: &str = "mcr_typemap";
+pub const SECTION_NAME: &str = crate::abi::TYPEMAP_SECTION;
 
 #[derive(Debug, Error)]
 pub enum SectionError {

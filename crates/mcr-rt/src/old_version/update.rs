@@ -37,23 +37,9 @@ fn err<T>(m: impl Into<String>) -> Result<T, UpdateError> {
 
 /// The type map and the user hooks embedded in a binary built by mcr-cc.
 pub fn typemap_of(path: &str) -> Result<(mcr_types::TypeMap, Vec<HookDecl>), UpdateError> {
-    use object::{Object, ObjectSection};
-    let data = std::fs::read(path).map_err(|e| UpdateError(format!("cannot read {path}: {e}")))?;
-    let f = object::File::parse(&*data)
-        .map_err(|e| UpdateError(format!("{path} is not an executable: {e}")))?;
-    let sec = f
-        .section_by_name(mcr_types::section::SECTION_NAME)
-        .ok_or_else(|| UpdateError(format!("{path} was not built with mcr-cc (no type map)")))?;
-    let bytes = sec.data().map_err(|e| UpdateError(e.to_string()))?;
-    let map = mcr_types::decode_section(bytes).map_err(|e| UpdateError(format!("{path}: {e}")))?;
-    let hooks = match f.section_by_name(mcr_types::hooks::SECTION_NAME) {
-        Some(sec) => {
-            let bytes = sec.data().map_err(|e| UpdateError(e.to_string()))?;
-            mcr_types::hooks::decode(bytes).map_err(|e| UpdateError(format!("{path}: {e}")))?
-        }
-        None => Vec::new(),
-    };
-    Ok((map, hooks))
+    let e = mcr_types::binary::read(std::path::Path::new(path))
+        .map_err(|e| UpdateError(e.to_string()))?;
+    Ok((e.typemap, e.hooks))
 }
 
 /// Refuses an update whose types no rule and no hook of the new version

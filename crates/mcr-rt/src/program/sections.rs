@@ -4,62 +4,49 @@
 //! every section is empty.
 
 use crate::heap::Site;
+pub use mcr_types::abi::{
+    GlobalDesc, WrapperDesc, GLOBAL_CONSTANT, GLOBAL_THREAD_LOCAL, GLOBAL_TLS_ACCESSOR,
+};
+use mcr_types::mcr_section;
 use std::ffi::CStr;
 
+// The bounds of every section of mcr_types::abi, in this order (`bounds`).
 core::arch::global_asm!(
     ".pushsection .data.rel.ro.mcr_rt_bounds,\"aw\",@progbits",
     ".p2align 3",
-    ".weak __start_mcr_sites",
-    ".weak __stop_mcr_sites",
-    ".weak __start_mcr_globals",
-    ".weak __stop_mcr_globals",
-    ".weak __start_mcr_typemap",
-    ".weak __stop_mcr_typemap",
-    ".weak __start_mcr_hooks",
-    ".weak __stop_mcr_hooks",
-    ".weak __start_mcr_qpoints",
-    ".weak __stop_mcr_qpoints",
-    ".weak __start_mcr_wrappers",
-    ".weak __stop_mcr_wrappers",
+    concat!(".weak __start_", mcr_section!(sites)),
+    concat!(".weak __stop_", mcr_section!(sites)),
+    concat!(".weak __start_", mcr_section!(globals)),
+    concat!(".weak __stop_", mcr_section!(globals)),
+    concat!(".weak __start_", mcr_section!(typemap)),
+    concat!(".weak __stop_", mcr_section!(typemap)),
+    concat!(".weak __start_", mcr_section!(hooks)),
+    concat!(".weak __stop_", mcr_section!(hooks)),
+    concat!(".weak __start_", mcr_section!(qpoints)),
+    concat!(".weak __stop_", mcr_section!(qpoints)),
+    concat!(".weak __start_", mcr_section!(wrappers)),
+    concat!(".weak __stop_", mcr_section!(wrappers)),
     ".globl mcr_rt_section_bounds",
     ".hidden mcr_rt_section_bounds",
     "mcr_rt_section_bounds:",
-    ".quad __start_mcr_sites",
-    ".quad __stop_mcr_sites",
-    ".quad __start_mcr_globals",
-    ".quad __stop_mcr_globals",
-    ".quad __start_mcr_typemap",
-    ".quad __stop_mcr_typemap",
-    ".quad __start_mcr_hooks",
-    ".quad __stop_mcr_hooks",
-    ".quad __start_mcr_qpoints",
-    ".quad __stop_mcr_qpoints",
-    ".quad __start_mcr_wrappers",
-    ".quad __stop_mcr_wrappers",
+    concat!(".quad __start_", mcr_section!(sites)),
+    concat!(".quad __stop_", mcr_section!(sites)),
+    concat!(".quad __start_", mcr_section!(globals)),
+    concat!(".quad __stop_", mcr_section!(globals)),
+    concat!(".quad __start_", mcr_section!(typemap)),
+    concat!(".quad __stop_", mcr_section!(typemap)),
+    concat!(".quad __start_", mcr_section!(hooks)),
+    concat!(".quad __stop_", mcr_section!(hooks)),
+    concat!(".quad __start_", mcr_section!(qpoints)),
+    concat!(".quad __stop_", mcr_section!(qpoints)),
+    concat!(".quad __start_", mcr_section!(wrappers)),
+    concat!(".quad __stop_", mcr_section!(wrappers)),
     ".popsection",
 );
 
 extern "C" {
     static mcr_rt_section_bounds: [usize; 12];
 }
-
-/// `struct mcr_global` of docs/ABI.md.
-#[repr(C)]
-pub struct GlobalDesc {
-    /// The variable; for a thread-local with `GLOBAL_TLS_ACCESSOR`, its
-    /// accessor function.
-    pub addr: *mut u8,
-    pub name: *const libc::c_char,
-    pub type_name: *const libc::c_char,
-    pub size: u64,
-    pub flags: u64,
-}
-
-pub const GLOBAL_THREAD_LOCAL: u64 = 1;
-pub const GLOBAL_CONSTANT: u64 = 2;
-/// `addr` is a function `void *(*)(void)` returning the thread-local's
-/// address in the calling thread.
-pub const GLOBAL_TLS_ACCESSOR: u64 = 4;
 
 fn bounds(i: usize) -> (usize, usize) {
     // SAFETY: a static array defined in the asm above; weak symbols that the
@@ -119,18 +106,6 @@ pub fn hook_bytes() -> &'static [u8] {
 pub fn declared_points_in_force() -> bool {
     bounds(4).0 != 0
 }
-
-/// `struct mcr_wrapper` of docs/ABI.md: an allocation wrapper a unit
-/// proved (`mcr_types::abi::WRAPPERS_SECTION`).
-#[repr(C)]
-pub struct WrapperDesc {
-    pub function: usize,
-    /// `mcr_types::abi::WrapperKind`.
-    pub kind: u32,
-    pub zero: u32,
-}
-
-const _: () = assert!(std::mem::size_of::<WrapperDesc>() == mcr_types::abi::WRAPPER_RECORD_SIZE);
 
 /// Every allocation wrapper the pass proved in this binary's units.
 pub fn wrappers() -> &'static [WrapperDesc] {
