@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, from a fresh Debian bookworm machine (as root):
 #   1. install system packages and build (scripts/setup.sh)
-#   2. unit, corpus-accuracy and end-to-end live-update tests (cargo test)
+#   2. unit, corpus-accuracy and end-to-end live-update tests (cargo test),
+#      then ARCHITECTURE.md names every module (scripts/check-architecture.sh)
 #   3. the demo: a live update of the key-value server with state checked
 #   4. memcached 1.6.18 built with mcr-cc passes its own `make test`
 #   5. memcached 1.6.18 updated live to itself under load (and rolled back)
@@ -31,6 +32,7 @@ step "cargo test (unit, corpus accuracy, end-to-end)"
 mkdir -p build
 MCR_BIN_DIR="$PWD/target/release" cargo test --release --workspace 2>&1 | tee build/cargo-test.log
 grep -q "test result" build/cargo-test.log
+step "ARCHITECTURE.md names every module"; scripts/check-architecture.sh
 
 step "demo: live update of the key-value server"
 scripts/demo.sh

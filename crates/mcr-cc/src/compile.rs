@@ -1,4 +1,4 @@
-//! The per-translation-unit pipeline (DESIGN.md "Compile time"):
+//! The per-translation-unit pipeline (docs/DESIGN.md "Compile time"):
 //! clang's front end with debug info and allocation tokens forced on ->
 //! mcr-pass in this process -> clang's back end with the user's flags.
 

@@ -1,5 +1,5 @@
 //! mcr-cc: a drop-in replacement for clang-22 that instruments C
-//! translation units for live update (see DESIGN.md "Compile time").
+//! translation units for live update (see docs/DESIGN.md "Compile time").
 //!
 //! Everything that is not compiling C (preprocessing, dependency-only
 //! runs, assembly, C++, queries) is handed to clang-22 unchanged, so

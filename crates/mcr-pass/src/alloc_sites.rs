@@ -1,6 +1,6 @@
 //! Finding allocation calls and inferring the C type each one allocates.
 //!
-//! Evidence, strongest first (see DESIGN.md "Compile time"):
+//! Evidence, strongest first (see docs/DESIGN.md "Compile time"):
 //! 1. clang's `!alloc_token !{!"<name>", i1 <has pointers>}`, built by the
 //!    front end from a `sizeof` inside the size argument;
 //! 2. where the result goes: the debug type of the receiving variable

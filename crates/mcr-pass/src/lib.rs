@@ -1,5 +1,5 @@
 //! mcr-pass: everything mcr does to an LLVM module of one C translation
-//! unit, run between clang's front end and its back end (DESIGN.md
+//! unit, run between clang's front end and its back end (docs/DESIGN.md
 //! "Compile time"):
 //!
 //! - [`debuginfo`]: debug-info types -> `mcr_types` type definitions;
