@@ -155,6 +155,42 @@ pub fn wait_bound(timeout: std::time::Duration) -> bool {
     true
 }
 
+/// The listening socket the control thread serves (-1: none).
+static LISTENER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The control thread is to return (the process is being confined).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The control thread of this process, while it runs.
+static SERVING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(None);
+
+/// Stops the control thread and waits (bounded) until it has exited, so
+/// the program's threads are the process's only ones: `sandbox` calls it
+/// before the program installs a seccomp filter. The listener is shut
+/// down (its `poll` returns) and closed by the thread; the `@mcr/<pid>`
+/// name goes with it.
+pub fn stop() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    let fd = LISTENER_FD.swap(-1, std::sync::atomic::Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: shutdown of our own listening socket; the thread closes it.
+        unsafe { libc::syscall(libc::SYS_shutdown, fd, libc::SHUT_RDWR) };
+    }
+    let Some(h) = SERVING.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    // A request being served is finished first; never wait without bound.
+    let t = std::time::Instant::now();
+    while !h.is_finished() && t.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if h.is_finished() {
+        let _ = h.join();
+    } else {
+        eprintln!("mcr-rt: control thread still busy after 2 s; confining the process with it");
+    }
+}
+
 /// Starts the control thread (again, in a forked child).
 ///
 /// The thread (and every thread it starts) blocks all signals: a signal
@@ -178,11 +214,18 @@ pub fn start(in_child: bool) {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let _ = std::thread::Builder::new()
+        LISTENER_FD.store(listener.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+        let h = std::thread::Builder::new()
             .name("mcr-control".into())
             .stack_size(256 * 1024)
             .spawn(move || serve(listener, in_child));
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        // A fork child's handle replaces its parent's (that thread is not here).
+        let mut serving = SERVING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(parents) = serving.take() {
+            std::mem::forget(parents);
+        }
+        *serving = h.ok();
     }
 }
 
@@ -263,7 +306,11 @@ fn serve(listener: UnixListener, in_child: bool) {
             revents: 0,
         };
         // SAFETY: poll on one pollfd we own.
-        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+        let polled = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if polled < 0 {
             continue;
         }
         let Ok((conn, _)) = listener.accept() else {

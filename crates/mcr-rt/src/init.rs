@@ -41,6 +41,10 @@ pub fn original_args() -> Option<&'static [OsString]> {
 }
 
 extern "C" fn after_fork_child() {
+    // A confined parent's child is under its filter: nothing of ours runs.
+    if crate::sandbox::confined() {
+        return;
+    }
     threads::after_fork_child();
     control::forget_parent_socket();
     control::start(true);

@@ -23,6 +23,7 @@ pub mod profile;
 pub mod quiesce;
 pub mod report;
 pub mod restore;
+pub mod sandbox;
 pub mod rlimit;
 pub mod sections;
 pub mod shared_files;
