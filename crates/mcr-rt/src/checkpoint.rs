@@ -289,6 +289,7 @@ pub fn open_own_executable() {
     } as i32;
     if low >= 0 {
         let high = crate::control::raw_to_private(low);
+        crate::private_fds::keep(high);
         OWN_EXE.store(high, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -55,6 +55,8 @@ static BOUND_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 pub fn forget_parent_socket() {
     let parent = BOUND_PID.swap(0, std::sync::atomic::Ordering::SeqCst);
     BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The parent's listener number is not the runtime's here (swept below).
+    crate::private_fds::release(LISTENER_FD.swap(-1, std::sync::atomic::Ordering::SeqCst));
     if parent == 0 {
         return;
     }
@@ -107,7 +109,7 @@ fn socket_name_is(fd: i32, name: &[u8]) -> bool {
 
 /// Calls `f` with every descriptor open in this process, read from
 /// `/proc/self/fd` with raw system calls (safe in a fork child handler).
-fn for_each_open_fd(mut f: impl FnMut(i32)) {
+pub(crate) fn for_each_open_fd(mut f: impl FnMut(i32)) {
     // SAFETY: open/getdents64/close on a directory descriptor we own, into a
     // stack buffer; records are parsed within the length the kernel returned.
     unsafe {
@@ -160,8 +162,7 @@ static LISTENER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32:
 /// The control thread is to return (the process is being confined).
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// The control thread of this process, while it runs.
-static SERVING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
-    std::sync::Mutex::new(None);
+static SERVING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
 
 /// Stops the control thread and waits (bounded) until it has exited, so
 /// the program's threads are the process's only ones: `sandbox` calls it
@@ -172,6 +173,7 @@ pub fn stop() {
     STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
     BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
     let fd = LISTENER_FD.swap(-1, std::sync::atomic::Ordering::SeqCst);
+    crate::private_fds::release(fd);
     if fd >= 0 {
         // SAFETY: shutdown of our own listening socket; the thread closes it.
         unsafe { libc::syscall(libc::SYS_shutdown, fd, libc::SHUT_RDWR) };
@@ -274,6 +276,8 @@ fn bind_listener() -> Option<UnixListener> {
             return None;
         }
         let high = raw_to_private(fd);
+        // The program's closefrom() must leave it open.
+        crate::private_fds::keep(high);
         (high >= 0).then(|| UnixListener::from_raw_fd(high))
     }
 }
@@ -312,6 +316,17 @@ fn serve(listener: UnixListener, in_child: bool) {
         }
         if polled < 0 {
             continue;
+        }
+        if pfd.revents & libc::POLLNVAL != 0 {
+            // Closed behind our back (a program's close() of a number it
+            // never opened): its number may be the program's by now, so it
+            // is not closed again; the thread ends rather than spin.
+            crate::private_fds::release(pfd.fd);
+            LISTENER_FD.store(-1, std::sync::atomic::Ordering::SeqCst);
+            BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("mcr-rt: control socket closed by the program; this process can no longer be updated");
+            std::mem::forget(listener);
+            return;
         }
         let Ok((conn, _)) = listener.accept() else {
             continue;

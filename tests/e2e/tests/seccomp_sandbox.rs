@@ -39,7 +39,11 @@ fn run(bin: &Path, mode: &str) -> String {
         .expect("stdout")
         .read_to_string(&mut out)
         .expect("read stdout");
-    assert!(status.success(), "{} {mode}: {status}: {out}", bin.display());
+    assert!(
+        status.success(),
+        "{} {mode}: {status}: {out}",
+        bin.display()
+    );
     out
 }
 
