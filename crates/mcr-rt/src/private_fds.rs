@@ -8,6 +8,12 @@
 //! around the kept numbers; the program never opened those (the runtime
 //! holds them), so it loses nothing it owned.
 //!
+//! A new version's start-up is the same: its `closefrom(3)` ran, in the old
+//! version, before the descriptors it now inherits existed. While its
+//! start-up is replayed, a range close also leaves alone every inherited
+//! descriptor (open when the runtime started) that the replay has not
+//! handed to it yet: from the program's view those numbers are not open.
+//!
 //! Both are *weak* definitions (`close_range` and `closefrom` jump to
 //! `__mcr_close_range` and `__mcr_closefrom`): a program that defines its
 //! own (OpenSSH's openbsd-compat `closefrom`, which calls `close_range`)
@@ -17,6 +23,7 @@
 
 use libc::{c_int, c_uint};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 
 const SLOTS: usize = 32;
 static KEPT: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
@@ -46,24 +53,50 @@ pub fn release(fd: c_int) {
     }
 }
 
-/// The kept numbers within `first..=last`, ascending.
-fn kept_in(first: c_uint, last: c_uint) -> ([c_uint; SLOTS], usize) {
-    let mut out = [0; SLOTS];
-    let mut n = 0;
-    for s in &KEPT {
-        let fd = s.load(Ordering::SeqCst);
-        if fd >= 0 && (first..=last).contains(&(fd as c_uint)) {
-            out[n] = fd as c_uint;
-            n += 1;
+/// Descriptors open when a new version's runtime started (below the
+/// private range): the old version's, inherited.
+static INHERITED: Mutex<Vec<c_int>> = Mutex::new(Vec::new());
+
+/// A new version notes what it inherited, before its start-up runs.
+pub fn note_inherited() {
+    let mut v = Vec::new();
+    crate::control::for_each_open_fd(|fd| {
+        if fd < crate::control::PRIVATE_FD_BASE {
+            v.push(fd)
         }
+    });
+    *INHERITED.lock().unwrap_or_else(|e| e.into_inner()) = v;
+}
+
+/// The numbers a range close leaves open within `first..=last`, ascending:
+/// the kept ones, and while a start-up is replayed, inherited ones not
+/// handed to the program yet.
+fn kept_in(first: c_uint, last: c_uint) -> Vec<c_uint> {
+    let mut out: Vec<c_uint> = KEPT
+        .iter()
+        .map(|s| s.load(Ordering::SeqCst))
+        .filter(|&fd| fd >= 0)
+        .map(|fd| fd as c_uint)
+        .collect();
+    if crate::startup_log::is_replaying() {
+        let claimed = crate::startup_log::claimed_fds();
+        let inherited = INHERITED.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(
+            inherited
+                .iter()
+                .filter(|fd| !claimed.contains(fd))
+                .map(|&fd| fd as c_uint),
+        );
     }
-    out[..n].sort_unstable();
-    (out, n)
+    out.retain(|fd| (first..=last).contains(fd));
+    out.sort_unstable();
+    out
 }
 
 /// The sub-ranges of `first..=last` that hold no kept number.
 fn gaps(first: c_uint, last: c_uint) -> impl Iterator<Item = (c_uint, c_uint)> {
-    let (kept, n) = kept_in(first, last);
+    let kept = kept_in(first, last);
+    let n = kept.len();
     let mut from = Some(first);
     let mut i = 0;
     std::iter::from_fn(move || loop {
@@ -146,7 +179,7 @@ pub unsafe extern "C" fn __mcr_closefrom(lowfd: c_int) {
     }
     let kept = kept_in(first, c_uint::MAX);
     crate::control::for_each_open_fd(|fd| {
-        if fd >= lowfd && !kept.0[..kept.1].contains(&(fd as c_uint)) {
+        if fd >= lowfd && !kept.contains(&(fd as c_uint)) {
             // SAFETY: closing a descriptor the caller asked to close.
             unsafe { libc::syscall(libc::SYS_close, fd) };
         }

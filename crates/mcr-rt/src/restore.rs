@@ -47,6 +47,9 @@ pub(crate) fn fail(msg: &str) -> ! {
     unsafe { libc::_exit(70) }
 }
 
+/// The update's channels kept from the program's range closes until commit.
+static KEPT_CHANNELS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
 /// Called from the runtime's initialisation on the main thread.
 pub fn init_from_env() {
     let Some(fd) = env_fd("MCR_RESTORE_FD") else {
@@ -72,7 +75,11 @@ pub fn init_from_env() {
     {
         // SAFETY: our own pipes and memfd: never passed on to the program's children.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // A start-up's closefrom() must leave them to us (released at commit).
+        crate::private_fds::keep(fd);
+        KEPT_CHANNELS.lock().unwrap().push(fd);
     }
+    crate::private_fds::note_inherited();
     crate::children::init_from_env();
     transfer::map_old_image(&state);
     if let Err(e) = crate::shared_memory::map(&state.shared_mappings) {
@@ -195,6 +202,9 @@ pub fn main_startup_over() -> bool {
     notify_supervisor();
     RESTORING.store(false, Ordering::SeqCst);
     status("committed");
+    for fd in KEPT_CHANNELS.lock().unwrap().drain(..) {
+        crate::private_fds::release(fd);
+    }
     let fd = STATUS_FD.swap(-1, Ordering::SeqCst);
     if fd >= 0 {
         // SAFETY: done with the status pipe.
