@@ -30,10 +30,10 @@ REV="${1:-9.2p1-2+deb12u7}"
 BIN="$(cd "${2:-$REPO_ROOT/target/release}" && pwd)"
 VERSION="${REV%%-*}"
 [ "$(id -u)" = 0 ] || die "needs root (privilege separation, chroot, test users)"
-for t in ssh ssh-keygen useradd autoreconf; do
-    command -v "$t" >/dev/null || die "$t not found (apt-get install openssh-client autoconf automake passwd)"
+for t in ssh ssh-keygen useradd autoreconf pgrep; do
+    command -v "$t" >/dev/null || die "$t not found (apt-get install openssh-client autoconf automake passwd procps)"
 done
-TEST_USER=mcr-ssh-test
+. "$SERVERS_DIR/openssh-lib.sh"
 
 # --- the build ---
 if [ -n "${MCR_SSHD:-}" ]; then
@@ -45,19 +45,7 @@ else
     if is_mcr_cc "$CC"; then
         [ -e "$BIN/libmcr_rt.a" ] || die "$BIN/libmcr_rt.a not found: cargo build --release first"
     fi
-    DIR="$MCR_WORK/build/openssh-$REV-$(basename "$CC")"
-    SSHD="$DIR/sshd"
-    if [ -x "$SSHD" ] && [ "$SSHD" -nt "$CC" ] && { ! is_mcr_cc "$CC" || [ "$SSHD" -nt "$BIN/libmcr_rt.a" ]; } \
-        && [ "$(cat "$DIR/.mcr-debian-revision" 2>/dev/null)" = "$REV" ]; then
-        log "$SSHD is up to date"
-    else
-        tree="$MCR_WORK/src/.debian-trees/openssh-$REV"
-        log "building openssh $REV (upstream $VERSION + its series) with $CC"
-        debian_tree openssh "$VERSION" "$REV" "$tree"
-        MCR_SRC="$tree" "$SERVERS_DIR/build.sh" openssh "$VERSION" "$CC" "$DIR" >/dev/null
-        rm -rf "$tree"
-        printf '%s\n' "$REV" >"$DIR/.mcr-debian-revision"
-    fi
+    SSHD="$(openssh_build "$REV" "$CC" "$BIN")"
 fi
 if [ -z "${MCR_SSH_CC:-}" ] && [ -z "${MCR_SSHD:-}" ]; then
     "$BIN/mcr-cc" --print-typemap "$SSHD" >/dev/null 2>&1 \
@@ -65,32 +53,10 @@ if [ -z "${MCR_SSH_CC:-}" ] && [ -z "${MCR_SSHD:-}" ]; then
 fi
 
 # --- users, privsep directory, keys, configuration ---
-if ! id sshd >/dev/null 2>&1; then
-    log "creating the privilege separation user sshd"
-    useradd --system --no-create-home --home-dir /run/sshd --shell /usr/sbin/nologin sshd
-fi
-mkdir -p /run/sshd
-chown root:root /run/sshd
-chmod 755 /run/sshd
-if ! id "$TEST_USER" >/dev/null 2>&1; then
-    log "creating the test user $TEST_USER"
-    useradd --create-home --shell /bin/sh "$TEST_USER"
-fi
-# Key logins only; "*" is not a locked account ("!" is).
-usermod -p '*' "$TEST_USER"
-HOME_DIR="$(getent passwd "$TEST_USER" | cut -d: -f6)"
-
+openssh_users
 RUN="$(mktemp -d "$MCR_WORK/openssh-login.XXXXXX")"
 chmod 755 "$RUN"
 SSHD_PID=""
-# descendants PID: its children, grandchildren, ... deepest first.
-descendants() {
-    local c
-    for c in $(pgrep -P "$1" || true); do
-        descendants "$c"
-        printf '%s\n' "$c"
-    done
-}
 cleanup() {
     local p
     if [ -n "$SSHD_PID" ]; then
@@ -101,30 +67,8 @@ cleanup() {
     [ -n "${MCR_KEEP_RUN:-}" ] || rm -rf "$RUN"
 }
 trap cleanup EXIT
-
-ssh-keygen -q -t ed25519 -N '' -C mcr-host -f "$RUN/host_ed25519"
-ssh-keygen -q -t ed25519 -N '' -C mcr-user -f "$RUN/user_key"
-install -d -m 700 -o "$TEST_USER" -g "$(id -gn "$TEST_USER")" "$HOME_DIR/.ssh"
-install -m 600 -o "$TEST_USER" -g "$(id -gn "$TEST_USER")" "$RUN/user_key.pub" "$HOME_DIR/.ssh/authorized_keys"
-
 PORT="$(free_port)"
-# Debian's sshd_config, less PAM (not built) and with test paths.
-cat >"$RUN/sshd_config" <<CONF
-ListenAddress 127.0.0.1
-Port $PORT
-HostKey $RUN/host_ed25519
-PidFile $RUN/sshd.pid
-LogLevel DEBUG3
-KbdInteractiveAuthentication no
-PasswordAuthentication no
-PubkeyAuthentication yes
-AuthorizedKeysFile .ssh/authorized_keys
-AllowUsers $TEST_USER
-X11Forwarding yes
-PrintMotd no
-AcceptEnv LANG LC_*
-Subsystem sftp /usr/lib/openssh/sftp-server
-CONF
+openssh_config "$RUN" "$PORT"
 "$SSHD" -t -f "$RUN/sshd_config" || die "sshd -t rejects the configuration"
 
 # --- the login ---
@@ -138,15 +82,8 @@ fail() {
 wait_port "$PORT" 15 "$SSHD_PID" || fail "sshd did not listen on 127.0.0.1:$PORT within 15 s"
 log "sshd $REV ($CC) pid $SSHD_PID listens on 127.0.0.1:$PORT"
 
-SSH=(ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-    -o ConnectTimeout=5 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -o LogLevel=ERROR
-    -i "$RUN/user_key" -p "$PORT")
-set +e
-out="$(timeout 30 "${SSH[@]}" "$TEST_USER@127.0.0.1" echo ok 2>"$RUN/ssh.err")"
-rc=$?
-set -e
-[ "$rc" = 0 ] && [ "$out" = ok ] \
-    || { cat "$RUN/ssh.err" >&2; fail "ssh login and 'echo ok' failed (exit $rc, output '$out')"; }
+openssh_login_ok "$RUN/ssh.err" \
+    || { cat "$RUN/ssh.err" >&2; fail "ssh login and 'echo ok' failed"; }
 grep -q "ssh_sandbox_child: attaching seccomp filter program \[preauth\]" "$RUN/sshd.log" \
     || fail "the login worked but sshd's log does not show the seccomp sandbox attached"
 grep -q "Accepted publickey for $TEST_USER" "$RUN/sshd.log" \
