@@ -51,9 +51,18 @@ alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d
 cleanup() {
     local p
     exec 4>&- 2>/dev/null || true
+    # Clients first: each session's sshd processes then end as on a
+    # disconnect, each reaped by its parent (bounded wait).
     for p in "${CLIENTS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    # The sessions' sshd processes (children of the first listener, then
-    # of nobody here once it was updated), by pid.
+    for ((i = 0; i < 50; i++)); do
+        left=""
+        for p in $SESSIONS; do alive "$p" && left=1; done
+        [ -n "$LISTENER" ] && [ -n "$(ps -o pid= --ppid "$LISTENER" || true)" ] && left=1
+        [ -n "$left" ] || break
+        sleep 0.1
+    done
+    # What is left, by pid: the sessions' sshd processes (children of the
+    # first listener, of nobody here once it was updated), the listener's.
     for p in $SESSIONS; do
         for c in $(descendants "$p") "$p"; do kill -TERM "$c" 2>/dev/null || true; done
     done
@@ -69,6 +78,12 @@ trap cleanup EXIT
 fail() {
     log "sshd log (last 30 lines):"
     tail -n 30 "$RUN/sshd.log" >&2 || true
+    local f
+    for f in shell.out ticks.out; do
+        [ -s "$RUN/$f" ] || continue
+        log "$f (last 5 lines):"
+        tail -n 5 "$RUN/$f" >&2
+    done
     die "$*"
 }
 
@@ -85,7 +100,8 @@ log "sshd $OLD_REV pid $LISTENER on 127.0.0.1:$PORT serves logins"
 
 # The interactive shell: commands through a fifo, output to a file.
 mkfifo "$RUN/shell.in"
-timeout 600 "${SSH[@]}" -tt sh -i <"$RUN/shell.in" >"$RUN/shell.out" 2>&1 &
+: >"$RUN/shell.out"
+timeout 600 "${SSH[@]}" -tt sh -i <"$RUN/shell.in" >>"$RUN/shell.out" 2>&1 &
 CLIENTS+=($!)
 exec 4>"$RUN/shell.in"
 VALUE="mcr-$RANDOM$RANDOM"
@@ -101,20 +117,25 @@ shell_answers() {
     return 1
 }
 shell_answers before || fail "the interactive shell does not answer"
-timeout 600 "${SSH[@]}" 'while :; do echo tick; sleep 0.2; done' >"$RUN/ticks.out" 2>&1 &
+: >"$RUN/ticks.out"
+timeout 600 "${SSH[@]}" 'while :; do echo tick; sleep 0.2; done' >>"$RUN/ticks.out" 2>&1 &
 CLIENTS+=($!)
-# ticks_go_on: more ticks within 3 s.
+# ticks_go_on [SECONDS]: more ticks within SECONDS (3).
 ticks_go_on() {
     local n0 i
     n0="$(wc -l <"$RUN/ticks.out")"
-    for ((i = 0; i < 30; i++)); do
+    for ((i = 0; i < ${1:-3} * 10; i++)); do
         [ "$(wc -l <"$RUN/ticks.out")" -gt "$n0" ] && return 0
         sleep 0.1
     done
     return 1
 }
-ticks_go_on || fail "the ticking session prints nothing"
-SESSIONS="$(pgrep -P "$LISTENER" | tr '\n' ' ')"
+ticks_go_on 20 || fail "the ticking session prints nothing within 20 s"
+for ((i = 0; i < 50; i++)); do
+    SESSIONS="$(pgrep -P "$LISTENER" | tr '\n' ' ' || true)"
+    [ "$(wc -w <<<"$SESSIONS")" = 2 ] && break
+    sleep 0.1
+done
 [ "$(wc -w <<<"$SESSIONS")" = 2 ] || fail "expected 2 session processes under the listener, found: $SESSIONS"
 log "2 sessions open (processes $SESSIONS): an interactive shell with FOO=$VALUE, a ticking command"
 
@@ -153,7 +174,9 @@ update_to() {
         alive "$LISTENER" || fail "rolled back, and the old listener $LISTENER is gone"
         openssh_login_ok && log "rolled back: the old listener still serves logins" \
             || log "rolled back, and the old listener does not serve a login"
-        printf 'update %s %s rolled_back\n' "$from" "$to"
+        shell_answers "rollback-$step" && kept=$((kept + 1))
+        ticks_go_on && kept=$((kept + 1))
+        printf 'update %s %s rolled_back sessions_kept=%s/2\n' "$from" "$to" "$kept"
         exit 1
     fi
     new="$(sed -n 's/^updated: pid [0-9]* -> \([0-9]*\).*/\1/p' <<<"$out")"
