@@ -16,7 +16,9 @@
 //!   child whose only program thread was gone).
 //!
 //! A confined process has no `@mcr/<pid>` socket: it is not updated, and
-//! `mcr-ctl ps` does not list it. `seccomp(2)` made through `syscall()` (no
+//! `mcr-ctl ps` does not list it. It stays confined when the kernel refuses
+//! the filter (the program carries on unsandboxed, as sshd does, and the
+//! runtime stays out of its way: the safe side). `seccomp(2)` made through `syscall()` (no
 //! glibc wrapper exists) is not seen here.
 
 use libc::{c_int, c_ulong};
@@ -59,8 +61,7 @@ pub unsafe extern "C" fn prctl(
         crate::control::stop();
     }
     // SAFETY: the caller's prctl, forwarded unchanged.
-    let r = unsafe { libc::syscall(libc::SYS_prctl, option, a2, a3, a4, a5) } as c_int;
-    r
+    unsafe { libc::syscall(libc::SYS_prctl, option, a2, a3, a4, a5) as c_int }
 }
 
 #[cfg(test)]
