@@ -72,3 +72,38 @@ fn close_range_leaves_the_control_socket() {
 fn closefrom_leaves_the_control_socket() {
     check("closefrom");
 }
+
+/// tcp_state with `closefrom(3)` first thing in `main`: in a new version the
+/// inherited listening socket and connections, and the update's own
+/// channels, are open when it runs; the update must keep them (sshd's
+/// listener rolled back with "Address already in use" before).
+fn update_after_closefrom(v_to: u32) {
+    let case = mcr_e2e::Case::new("tcp_state");
+    let b1 = case.bin_with(1, Opt::O2, &["CLOSE_ALL_AT_START"]);
+    let b2 = case.bin_with(v_to, Opt::O2, &["CLOSE_ALL_AT_START"]);
+    let mut s = case.start(&b1);
+    let mut c = s.client();
+    assert_eq!(c.cmd("NAME alice"), "OK");
+    c.cmd("ADD 7");
+    let me = c.cmd("ME");
+    let before = s.dump();
+    s.update_ok(&b2);
+    assert_eq!(s.version(), v_to.to_string());
+    assert_eq!(s.dump(), before, "DUMP after the update");
+    assert_eq!(c.cmd("ME"), me, "the connection opened before");
+    let mut d = s.client();
+    assert_eq!(d.cmd("NAME bob"), "OK", "a new connection");
+    s.update_ok(&b2);
+    assert_eq!(c.cmd("ME"), me, "after a second update");
+    s.check();
+}
+
+#[test]
+fn update_after_closefrom_v1_to_v1() {
+    update_after_closefrom(1);
+}
+
+#[test]
+fn update_after_closefrom_v1_to_v2() {
+    update_after_closefrom(2);
+}
