@@ -16,10 +16,13 @@
 #     installed binary;
 #   - which binary the two sessions' processes run (sessions forked after
 #     start-up are not updated by mcr yet: reported, not hidden).
+# Last, each session process updated on its own must be refused before
+# anything stops (forked after start-up), both sessions answering after.
 # A rolled-back update is reported with mcr-ctl's reason, the old listener
 # checked to serve a login still, and the script fails. Every wait bounded.
-# Output: one line per update:
+# Output: one line per update, then one for the refusals:
 #   update FROM TO downtime_ms=N sessions_kept=K/2 login=ok listener_exe=new session_exe=old|new
+#   session_updates refused=N/N sessions_kept=2/2
 set -euo pipefail
 MCR_LOG_TAG=openssh-update
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -196,4 +199,28 @@ update_to() {
 
 update_to "$OLD_REV" "$OLD_REV" "$OLD_SSHD"
 update_to "$OLD_REV" "$NEW_REV" "$NEW_SSHD"
+
+# The sessions' own processes (the [priv] monitor and its session child)
+# updated alone are refused before anything stops, and the sessions go on.
+refused=0 tried=0
+for p in $SESSIONS; do
+    for c in "$p" $(pgrep -P "$p" || true); do
+        tried=$((tried + 1))
+        set +e
+        out="$(timeout 60 "$BIN/mcr-ctl" update "$c" "$SSHD" 2>&1)"
+        rc=$?
+        set -e
+        if [ "$rc" != 0 ] && grep -q "refused" <<<"$out"; then
+            refused=$((refused + 1))
+            log "session process $c: $(grep -o 'refused: .*' <<<"$out" | head -n1)"
+        else
+            log "session process $c: not refused (exit $rc): $out"
+        fi
+    done
+done
+kept=0
+shell_answers "after-refusals" && kept=$((kept + 1))
+ticks_go_on && kept=$((kept + 1))
+printf 'session_updates refused=%s/%s sessions_kept=%s/2\n' "$refused" "$tried" "$kept"
+[ "$refused" = "$tried" ] && [ "$kept" = 2 ] || fail "a session process was not refused, or a session was lost"
 log "done: both sessions answered after both updates; session processes were forked after start-up and stay on the binary they started with"
