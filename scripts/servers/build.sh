@@ -12,6 +12,9 @@
 #   redis      make -jN MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC=CC
 #              (also builds deps/: hiredis, lua, hdr_histogram, fpconv with CC)
 #   vsftpd     make -jN CC=CC LIBS="-lcap -lpam -lcrypt" LINK=""
+#   openssh    autoreconf -fi && ./configure CC=CC --without-pam
+#              --sysconfdir=/etc/ssh --with-privsep-path=/run/sshd
+#              (Debian's paths; privsep user sshd) && make -jN sshd
 #
 # With mcr-cc, MCR_CONFIG points at scripts/servers/mcr-toml/NAME.toml (the
 # server's allocation wrappers, mcr.toml [allocators]) when that file exists,
@@ -57,7 +60,8 @@ case "$NAME" in
     nginx)     BINARY=objs/nginx ;;
     redis)     BINARY=src/redis-server ;;
     vsftpd)    BINARY=vsftpd ;;
-    *) die "don't know how to build '$NAME' (known: memcached lighttpd nginx redis vsftpd)" ;;
+    openssh)   BINARY=sshd ;;
+    *) die "don't know how to build '$NAME' (known: memcached lighttpd nginx redis vsftpd openssh)" ;;
 esac
 
 # MCR_SRC: build this source tree instead of the fetched upstream one
@@ -173,6 +177,17 @@ build() {
         else
             run make -j"$J" CC="$CC" LIBS="-lcap -lpam -lcrypt" LINK=""
         fi
+        ;;
+    openssh)
+        local cf=()
+        [ -n "$XCFLAGS" ] && cf=(CFLAGS="-g -O2 $XCFLAGS")
+        # Debian's patches change configure.ac: regenerate, as debian/rules does.
+        if [ "$REBUILD" != 1 ]; then
+            run autoreconf -fi
+            run ./configure CC="$CC" "${cf[@]}" --without-pam \
+                --sysconfdir=/etc/ssh --with-privsep-path=/run/sshd
+        fi
+        run make -j"$J" sshd
         ;;
     esac
 }

@@ -42,6 +42,9 @@ redis 7.0.15-1~deb12u10 redis_7.0.15-1~deb12u10.debian.tar.xz 77d8423c427657bb2f
 memcached 1.6.18-1+deb12u1 memcached_1.6.18-1+deb12u1.debian.tar.xz 7a4aa3c89fa1e3476a7503696f38a8103b6b4d6c66b5bb9958ea4fa0596f5c04 security
 memcached 1.6.18-1 memcached_1.6.18-1.debian.tar.xz 974629ee6bfc81cdb7ca89ec922290399979aa145dcef8034b2fc6403532f3df
 nginx 1.22.1-9+deb12u10 nginx_1.22.1-9+deb12u10.debian.tar.xz a5a60f970ef19c926da4f71a0398d00f3fccf4f35169f0994c7d6573d148d63f security
+openssh 9.2p1-2+deb12u6 openssh_9.2p1-2+deb12u6.debian.tar.xz 8877ff03e7ca5cb92c51876caab8817cb89576c5f1df9c3f32044f3ecddf770a
+openssh 9.2p1-2+deb12u7 openssh_9.2p1-2+deb12u7.debian.tar.xz 38fe612408e19713b7c971d9987d788eecf27bbb13a81a6edca4137fd38a9251
+openssh 9.2p1-2+deb12u10 openssh_9.2p1-2+deb12u10.debian.tar.xz 65cbc8353a4197d0e543dd5330ca9798663256ea54b91a9c7c49116e7ea342ea
 "
 
 usage() { echo "usage: $0 NAME VERSION   (pinned: $(awk 'NF{printf "%s%s-%s", sep, $1, $2; sep=", "}' <<<"$PINS"))" >&2; exit 2; }

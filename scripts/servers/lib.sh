@@ -122,3 +122,24 @@ given_binaries() {
         NEW_BIN+="${NEW_BIN:+:}$(realpath "$b")"
     done
 }
+
+# debian_tree NAME VERSION REVISION DEST: DEST (wiped) holds NAME's pristine
+# upstream VERSION with the whole debian/patches/series of REVISION applied
+# in order, patch -pN as quilt applies them (both fetched, sha256-pinned, by
+# fetch.sh). Dies naming a patch that does not apply.
+debian_tree() {
+    local name="$1" version="$2" rev="$3" dest="$4" deb line patch opts strip
+    deb="$("$SERVERS_DIR/fetch.sh" "$name" "$rev")"
+    [ -f "$deb/patches/series" ] || die "$deb/patches/series not found"
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    cp -a "$("$SERVERS_DIR/fetch.sh" "$name" "$version")/." "$dest/"
+    rm -f "$dest/.mcr-fetched"
+    while read -r line; do
+        read -r patch opts <<<"$line"
+        strip=1
+        [[ "${opts:-}" =~ -p([0-9]+) ]] && strip="${BASH_REMATCH[1]}"
+        patch -d "$dest" -p"$strip" -f -s --no-backup-if-mismatch <"$deb/patches/$patch" \
+            || die "$name $rev: $patch does not apply"
+    done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$deb/patches/series")
+}

@@ -25,12 +25,14 @@ static BOUND_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 pub fn forget_parent_socket() {
     let parent = BOUND_PID.swap(0, std::sync::atomic::Ordering::SeqCst);
     control_bound::BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The parent's listener number is not the runtime's here (swept below).
+    crate::base::private_fd::release(LISTENER_FD.swap(-1, std::sync::atomic::Ordering::SeqCst));
     if parent == 0 {
         return;
     }
     let mut want = [0u8; 24];
     let want = abstract_name(parent, &mut want);
-    for_each_open_fd(|fd| {
+    crate::base::private_fd::for_each_open_fd(|fd| {
         if socket_name_is(fd, want) {
             // SAFETY: a copy of the parent's control socket, which the child
             // never uses.
@@ -75,41 +77,39 @@ fn socket_name_is(fd: i32, name: &[u8]) -> bool {
     }
 }
 
-/// Calls `f` with every descriptor open in this process, read from
-/// `/proc/self/fd` with raw system calls (safe in a fork child handler).
-fn for_each_open_fd(mut f: impl FnMut(i32)) {
-    // SAFETY: open/getdents64/close on a directory descriptor we own, into a
-    // stack buffer; records are parsed within the length the kernel returned.
-    unsafe {
-        let dir = libc::open(
-            c"/proc/self/fd".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if dir < 0 {
-            return;
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len());
-            if n <= 0 {
-                break;
-            }
-            let mut off = 0usize;
-            while off < n as usize {
-                // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
-                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-                let name = &buf[off + 19..off + reclen];
-                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                let fd = name.iter().try_fold(0i32, |acc, &b| {
-                    b.is_ascii_digit().then(|| acc * 10 + (b - b'0') as i32)
-                });
-                if let Some(fd) = fd.filter(|&fd| fd != dir && !name.is_empty()) {
-                    f(fd);
-                }
-                off += reclen;
-            }
-        }
-        libc::close(dir);
+/// The listening socket the control thread serves (-1: none).
+static LISTENER_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The control thread is to return (the process is being confined).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The control thread of this process, while it runs.
+static SERVING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
+
+/// Stops the control thread and waits (bounded) until it has exited, so
+/// the program's threads are the process's only ones: `sandbox` calls it
+/// before the program installs a seccomp filter. The listener is shut
+/// down (its `poll` returns) and closed by the thread; the `@mcr/<pid>`
+/// name goes with it.
+pub fn stop() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    control_bound::BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+    let fd = LISTENER_FD.swap(-1, std::sync::atomic::Ordering::SeqCst);
+    crate::base::private_fd::release(fd);
+    if fd >= 0 {
+        // SAFETY: shutdown of our own listening socket; the thread closes it.
+        unsafe { libc::syscall(libc::SYS_shutdown, fd, libc::SHUT_RDWR) };
+    }
+    let Some(h) = SERVING.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    // A request being served is finished first; never wait without bound.
+    let t = std::time::Instant::now();
+    while !h.is_finished() && t.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if h.is_finished() {
+        let _ = h.join();
+    } else {
+        eprintln!("mcr-rt: control thread still busy after 2 s; confining the process with it");
     }
 }
 
@@ -122,6 +122,8 @@ fn for_each_open_fd(mut f: impl FnMut(i32)) {
 /// `in_child`: a forked child does not read its symbol table on that
 /// thread (see `serve`).
 pub fn start(in_child: bool) {
+    // A seccomp filter the program installs must find no runtime thread.
+    crate::base::sandbox::on_confine(stop);
     // Bound here, on the calling thread (the ELF constructor, or the fork
     // child handler), before the program's code runs: a socket made on the
     // control thread would hold a low descriptor for a moment, while the
@@ -136,11 +138,18 @@ pub fn start(in_child: bool) {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let _ = std::thread::Builder::new()
+        LISTENER_FD.store(listener.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+        let h = std::thread::Builder::new()
             .name("mcr-control".into())
             .stack_size(256 * 1024)
             .spawn(move || serve(listener, in_child));
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        // A fork child's handle replaces its parent's (that thread is not here).
+        let mut serving = SERVING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(parents) = serving.take() {
+            std::mem::forget(parents);
+        }
+        *serving = h.ok();
     }
 }
 
@@ -189,6 +198,8 @@ fn bind_listener() -> Option<UnixListener> {
             return None;
         }
         let high = raw_to_private(fd);
+        // The program's closefrom() must leave it open.
+        crate::base::private_fd::keep(high);
         (high >= 0).then(|| UnixListener::from_raw_fd(high))
     }
 }
@@ -221,8 +232,23 @@ fn serve(listener: UnixListener, in_child: bool) {
             revents: 0,
         };
         // SAFETY: poll on one pollfd we own.
-        if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+        let polled = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if polled < 0 {
             continue;
+        }
+        if pfd.revents & libc::POLLNVAL != 0 {
+            // Closed behind our back (a program's close() of a number it
+            // never opened): its number may be the program's by now, so it
+            // is not closed again; the thread ends rather than spin.
+            crate::base::private_fd::release(pfd.fd);
+            LISTENER_FD.store(-1, std::sync::atomic::Ordering::SeqCst);
+            control_bound::BOUND.store(false, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("mcr-rt: control socket closed by the program; this process can no longer be updated");
+            std::mem::forget(listener);
+            return;
         }
         let Ok((conn, _)) = listener.accept() else {
             continue;

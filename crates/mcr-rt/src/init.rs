@@ -30,6 +30,10 @@ extern "C" fn constructor(argc: c_int, argv: *const *const c_char, _envp: *const
 }
 
 extern "C" fn after_fork_child() {
+    // A confined parent's child is under its filter: nothing of ours runs.
+    if crate::base::sandbox::confined() {
+        return;
+    }
     threads::after_fork_child();
     control::forget_parent_socket();
     control::start(true);

@@ -326,3 +326,41 @@ fn respawned_worker_refused() {
     let mut fresh = populate(&s, 4);
     check_all(&mut fresh, s.pid);
 }
+
+/// A worker respawned after start-up, updated on its own (as one would an
+/// sshd session process): refused before anything stops, naming the
+/// process that forked it; it and every other worker serve on. (Accepted,
+/// its new version ran main() again and left the old one's work behind.)
+#[test]
+fn late_child_alone_refused() {
+    let case = Case::new("prefork");
+    let b1 = case.bin(1, Opt::O2);
+    let s = case.start(&b1);
+    let before = s.processes();
+    let victim = *before.iter().find(|&&p| p != s.pid).expect("a worker");
+    // SAFETY: a worker process this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let after = mcr_e2e::wait_for(Duration::from_secs(5), || {
+        let p = s.processes();
+        (p.len() == before.len() && !p.contains(&victim)).then_some(p)
+    })
+    .expect("the master respawns its worker");
+    let late = *after
+        .iter()
+        .find(|p| !before.contains(p))
+        .expect("the respawned worker");
+    mcr_e2e::wait_for(Duration::from_secs(5), || {
+        mcr_e2e::has_control_socket(late).then_some(())
+    })
+    .expect("the respawned worker's control socket");
+    let msg = mcr_e2e::update(late, &b1).expect_err("updating a late child alone");
+    assert!(
+        msg.contains("refused")
+            && msg.contains(&format!("forked by pid {}", s.pid))
+            && msg.contains("not updated on its own"),
+        "{msg}"
+    );
+    assert_eq!(s.processes(), after, "every worker serves on");
+    let mut fresh = populate(&s, 4);
+    check_all(&mut fresh, s.pid);
+}

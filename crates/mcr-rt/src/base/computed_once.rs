@@ -13,6 +13,12 @@ pub struct ComputedOnce<T> {
     computing: AtomicI32,
 }
 
+impl<T> Default for ComputedOnce<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> ComputedOnce<T> {
     pub const fn new() -> Self {
         Self {

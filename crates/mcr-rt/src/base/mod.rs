@@ -15,5 +15,6 @@ pub mod own_binary;
 pub mod private_fd;
 pub mod rlimit;
 pub mod runtime_start;
+pub mod sandbox;
 pub mod static_name;
 pub mod update_link;

@@ -140,6 +140,7 @@ pub fn open_own_executable() {
     } as i32;
     if low >= 0 {
         let high = crate::base::private_fd::raw_to_private(low);
+        crate::base::private_fd::keep(high);
         OWN_EXE.store(high, std::sync::atomic::Ordering::SeqCst);
     }
 }

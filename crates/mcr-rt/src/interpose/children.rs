@@ -58,6 +58,14 @@ pub const WORKERS_FD_ENV: &str = "MCR_WORKERS_FD";
 static STARTUP_CHILD: AtomicBool = AtomicBool::new(false);
 /// The pid of the process that forked it.
 static PARENT: AtomicI32 = AtomicI32::new(0);
+/// This process was forked after its parent's start-up (a per-connection
+/// or per-session process): the pid that forked it, else 0.
+static LATE_CHILD_OF: AtomicI32 = AtomicI32::new(0);
+
+/// The pid that forked this process after its own start-up, if it was.
+pub fn forked_after_startup_by() -> Option<i32> {
+    Some(LATE_CHILD_OF.load(Ordering::SeqCst)).filter(|&p| p != 0)
+}
 
 /// A worker's checkpoint: its globals, and its heap by value (its heap is
 /// not the one its new counterpart inherits from the new master).
@@ -170,6 +178,8 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
     if logged && pid == 0 {
         PARENT.store(parent, Ordering::SeqCst);
         STARTUP_CHILD.store(true, Ordering::SeqCst);
+    } else if pid == 0 && startup_log::is_startup_over() {
+        LATE_CHILD_OF.store(parent, Ordering::SeqCst);
     } else if logged && pid > 0 {
         startup_log::record_fork(pid);
     } else if on_main && pid > 0 && startup_log::is_startup_over() {

@@ -10,6 +10,7 @@ pub mod held_connections;
 pub mod identity;
 pub mod profile;
 pub mod quiesce;
+pub mod range_close;
 pub mod shared_files;
 pub mod startup_files;
 pub mod startup_inputs;

@@ -166,6 +166,11 @@ pub fn blocking<T: Copy + From<i8>>(
     call: impl Fn() -> T,
     interrupted: impl Fn(T) -> bool,
 ) -> T {
+    // Under the program's seccomp filter: the call and nothing of ours.
+    if crate::base::sandbox::confined() {
+        AT_DECLARED_POINT.set(false);
+        return call();
+    }
     let Some(rec) = threads::current() else {
         AT_DECLARED_POINT.set(false);
         return call();
@@ -255,7 +260,7 @@ pub(crate) fn blocking_cond(
     mutex: *mut libc::pthread_mutex_t,
     call: impl Fn() -> libc::c_int,
 ) -> libc::c_int {
-    let Some(rec) = threads::current() else {
+    let Some(rec) = threads::current().filter(|_| !crate::base::sandbox::confined()) else {
         return call();
     };
     let mut site = Site::new(wrapper);

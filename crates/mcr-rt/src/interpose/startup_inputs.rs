@@ -83,7 +83,8 @@ pub fn replay_summary() -> (usize, usize) {
 /// Whether a call now is start-up's: the main thread, before its first
 /// quiescent point, while recording or replaying.
 fn active() -> bool {
-    !startup_log::is_startup_over()
+    !crate::base::sandbox::confined()
+        && !startup_log::is_startup_over()
         && threads::current().is_some_and(|t| t.is_main)
         && (startup_log::is_recording() || startup_log::is_replaying())
 }

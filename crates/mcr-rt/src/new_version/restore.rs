@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 static T0: Mutex<Option<Instant>> = Mutex::new(None);
 
+/// The update's channels kept from the program's range closes until commit.
+static KEPT_CHANNELS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
 /// Called from the runtime's initialisation on the main thread.
 pub fn init_from_env() {
     let Some(fd) = env_fd(RESTORE_FD_ENV) else {
@@ -45,7 +48,11 @@ pub fn init_from_env() {
     {
         // SAFETY: our own pipes and memfd: never passed on to the program's children.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // A start-up's closefrom() must leave them to us (released at commit).
+        crate::base::private_fd::keep(fd);
+        KEPT_CHANNELS.lock().unwrap().push(fd);
     }
+    crate::interpose::range_close::note_inherited();
     crate::new_version::workers::init_from_env();
     transfer::map_old_image(&state);
     if let Err(e) = crate::program::shared_memory::map(&state.shared_mappings) {
@@ -170,6 +177,9 @@ fn main_startup_over() -> bool {
     notify_supervisor();
     RESTORING.store(false, Ordering::SeqCst);
     status("committed");
+    for fd in KEPT_CHANNELS.lock().unwrap().drain(..) {
+        crate::base::private_fd::release(fd);
+    }
     update_link::close_status();
     std::env::remove_var(STATUS_FD_ENV);
     quiesce::resume();

@@ -133,6 +133,14 @@ fn run_locked(req: &UpdateRequest, out: &mut impl Write) -> Result<UpdateReport,
             "refused: this process is a worker its master (pid {master}) forked at start-up: update the master, its workers follow"
         ));
     }
+    if let Some(parent) = crate::interpose::children::forked_after_startup_by() {
+        // Its new version would run main() again: sshd's session process
+        // came back as a fresh "sshd -R" waiting for its listener's
+        // re-exec state, the session's progress on the old stack lost.
+        return err(format!(
+            "refused: this process was forked by pid {parent} after that one's start-up (a per-connection or per-session process): its work is on a stack a new version's start-up does not rebuild; it is not updated on its own"
+        ));
+    }
     if !startup_log::is_startup_over() {
         return err("refused: the program has not reached its first quiescent point yet (start-up still running)");
     }

@@ -81,10 +81,9 @@ pub fn map(old_pid: u32, old_exe: &str, image: &[(u64, u64, u64)], earlier: &[Sa
             }
         }
         if !kept.is_empty() {
-            mapped.push((
-                crate::base::private_fd::to_private_fd(OwnedFd::from(f)),
-                kept,
-            ));
+            let fd = crate::base::private_fd::to_private_fd(OwnedFd::from(f));
+            crate::base::private_fd::keep(fd.as_raw_fd());
+            mapped.push((fd, kept));
         }
     }
 }
