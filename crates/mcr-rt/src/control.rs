@@ -335,7 +335,7 @@ fn handle(conn: UnixStream, req: Result<Request, serde_json::Error>) {
         Ok(Request::Update(u)) => match crate::old_version::update::run(&u, &mut out) {
             Ok(r) => {
                 let _ = Reply::Updated(r).send(&mut out);
-                crate::old_version::update::finish_old_process();
+                crate::old_version::committed::finish_old_process();
             }
             Err(e) => Reply::Error {
                 message: e.to_string(),

@@ -2,7 +2,8 @@
 //! thread. The heap needs no start (it initialises on the first
 //! allocation, which comes earlier still).
 
-use crate::{control, interpose::quiesce, new_version::restore, program::threads};
+use crate::interpose::{children, held_connections, startup_log};
+use crate::{control, new_version::restore, program::threads};
 use libc::{c_char, c_int};
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
@@ -61,7 +62,9 @@ pub fn ensure() {
             threads::register_current(true, 0, 0);
             threads::save_main_sigmask();
         }
-        quiesce::install_signal();
+        threads::install_signal();
+        startup_log::on_fd_closed(children::fd_closed);
+        startup_log::on_fd_closed(held_connections::fd_closed);
         crate::base::own_binary::open_own_executable();
         restore::init_from_env();
         // SAFETY: registering a plain function as the fork child handler.

@@ -12,3 +12,11 @@ pub fn stat(fd: libc::c_int) -> Option<libc::stat> {
 pub fn kind(fd: libc::c_int) -> Option<libc::mode_t> {
     stat(fd).map(|st| st.st_mode & libc::S_IFMT)
 }
+
+/// Whether a call on `fd` can block: sockets, pipes and terminals.
+pub fn can_block(fd: libc::c_int) -> bool {
+    matches!(
+        crate::base::descriptor::kind(fd),
+        Some(libc::S_IFSOCK | libc::S_IFIFO | libc::S_IFCHR)
+    )
+}

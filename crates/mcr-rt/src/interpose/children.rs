@@ -42,8 +42,7 @@
 use crate::base::libc_calls::real;
 use crate::program::globals::SavedGlobal;
 use crate::{
-    heap, interpose::quiesce, interpose::startup_log, interpose::worker_fds, program::snapshot,
-    program::threads,
+    heap, interpose::startup_log, interpose::worker_fds, program::snapshot, program::threads,
 };
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -148,7 +147,7 @@ pub fn startup_pending(kind: crate::program::threads::CallKind) -> bool {
         && !startup_log::is_startup_over()
         && is_startup_child()
         && match kind {
-            crate::program::threads::CallKind::Data(fd) => quiesce::fd_can_block(fd),
+            crate::program::threads::CallKind::Data(fd) => crate::base::descriptor::can_block(fd),
             _ => true,
         }
 }

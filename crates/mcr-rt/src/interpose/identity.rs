@@ -35,30 +35,8 @@
 //! (made for real in both versions).
 
 use crate::base::libc_calls::real;
-use crate::interpose::startup_log;
+use crate::interpose::startup_log::{self, Outcome};
 use libc::{c_char, c_int, gid_t, pid_t, size_t, uid_t};
-use serde::{Deserialize, Serialize};
-
-/// What an identity call did in the process that made it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct Outcome {
-    /// The call's return value.
-    pub result: i64,
-    /// `errno` when it failed, else 0.
-    #[serde(default)]
-    pub errno: i32,
-    /// Real, effective and saved user ids right after the call.
-    pub uids: [u32; 3],
-    /// Real, effective and saved group ids right after the call.
-    pub gids: [u32; 3],
-    /// Supplementary groups right after the call, sorted.
-    pub groups: Vec<u32>,
-    /// `prctl(PR_GET_DUMPABLE)` right after the call (a change of
-    /// credentials clears it; the replayed call must not leave the new
-    /// process open to ptrace by the unprivileged user).
-    #[serde(default)]
-    pub dumpable: i32,
-}
 
 /// The part of the process's identity a call changes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -12,6 +12,7 @@ pub mod profile;
 pub mod quiesce;
 pub mod range_close;
 pub mod shared_files;
+pub mod startup_entry;
 pub mod startup_files;
 pub mod startup_inputs;
 pub mod startup_log;

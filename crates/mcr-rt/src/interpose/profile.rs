@@ -132,7 +132,7 @@ pub fn run(duration: Duration) -> Result<ProfileReport, String> {
     for t in crate::program::threads::all() {
         if t.state() == BlockState::Interruptible {
             t.profile.kicked.store(true, Ordering::SeqCst);
-            crate::interpose::quiesce::interrupt(t);
+            crate::program::threads::interrupt(t);
         }
     }
     std::thread::sleep(duration);

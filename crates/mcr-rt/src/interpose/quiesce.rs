@@ -20,32 +20,6 @@ static GATE: Mutex<u64> = Mutex::new(0);
 static GATE_CV: Condvar = Condvar::new();
 static PARKED_CV: Condvar = Condvar::new();
 
-pub fn reserved_signal() -> libc::c_int {
-    libc::SIGRTMAX() - 2
-}
-
-extern "C" fn on_reserved_signal(_: libc::c_int) {}
-
-/// Installs the reserved signal's handler (no `SA_RESTART`: blocked calls
-/// must return `EINTR`).
-pub fn install_signal() {
-    // SAFETY: plain sigaction with a handler that touches nothing.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_reserved_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        sa.sa_flags = 0;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(reserved_signal(), &sa, std::ptr::null_mut());
-    }
-}
-
-pub(crate) fn fd_can_block(fd: libc::c_int) -> bool {
-    matches!(
-        crate::base::descriptor::kind(fd),
-        Some(libc::S_IFSOCK | libc::S_IFIFO | libc::S_IFCHR)
-    )
-}
-
 /// Parks the calling thread until the update finishes or is rolled back.
 pub fn park(rec: &ThreadRec) {
     let mut g = GATE.lock().unwrap_or_else(|e| e.into_inner());
@@ -149,7 +123,7 @@ fn update_waits(rec: &ThreadRec, kind: CallKind) -> bool {
     }
     REQUESTED.load(Ordering::SeqCst)
         && match kind {
-            CallKind::Data(fd) => fd_can_block(fd),
+            CallKind::Data(fd) => crate::base::descriptor::can_block(fd),
             _ => true,
         }
 }
@@ -191,7 +165,7 @@ pub fn blocking<T: Copy + From<i8>>(
         if restoring {
             rec.set_waiting(Some(site.waiting(kind)));
         }
-        let transferred = crate::interpose::startup_log::main_reached_quiescent_point();
+        let transferred = reached_first_quiescent_point();
         if restoring {
             rec.set_waiting(None);
         }
@@ -322,7 +296,7 @@ pub fn quiesce(timeout: Duration, skip: Option<&ThreadRec>) -> Result<(), NotQui
             match t.state() {
                 BlockState::Parked | BlockState::Uninterruptible => {}
                 BlockState::Interruptible => {
-                    interrupt(t);
+                    threads::interrupt(t);
                     busy.push((tid, 0));
                 }
                 BlockState::Running => busy.push((tid, t.blocked_at.load(Ordering::SeqCst))),
@@ -343,20 +317,6 @@ pub fn quiesce(timeout: Duration, skip: Option<&ThreadRec>) -> Result<(), NotQui
     }
 }
 
-/// Makes the thread's blocked system call return `EINTR` (the reserved
-/// signal's handler does nothing; the wrapper decides what follows).
-pub fn interrupt(t: &ThreadRec) {
-    // SAFETY: tgkill of one of this process's threads with our own signal.
-    unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::getpid(),
-            t.tid.load(Ordering::SeqCst),
-            reserved_signal(),
-        );
-    }
-}
-
 /// Releases every parked thread.
 pub fn resume() {
     let _g = GATE.lock().unwrap_or_else(|e| e.into_inner());
@@ -372,7 +332,7 @@ pub extern "C" fn __mcr_quiescent_point() {
         return;
     };
     if rec.is_main {
-        crate::interpose::startup_log::main_reached_quiescent_point();
+        reached_first_quiescent_point();
     }
     // Declared by the program: quiescent whatever a profile says.
     if update_waits(rec, CallKind::EventWait) {
@@ -384,4 +344,14 @@ pub extern "C" fn __mcr_quiescent_point() {
         };
         park_waiting(rec, w);
     }
+}
+
+/// The main thread (or a start-up child's) is at a quiescent point: the
+/// first one ends its start-up. True when a new version received its
+/// state there.
+fn reached_first_quiescent_point() -> bool {
+    if crate::interpose::children::is_startup_child() {
+        return crate::interpose::children::reached_quiescent_point();
+    }
+    crate::interpose::startup_log::main_reached_quiescent_point()
 }

@@ -9,70 +9,11 @@
 //! The new version gets the inherited descriptor under the old number.
 
 use crate::base::libc_calls::real;
+pub use crate::interpose::startup_entry::{Entry, Outcome};
 use crate::program::threads;
 use libc::{c_char, c_int, c_uint};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Entry {
-    pub kind: String,
-    /// The arguments that identify the resource (`2,1,0` for an IPv4 TCP socket).
-    pub key: String,
-    pub fds: Vec<c_int>,
-    /// Hex of the address passed to `bind`.
-    #[serde(default)]
-    pub bound: Option<String>,
-    #[serde(default)]
-    pub listening: bool,
-    /// Still open (not closed through `close`) at checkpoint time: some of
-    /// its descriptors at least.
-    pub open: bool,
-    /// Descriptors of `fds` the program closed (a master closes the
-    /// worker's end of a socketpair after `fork`). Such an entry is never
-    /// replayed: the closed number may be another resource's by now.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub closed: Vec<c_int>,
-    /// `fork`: the child's pid (entries of this kind have no descriptors).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<i32>,
-    /// A process identity call (`setuid`, `setgroups`, `setsid`, ...; see
-    /// `identity.rs`): its result and the credentials it left. Such entries
-    /// have no descriptors; `key` holds the call's arguments as written in C.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<crate::interpose::identity::Outcome>,
-    #[serde(skip)]
-    pub claimed: bool,
-    /// Paired with a call of the new start-up that got a fresh resource,
-    /// because this one was closed (see `claim`).
-    #[serde(skip)]
-    pub passed_over: bool,
-    /// Made by this process's own start-up during replay (no old
-    /// counterpart): logged for the next update, never handed out.
-    #[serde(skip)]
-    pub fresh: bool,
-}
-
-impl Entry {
-    /// A resource of `kind` start-up just made: open, not paired.
-    pub(crate) fn new(kind: &str, key: String) -> Entry {
-        Entry {
-            kind: kind.into(),
-            key,
-            fds: vec![],
-            bound: None,
-            listening: false,
-            open: true,
-            closed: vec![],
-            pid: None,
-            identity: None,
-            claimed: false,
-            passed_over: false,
-            fresh: false,
-        }
-    }
-}
 
 const RECORDING: u8 = 0;
 const DONE: u8 = 1;
@@ -215,9 +156,6 @@ pub fn on_main_startup_over(f: fn() -> bool) {
 /// start-up (the startup snapshot is taken then). True when a new version
 /// just received its state there.
 pub fn main_reached_quiescent_point() -> bool {
-    if crate::interpose::children::is_startup_child() {
-        return crate::interpose::children::reached_quiescent_point();
-    }
     if !end_startup() {
         return false;
     }
@@ -266,11 +204,7 @@ fn record(kind: &str, key: String, fds: Vec<c_int>) {
 /// A process identity call of start-up (old version), or one the new
 /// version's start-up made without an old counterpart (kept for the next
 /// update). Not logged once start-up is over.
-pub(crate) fn record_identity(
-    kind: &str,
-    key: String,
-    outcome: crate::interpose::identity::Outcome,
-) {
+pub(crate) fn record_identity(kind: &str, key: String, outcome: Outcome) {
     record_entry(Entry {
         identity: Some(outcome),
         ..Entry::new(kind, key)
@@ -296,11 +230,7 @@ pub(crate) fn claim_identity(kind: &str) -> Option<(usize, Entry)> {
 
 /// A claimed identity entry now describes this version's call (what the
 /// next update replays against).
-pub(crate) fn amend_identity(
-    index: usize,
-    key: String,
-    outcome: crate::interpose::identity::Outcome,
-) {
+pub(crate) fn amend_identity(index: usize, key: String, outcome: Outcome) {
     if let Some(e) = LOG.lock().unwrap().get_mut(index) {
         e.key = key;
         e.identity = Some(outcome);
@@ -598,8 +528,7 @@ fn forget_fd(fd: c_int) {
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     forget_fd(fd);
-    crate::interpose::children::fd_closed(fd);
-    crate::interpose::held_connections::fd_closed(fd);
+    notify_fd_closed(fd);
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(close: fn(c_int) -> c_int)(fd) }
 }
@@ -691,8 +620,32 @@ pub unsafe extern "C" fn fclose(f: *mut libc::FILE) -> c_int {
         // SAFETY: a stream the caller owns.
         let fd = unsafe { libc::fileno(f) };
         forget_fd(fd);
-        crate::interpose::held_connections::fd_closed(fd);
+        notify_fd_closed(fd);
     }
     // SAFETY: forwarding the caller's argument.
     unsafe { real!(fclose: fn(*mut libc::FILE) -> c_int)(f) }
+}
+
+/// Who must hear that the program closed a descriptor (forks track the
+/// numbers a new master inherited, held connections the ones parked
+/// threads waited on), registered by `init`: they sit above the log.
+static FD_CLOSED_WATCHERS: [std::sync::OnceLock<fn(c_int)>; 4] =
+    [const { std::sync::OnceLock::new() }; 4];
+
+/// Registers `f` to hear of every `close` and `fclose` of the program.
+pub fn on_fd_closed(f: fn(c_int)) {
+    for w in &FD_CLOSED_WATCHERS {
+        if w.get() == Some(&f) || w.set(f).is_ok() {
+            return;
+        }
+    }
+}
+
+fn notify_fd_closed(fd: c_int) {
+    for w in &FD_CLOSED_WATCHERS {
+        match w.get() {
+            Some(f) => f(fd),
+            None => return,
+        }
+    }
 }

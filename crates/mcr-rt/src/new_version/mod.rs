@@ -3,5 +3,6 @@
 //! point, then commit.
 
 pub mod restore;
+pub mod restore_state;
 pub mod transfer;
 pub mod workers;

@@ -10,15 +10,15 @@ use crate::base::fault::fault;
 use crate::base::update_link::{
     self, env_fd, fail, status, COMMIT_FD_ENV, RESTORE_FD_ENV, RESTORING, STATUS_FD_ENV,
 };
-use crate::old_version::checkpoint::State;
-use crate::{interpose::quiesce, interpose::startup_log, new_version::transfer, program::threads};
+
+use crate::new_version::{restore_state, transfer};
+use crate::{interpose::quiesce, interpose::startup_log};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::FromRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static STATE: Mutex<Option<State>> = Mutex::new(None);
 static T0: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// The update's channels kept from the program's range closes until commit.
@@ -61,7 +61,7 @@ pub fn init_from_env() {
     startup_log::on_main_startup_over(main_startup_over);
     startup_log::start_replay(state.startup_log.clone());
     crate::interpose::startup_inputs::start_replay(state.startup_inputs.clone());
-    *STATE.lock().unwrap() = Some(state);
+    restore_state::put(state);
     RESTORING.store(true, Ordering::SeqCst);
     quiesce::REQUESTED.store(true, Ordering::SeqCst);
     status("phase restore-init 0");
@@ -95,7 +95,7 @@ fn main_startup_over() -> bool {
         );
     }
     let t = Instant::now();
-    if let Err(e) = wait_threads_parked(Duration::from_secs(5)) {
+    if let Err(e) = restore_state::wait_threads_parked(Duration::from_secs(5)) {
         fail(&e);
     }
     status(&format!(
@@ -103,7 +103,7 @@ fn main_startup_over() -> bool {
         t.elapsed().as_secs_f64() * 1e3
     ));
     let t = Instant::now();
-    let state = STATE.lock().unwrap().take().expect("restore state");
+    let state = restore_state::take().expect("restore state");
     if fault("transfer") {
         fail("MCR_FAULT=transfer");
     }
@@ -185,62 +185,6 @@ fn main_startup_over() -> bool {
     quiesce::resume();
     let _ = std::io::stderr().flush();
     true
-}
-
-/// Waits until every program thread but the caller is parked (threads
-/// start-up created park at their first blocking call).
-pub(crate) fn wait_threads_parked(timeout: Duration) -> Result<(), String> {
-    let me = threads::current();
-    let deadline = Instant::now() + timeout;
-    // Threads start-up created park at their first blocking call (and
-    // ones still starting have not even registered yet).
-    loop {
-        let starting = threads::starting();
-        let busy: Vec<String> = threads::all()
-            .into_iter()
-            .filter(|r| !me.is_some_and(|m| std::ptr::eq(*r, m)) && r.alive.load(Ordering::SeqCst))
-            .filter(|r| {
-                !matches!(
-                    r.state(),
-                    threads::BlockState::Parked | threads::BlockState::Uninterruptible
-                )
-            })
-            .map(|r| format!("{} ({:?})", r.tid.load(Ordering::SeqCst), r.state()))
-            .chain((starting > 0).then(|| format!("{starting} still starting")))
-            .collect();
-        if busy.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "threads of the new version did not reach a quiescent point within {} s: {}",
-                timeout.as_secs(),
-                busy.join(", ")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Runs `f` on the old version's checkpoint, if this process still has it
-/// (a worker forked during the new master's start-up does).
-pub(crate) fn with_state<R>(f: impl FnOnce(&State) -> R) -> Option<R> {
-    STATE.lock().unwrap().as_ref().map(f)
-}
-
-/// A new worker's update is committed: it runs as a program of its own.
-pub(crate) fn finish_in_child() {
-    *STATE.lock().unwrap() = None;
-    for v in [
-        RESTORE_FD_ENV,
-        crate::heap::HEAP_FD_ENV,
-        COMMIT_FD_ENV,
-        STATUS_FD_ENV,
-        crate::interpose::children::WORKERS_FD_ENV,
-    ] {
-        std::env::remove_var(v);
-    }
-    RESTORING.store(false, Ordering::SeqCst);
 }
 
 /// Tells systemd (when it supervises us) that the service's main PID changed.

@@ -9,7 +9,7 @@ use crate::interpose::children::{
     self, line_from, line_to, raw_close, runs_other_program, ChildRestore, WORKERS_FD_ENV,
 };
 use crate::interpose::{quiesce, worker_fds};
-use crate::new_version::restore;
+use crate::new_version::restore_state;
 use crate::program::snapshot;
 use std::io::Read;
 use std::os::fd::FromRawFd;
@@ -47,7 +47,7 @@ fn restore_child(mut r: ChildRestore) {
         // SAFETY: leave at once; the new master fails and the old version resumes.
         unsafe { libc::_exit(70) }
     };
-    if let Err(e) = restore::wait_threads_parked(Duration::from_secs(5)) {
+    if let Err(e) = restore_state::wait_threads_parked(Duration::from_secs(5)) {
         fail(&e);
     }
     if crate::base::fault::fault("worker") {
@@ -69,7 +69,7 @@ fn restore_child(mut r: ChildRestore) {
                 .iter()
                 .map(|g| g.data)
                 .collect();
-            let objects = match restore::with_state(|s| {
+            let objects = match restore_state::with_state(|s| {
                 crate::new_version::transfer::run_worker(s, old, &new_startup, &mut cookies)
             }) {
                 Some(Ok(rep)) => rep.globals + rep.objects_precise + rep.objects_conservative,
@@ -117,7 +117,7 @@ fn restore_child(mut r: ChildRestore) {
         }
     }
     drop(r);
-    restore::finish_in_child();
+    restore_state::finish_in_child();
     quiesce::resume();
 }
 

@@ -3,5 +3,6 @@
 //! back.
 
 pub mod checkpoint;
+pub mod committed;
 pub mod update;
 pub mod workers;

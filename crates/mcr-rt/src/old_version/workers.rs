@@ -166,7 +166,7 @@ pub fn freeze(conn: UnixStream, req: &FreezeRequest) {
     // gone included: resume.
     let _ = reader.read_line(&mut line);
     if line.trim() == "commit" {
-        crate::old_version::update::finish_old_process();
+        crate::old_version::committed::finish_old_process();
     }
     resume_as_before(&shared);
 }

@@ -303,3 +303,37 @@ pub fn set_sigmask(m: libc::sigset_t) -> libc::sigset_t {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &m, &mut old) };
     old
 }
+
+/// The runtime's own signal: it interrupts a thread's blocked call.
+pub fn reserved_signal() -> libc::c_int {
+    libc::SIGRTMAX() - 2
+}
+
+extern "C" fn on_reserved_signal(_: libc::c_int) {}
+
+/// Installs the reserved signal's handler (no `SA_RESTART`: blocked calls
+/// must return `EINTR`).
+pub fn install_signal() {
+    // SAFETY: plain sigaction with a handler that touches nothing.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_reserved_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(reserved_signal(), &sa, std::ptr::null_mut());
+    }
+}
+
+/// Makes the thread's blocked system call return `EINTR` (the reserved
+/// signal's handler does nothing; the wrapper decides what follows).
+pub fn interrupt(t: &ThreadRec) {
+    // SAFETY: tgkill of one of this process's threads with our own signal.
+    unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid(),
+            t.tid.load(Ordering::SeqCst),
+            reserved_signal(),
+        );
+    }
+}
