@@ -5,11 +5,12 @@
 TEST_USER=mcr-ssh-test
 
 # openssh_build REV CC BIN_DIR: sshd of Debian's REV (upstream + its whole
-# series) built with CC into $MCR_WORK/build/openssh-REV-<cc>; reused when
+# series) built with CC into $MCR_WORK/build/openssh-REV-<cc> ('+' as '_'); reused when
 # newer than CC (and than BIN_DIR/libmcr_rt.a for mcr-cc). Prints its path.
 openssh_build() {
     local rev="$1" cc="$2" bin="$3" version="${1%%-*}" dir tree
-    dir="$MCR_WORK/build/openssh-$rev-$(basename "$cc")"
+    # No '+' in the path: OpenSSH's scp-uri test reads it as a URI, '+' a space.
+    dir="$MCR_WORK/build/openssh-${rev//+/_}-$(basename "$cc")"
     if [ -x "$dir/sshd" ] && [ "$dir/sshd" -nt "$cc" ] \
         && { ! is_mcr_cc "$cc" || [ "$dir/sshd" -nt "$bin/libmcr_rt.a" ]; } \
         && [ "$(cat "$dir/.mcr-debian-revision" 2>/dev/null)" = "$rev" ]; then
