@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, from a fresh Debian bookworm machine (as root):
 #   1. install system packages and build (scripts/setup.sh)
-#   2. unit, corpus-accuracy and end-to-end live-update tests (cargo test),
+#   2. cargo fmt --check and cargo clippy -D warnings (the workspace's lints),
+#      then unit, corpus-accuracy and end-to-end live-update tests (cargo test),
 #      then ARCHITECTURE.md names every module (scripts/check-architecture.sh)
 #   3. the demo: a live update of the key-value server with state checked
 #   4. memcached 1.6.18 built with mcr-cc passes its own `make test`
@@ -27,6 +28,10 @@ step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
 
 step "setup"
 scripts/setup.sh
+
+step "code habits: cargo fmt --check, cargo clippy --all-targets -D warnings (workspace lints: every unsafe block says why)"
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "cargo test (unit, corpus accuracy, end-to-end)"
 mkdir -p build

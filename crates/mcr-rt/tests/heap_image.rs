@@ -302,10 +302,8 @@ fn heap_image_bad_is_refused_and_heap_starts_empty() {
         written: 0,
     };
     // SAFETY: refused before touching anything.
-    assert_eq!(
-        unsafe { heap::adopt_image(0, &info) },
-        Err(heap::HeapError::AlreadyInitialized)
-    );
+    let r = unsafe { heap::adopt_image(0, &info) };
+    assert_eq!(r, Err(heap::HeapError::AlreadyInitialized));
 }
 
 #[test]

@@ -460,6 +460,7 @@ pub fn read_image_info(fd: RawFd) -> Result<ImageInfo, HeapError> {
     }
     // SAFETY: fstat into a local struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into the local above.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return Err(HeapError::Io(region::errno()));
     }

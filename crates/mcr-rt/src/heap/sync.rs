@@ -157,8 +157,8 @@ mod tests {
                 let s = s.clone();
                 std::thread::spawn(move || {
                     for _ in 0..20_000 {
-                        // SAFETY: exclusive under the lock.
                         s.0.lock();
+                        // SAFETY: exclusive under the lock.
                         unsafe { *s.1.get() += 1 };
                         s.0.unlock();
                     }

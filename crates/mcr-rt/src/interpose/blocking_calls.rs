@@ -23,9 +23,9 @@ macro_rules! wrap {
         #[no_mangle]
         pub unsafe extern "C" fn $mcr($($a: $t),*) -> $r {
             let f = real!($name: fn($($t),*) -> $r);
-            // SAFETY: forwarding the caller's arguments unchanged.
             type F = unsafe extern "C" fn($($t),*) -> $r;
             let w = Wrapper { name: stringify!($name), entries: [$mcr as F as usize, $name as F as usize], fd: $fd };
+            // SAFETY: forwarding the caller's arguments unchanged.
             let r = blocking(&w, $kind, || unsafe { f($($a),*) }, $fail);
             $after(r)
         }

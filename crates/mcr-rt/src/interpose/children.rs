@@ -351,6 +351,7 @@ unsafe fn fork_replayed(f: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t
     let fds = mine.as_ref().map_or_else(Vec::new, |w| {
         w.fds
             .iter()
+            // SAFETY: as above: each number is ours alone from here.
             .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
             .collect()
     });

@@ -282,6 +282,7 @@ static MAIN_SIGMASK: Mutex<Option<libc::sigset_t>> = Mutex::new(None);
 pub fn save_main_sigmask() {
     // SAFETY: reading the calling thread's mask into a local.
     let mut m: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut m) };
     *MAIN_SIGMASK.lock().unwrap() = Some(m);
 }
@@ -291,6 +292,7 @@ pub fn main_sigmask() -> libc::sigset_t {
     MAIN_SIGMASK.lock().unwrap().unwrap_or_else(|| {
         // SAFETY: an empty set.
         let mut m: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         unsafe { libc::sigemptyset(&mut m) };
         m
     })
@@ -300,6 +302,7 @@ pub fn main_sigmask() -> libc::sigset_t {
 pub fn set_sigmask(m: libc::sigset_t) -> libc::sigset_t {
     // SAFETY: sigset manipulation on locals.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &m, &mut old) };
     old
 }
