@@ -78,7 +78,11 @@ fn many_updates_under_load_lose_nothing() {
         let to = &bins[(k + 1) % 2];
         let rep = s.update_ok(to);
         downtimes.push(rep.downtime_ms);
-        assert_eq!(s.version(), ((k + 1) % 2 + 1).to_string(), "after update {k}");
+        assert_eq!(
+            s.version(),
+            ((k + 1) % 2 + 1).to_string(),
+            "after update {k}"
+        );
         assert_eq!(s.processes(), vec![s.pid], "after update {k}: one process");
         assert_eq!(
             entry(&idle.cmd("DUMP")).as_deref(),
@@ -110,7 +114,11 @@ fn many_updates_under_load_lose_nothing() {
     // Memory: the last updates' resident size is not above the first ones'
     // by more than a quarter (a leak per update would show as steady growth).
     let early = rss[..n.min(5)].iter().copied().max().unwrap_or(0);
-    let late = rss[n.saturating_sub(5)..].iter().copied().max().unwrap_or(0);
+    let late = rss[n.saturating_sub(5)..]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0);
     downtimes.sort_by(f64::total_cmp);
     eprintln!(
         "{n} updates, {total} requests from 3 busy clients; downtime median {:.1} ms, max {:.1} ms; RSS {early} KiB early, {late} KiB late",
