@@ -218,3 +218,58 @@ fn configure_style_probes_are_left_alone() {
         "{syms}"
     );
 }
+
+#[test]
+fn plain_makefile_includes_mcr_mk() {
+    // A plain Makefile that sets CC itself, before and after the include,
+    // and builds its objects with make's implicit rule.
+    let mk = concat!(env!("CARGO_MANIFEST_DIR"), "/mcr.mk");
+    let d = setup();
+    std::fs::write(
+        d.path().join("Makefile"),
+        format!(
+            "CC = gcc\ninclude {mk}\nCC = gcc\n\
+             prog: m.o g.o\n\t$(CC) -o $@ m.o g.o\n\
+             objs: m.o g.o\n"
+        ),
+    )
+    .unwrap();
+    let bin_dir = Path::new(mcr_cc()).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let has_rt = bin_dir.join("libmcr_rt.a").is_file() || std::env::var_os("MCR_RT_LIB").is_some();
+    let target = if has_rt { "prog" } else { "objs" };
+    let o = Command::new("make")
+        .current_dir(d.path())
+        .arg(target)
+        .env("PATH", &path)
+        .env_remove("MCR_CC")
+        .env_remove("MCR_STRICT")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Each object carries its unit's type map.
+    let o = run(d.path(), mcr_cc(), &["--print-typemap", "m.o"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("type = \"struct n\""));
+    if !has_rt {
+        eprintln!("no runtime archive: objects checked, link skipped");
+        return;
+    }
+    // The linked program carries both units' maps and runs.
+    let o = run(d.path(), mcr_cc(), &["--print-typemap", "prog"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let map = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(map.matches("[[units]]").count(), 2, "{map}");
+    assert!(run(d.path(), d.path().join("prog").to_str().unwrap(), &[])
+        .status
+        .success());
+}
