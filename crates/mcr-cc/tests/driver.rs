@@ -273,3 +273,91 @@ fn plain_makefile_includes_mcr_mk() {
         .status
         .success());
 }
+
+/// Section names of an object file (`readelf -S -W`).
+fn sections(obj: &Path) -> String {
+    let o = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(obj)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "readelf {}", obj.display());
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn assembly_and_cxx_go_to_clang_untouched() {
+    let d = setup();
+    let p = d.path();
+    std::fs::write(
+        p.join("a.S"),
+        "#define SEVEN 7\n.globl asm_seven\nasm_seven:\n  mov $SEVEN, %eax\n  ret\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("s.s"),
+        ".globl s_one\ns_one:\n  mov $1, %eax\n  ret\n",
+    )
+    .unwrap();
+    // C++ that allocates: instrumented, it would call __mcr_malloc.
+    let cxx = "#include <stdlib.h>\nstruct n { int v; };\n\
+               extern \"C\" int f(void) { n *p = (n *)malloc(sizeof *p); p->v = 1;\n\
+               int *q = new int(2); int r = p->v + *q; delete q; free(p); return r; }\n\
+               extern \"C\" void *keep(void) { return malloc(16); }\n";
+    std::fs::write(p.join("x.cpp"), cxx).unwrap();
+    std::fs::write(p.join("y.c"), cxx).unwrap(); // C++ under a .c name, with -x c++
+    let cases: [&[&str]; 4] = [
+        &["-O2", "-c", "a.S"],
+        &["-c", "s.s"],
+        &["-O2", "-c", "x.cpp"],
+        &["-O2", "-x", "c++", "-c", "y.c"],
+    ];
+    for args in cases {
+        let src = args[args.len() - 1];
+        let mut a = args.to_vec();
+        a.extend(["-o", "mcr.o"]);
+        let mut b = args.to_vec();
+        b.extend(["-o", "clang.o"]);
+        let oa = run(p, mcr_cc(), &a);
+        let ob = run(p, "clang-22", &b);
+        assert!(
+            oa.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&oa.stderr)
+        );
+        assert!(ob.status.success(), "{args:?}");
+        assert_eq!(oa.stderr, ob.stderr, "{args:?}");
+        let (ma, mb) = (
+            std::fs::read(p.join("mcr.o")).unwrap(),
+            std::fs::read(p.join("clang.o")).unwrap(),
+        );
+        assert!(ma == mb, "{src}: mcr-cc's object differs from clang-22's");
+        let secs = sections(&p.join("mcr.o"));
+        assert!(!secs.contains("mcr_"), "{src}: {secs}");
+        assert!(!run(p, mcr_cc(), &["--print-typemap", "mcr.o"])
+            .status
+            .success());
+    }
+    // Mixed with a C unit in one call: the C unit is instrumented, the
+    // others are still clang-22's objects.
+    for (src, obj) in [("a.S", "a.o"), ("x.cpp", "x.o")] {
+        assert!(run(p, "clang-22", &["-O2", "-c", src]).status.success());
+        std::fs::rename(p.join(obj), p.join(format!("clang-{obj}"))).unwrap();
+    }
+    let o = run(p, mcr_cc(), &["-O2", "-c", "m.c", "a.S", "x.cpp"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for obj in ["a.o", "x.o"] {
+        assert!(
+            std::fs::read(p.join(obj)).unwrap()
+                == std::fs::read(p.join(format!("clang-{obj}"))).unwrap(),
+            "{obj}: mcr-cc's object differs from clang-22's"
+        );
+    }
+    assert!(sections(&p.join("m.o")).contains("mcr_typemap"));
+    let o = Command::new("nm").arg(p.join("x.o")).output().unwrap();
+    let syms = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        syms.contains("U malloc") && !syms.contains("__mcr"),
+        "{syms}"
+    );
+}
