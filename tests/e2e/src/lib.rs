@@ -766,7 +766,8 @@ impl Server {
 
     /// Opens a connection and closes it again: an event on the listening
     /// socket, which makes a poll()/select() loop rebuild its descriptor
-    /// set (see KNOWN_FAILURES.md #7). Changes the fixture's accept count.
+    /// set (needed before docs/history.md #7 was fixed; the tests still
+    /// run both with and without it). Changes the fixture's accept count.
     pub fn poke(&self) {
         drop(TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("poke connect"));
         std::thread::sleep(Duration::from_millis(100));
@@ -836,9 +837,9 @@ impl Server {
                 rep.new_pid,
                 self.log()
             );
-            // mcr-ctl reports success before the new version's control
-            // thread has bound @mcr/<pid> (KNOWN_FAILURES.md #11): wait for
-            // it so a following update does not race it.
+            // The new version reports ready only once @mcr/<pid> listens
+            // (docs/history.md #11); checked here, with a short grace, so a
+            // following update never races it.
             wait_for(Duration::from_secs(5), || {
                 has_control_socket(rep.new_pid).then_some(())
             })

@@ -10,7 +10,7 @@ fn fnv(b: &[u8]) -> u64 {
     h
 }
 
-/// `poke`: wake the select() loop after the update (KNOWN_FAILURES.md #7).
+/// `poke`: wake the select() loop after the update (docs/history.md #7).
 fn across(v_to: u32, opt: Opt, poke: bool) {
     let case = Case::new("half_request");
     let (b1, b2) = (case.bin(1, opt), case.bin(v_to, opt));

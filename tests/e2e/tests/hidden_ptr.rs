@@ -263,7 +263,7 @@ fn rec_every_kind_v1_to_v2_to_v1_kept_in_place() {
 /// A blob ending in a flexible int array (32 bytes: a 16-byte header, 4
 /// ints), its header reordered in v2, held by a uintptr_t global: kept in
 /// place, its header converted once and its ints kept as the tail (read as
-/// a second header, data[0] would be 3: KNOWN_FAILURES #2).
+/// a second header, data[0] would be 3: docs/history.md #2).
 #[test]
 fn flexible_array_blob_v1_to_v2_kept_in_place() {
     let case = Case::new("hidden_ptr");

@@ -28,7 +28,7 @@ impl U {
 }
 
 /// `poke`: wake the poll() loop with a new TCP connection after the update
-/// (KNOWN_FAILURES.md #7); `new_unix_client`: connect a new Unix client
+/// (docs/history.md #7); `new_unix_client`: connect a new Unix client
 /// after the update (#8).
 fn across(v_to: u32, opt: Opt, poke: bool, new_unix_client: bool) {
     let case = Case::new("unix_socket");
