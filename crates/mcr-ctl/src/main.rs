@@ -41,7 +41,8 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "type")]
         by: By,
     },
-    /// Walk the heap from the roots: reachable and unreachable (leaked) objects.
+    /// Walk the heap from the roots (globals, thread-locals, thread stacks;
+    /// not registers): reachable and unreachable (leaked) objects.
     Trace {
         pid: u32,
         #[arg(long)]

@@ -1,5 +1,6 @@
 //! Where the trace's roots are, besides the program's globals: thread
-//! stacks (from a blocked thread's stack pointer), static TLS blocks and
+//! stacks (from a blocked thread's stack pointer; its registers are not
+//! scanned, see trace.rs "Roots"), static TLS blocks and
 //! thread descriptors found in glibc's thread lists the way debuggers find
 //! them, and the writable data of shared libraries. Memory that can vanish
 //! under the walk is read with `process_vm_readv`.
