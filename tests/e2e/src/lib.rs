@@ -1012,3 +1012,40 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// What a counting client saw: requests sent, its slowest answer, and its
+/// connection (kept open by the caller).
+pub struct Counted {
+    pub sent: i64,
+    pub slowest: Duration,
+    pub client: Client,
+}
+
+/// A client that sends `ADD 1` (fixture `tcp_state`) without pause until
+/// `stop`, checking that each answer continues its own count: nothing
+/// lost, nothing answered twice. Errors name the client and the request.
+pub fn counting_client(
+    mut c: Client,
+    i: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<Counted, String>> {
+    std::thread::spawn(move || {
+        let (mut sent, mut slowest) = (0i64, Duration::ZERO);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            let r = c
+                .try_cmd("ADD 1")
+                .map_err(|e| format!("client {i} after {sent} requests: {e}"))?;
+            sent += 1;
+            if r != sent.to_string() {
+                return Err(format!("client {i}: request {sent} answered {r:?}"));
+            }
+            slowest = slowest.max(t.elapsed());
+        }
+        Ok(Counted {
+            sent,
+            slowest,
+            client: c,
+        })
+    })
+}

@@ -8,7 +8,7 @@
 //! `MCR_ENDURANCE_UPDATES=N` sets how many (default 60, alternating v1 and
 //! v2; the campaign runs thousands).
 
-use mcr_e2e::{Case, Opt};
+use mcr_e2e::{counting_client, Case, Counted, Opt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,20 +54,7 @@ fn many_updates_under_load_lose_nothing() {
         .map(|i| {
             let mut c = s.client();
             assert_eq!(c.cmd(&format!("NAME busy{i}")), "OK");
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut sent = 0i64;
-                while !stop.load(Ordering::Relaxed) {
-                    let r = c
-                        .try_cmd("ADD 1")
-                        .map_err(|e| format!("client {i} after {sent} requests: {e}"))?;
-                    sent += 1;
-                    if r != sent.to_string() {
-                        return Err(format!("client {i}: request {sent} answered {r:?}"));
-                    }
-                }
-                Ok::<_, String>((sent, c))
-            })
+            counting_client(c, i, stop.clone())
         })
         .collect();
 
@@ -95,7 +82,9 @@ fn many_updates_under_load_lose_nothing() {
     let mut total = 0;
     let mut open = Vec::new();
     for (i, h) in clients.into_iter().enumerate() {
-        let (sent, c) = h
+        let Counted {
+            sent, client: c, ..
+        } = h
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));

@@ -1,10 +1,10 @@
 //! Under load: clients sending requests continuously during an update see
 //! zero errors and zero closed connections (requests may be delayed).
 
-use mcr_e2e::{Case, Opt};
+use mcr_e2e::{counting_client, Case, Counted, Opt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn continuous_clients_during_update_v1_to_v2() {
@@ -16,22 +16,7 @@ fn continuous_clients_during_update_v1_to_v2() {
         .map(|i| {
             let mut c = s.client();
             assert_eq!(c.cmd(&format!("NAME load{i}")), "OK");
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let (mut sent, mut worst) = (0i64, Duration::ZERO);
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let r = c
-                        .try_cmd("ADD 1")
-                        .map_err(|e| format!("client {i} after {sent} requests: {e}"))?;
-                    sent += 1;
-                    if r != sent.to_string() {
-                        return Err(format!("client {i}: request {sent} answered {r:?}"));
-                    }
-                    worst = worst.max(t.elapsed());
-                }
-                Ok::<_, String>((sent, worst, c))
-            })
+            counting_client(c, i, stop.clone())
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1000));
@@ -42,7 +27,11 @@ fn continuous_clients_during_update_v1_to_v2() {
     // The connections stay open until the final DUMP (closed=0).
     let mut _open = Vec::new();
     for (i, h) in clients.into_iter().enumerate() {
-        let (sent, worst, c) = h
+        let Counted {
+            sent,
+            slowest: worst,
+            client: c,
+        } = h
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
