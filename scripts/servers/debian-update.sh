@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Usage: scripts/servers/debian-update.sh NAME [BIN_DIR]
+# Usage: scripts/servers/debian-update.sh NAME [BIN_DIR [REVISION...]]
 #   NAME: memcached (1.6.18-1 -> 1.6.18-1+deb12u1)
 #         nginx     (1.22.1-9+deb12u9 -> 1.22.1-9+deb12u10)
+#   REVISION...: a chain instead, every revision in turn applied live to
+#   one running server, state checked after each (e.g. nginx's
+#   1.22.1-9+deb12u3 1.22.1-9+deb12u4 1.22.1-9+deb12u6 1.22.1-9+deb12u8
+#   1.22.1-9+deb12u9 1.22.1-9+deb12u10, as bookworm users received them).
 #
 # A Debian security update applied live: the old and the new revision of
 # bookworm's source package, each built with mcr-cc from the pristine
@@ -54,15 +58,19 @@ set -euo pipefail
 MCR_LOG_TAG=debian-update
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[ $# -ge 1 ] || { echo "usage: $0 memcached|nginx [BIN_DIR]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 memcached|nginx [BIN_DIR [REVISION...]]" >&2; exit 2; }
 NAME="$1"
 BIN="$(cd "${2:-$REPO_ROOT/target/release}" && pwd)"
+shift $(( $# >= 2 ? 2 : 1 ))
 for b in mcr-cc mcr-ctl libmcr_rt.a; do [ -e "$BIN/$b" ] || die "$BIN/$b not found: cargo build --release first"; done
 case "$NAME" in
     memcached) VERSION=1.6.18 OLD_REV=1.6.18-1 NEW_REV=1.6.18-1+deb12u1 BINARY=memcached ;;
     nginx)     VERSION=1.22.1 OLD_REV=1.22.1-9+deb12u9 NEW_REV=1.22.1-9+deb12u10 BINARY=objs/nginx ;;
     *) die "unknown server '$NAME' (known: memcached nginx)" ;;
 esac
+REVS=("$OLD_REV" "$NEW_REV")
+[ $# -ge 2 ] && REVS=("$@")
+[ $# -eq 1 ] && die "a chain needs at least two revisions"
 
 series() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$1/patches/series"; }
 
@@ -88,11 +96,8 @@ apply_series() {
 fresh() { [ -x "$1/$BINARY" ] && [ "$1/$BINARY" -nt "$BIN/mcr-cc" ] && [ "$1/$BINARY" -nt "$BIN/libmcr_rt.a" ] \
     && [ "$(cat "$1/.mcr-debian-revision" 2>/dev/null)" = "$2" ]; }
 
-OLD_DEB="$("$SERVERS_DIR/fetch.sh" "$NAME" "$OLD_REV")"
-NEW_DEB="$("$SERVERS_DIR/fetch.sh" "$NAME" "$NEW_REV")"
-OLD_DIR="$MCR_WORK/build/debian/$NAME-$OLD_REV"
-NEW_DIR="$MCR_WORK/build/debian/$NAME-$NEW_REV"
 t0="$(now)"
+dir_of() { printf '%s\n' "$MCR_WORK/build/debian/$NAME-$1"; }
 
 # build_revision REV DEBIAN_DIR OUTDIR: upstream + REV's whole series, one
 # build (the tree is patched first: nginx's series touches auto/, which
@@ -108,6 +113,10 @@ build_revision() {
     rm -rf "$tree"
 }
 
+# The first revision: one build of its patched tree.
+OLD_REV="${REVS[0]}"
+OLD_DEB="$("$SERVERS_DIR/fetch.sh" "$NAME" "$OLD_REV")"
+OLD_DIR="$(dir_of "$OLD_REV")"
 if fresh "$OLD_DIR" "$OLD_REV"; then
     log "$OLD_DIR/$BINARY is up to date"
 else
@@ -115,35 +124,48 @@ else
     printf '%s\n' "$OLD_REV" >"$OLD_DIR/.mcr-debian-revision"
 fi
 
-if fresh "$NEW_DIR" "$NEW_REV" && [ "$NEW_DIR/$BINARY" -nt "$OLD_DIR/$BINARY" ]; then
-    log "$NEW_DIR/$BINARY is up to date"
-else
-    # The old series a prefix of the new one, same patch files: the new
-    # revision is the old build plus the new patches.
-    mapfile -t old_s < <(series "$OLD_DEB")
-    mapfile -t new_s < <(series "$NEW_DEB")
-    prefix=1
-    [ ${#new_s[@]} -gt ${#old_s[@]} ] || prefix=0
-    for i in "${!old_s[@]}"; do
-        [ $prefix = 1 ] || break
-        [ "${old_s[$i]}" = "${new_s[$i]:-}" ] && cmp -s "$OLD_DEB/patches/${old_s[$i]%% *}" "$NEW_DEB/patches/${old_s[$i]%% *}" || prefix=0
-    done
-    rm -rf "$NEW_DIR"
-    if [ $prefix = 1 ]; then
-        log "building $NAME $NEW_REV: $OLD_REV's build + patches $(( ${#old_s[@]} + 1 ))..${#new_s[@]} of its series"
-        cp -a "$OLD_DIR" "$NEW_DIR"
-        rm -f "$NEW_DIR/.mcr-debian-revision"
-        changed="$(apply_series "$NEW_DEB" "$NEW_DIR" ${#old_s[@]})"
-        MCR_REBUILD=1 MCR_CHANGED="$changed" "$SERVERS_DIR/build.sh" "$NAME" "$VERSION" "$BIN/mcr-cc" "$NEW_DIR" >/dev/null
-    else
-        build_revision "$NEW_REV" "$NEW_DEB" "$NEW_DIR"
-    fi
-    printf '%s\n' "$NEW_REV" >"$NEW_DIR/.mcr-debian-revision"
-fi
-log "builds ready in $(elapsed "$t0" "$(now)") s: $OLD_DIR/$BINARY, $NEW_DIR/$BINARY"
-if cmp -s "$OLD_DIR/$BINARY" "$NEW_DIR/$BINARY"; then
-    log "note: the two binaries are byte-identical"
-fi
 
-"$SERVERS_DIR/$NAME-update.sh" "$BIN" "$OLD_DIR/$BINARY" "$NEW_DIR/$BINARY"
-log "$NAME $OLD_REV -> $NEW_REV applied live (and rolled back): all checks passed"
+# Each next revision: the previous one's build plus its new patches when
+# the previous series is a prefix of its own, else a build of its own.
+CHAIN=""
+for NEW_REV in "${REVS[@]:1}"; do
+    NEW_DEB="$("$SERVERS_DIR/fetch.sh" "$NAME" "$NEW_REV")"
+    NEW_DIR="$(dir_of "$NEW_REV")"
+    if fresh "$NEW_DIR" "$NEW_REV" && [ "$NEW_DIR/$BINARY" -nt "$OLD_DIR/$BINARY" ]; then
+        log "$NEW_DIR/$BINARY is up to date"
+    else
+        # The old series a prefix of the new one, same patch files: the new
+        # revision is the old build plus the new patches.
+        mapfile -t old_s < <(series "$OLD_DEB")
+        mapfile -t new_s < <(series "$NEW_DEB")
+        prefix=1
+        [ ${#new_s[@]} -gt ${#old_s[@]} ] || prefix=0
+        for i in "${!old_s[@]}"; do
+            [ $prefix = 1 ] || break
+            [ "${old_s[$i]}" = "${new_s[$i]:-}" ] && cmp -s "$OLD_DEB/patches/${old_s[$i]%% *}" "$NEW_DEB/patches/${old_s[$i]%% *}" || prefix=0
+        done
+        rm -rf "$NEW_DIR"
+        if [ $prefix = 1 ]; then
+            log "building $NAME $NEW_REV: $OLD_REV's build + patches $(( ${#old_s[@]} + 1 ))..${#new_s[@]} of its series"
+            cp -a "$OLD_DIR" "$NEW_DIR"
+            rm -f "$NEW_DIR/.mcr-debian-revision"
+            changed="$(apply_series "$NEW_DEB" "$NEW_DIR" ${#old_s[@]})"
+            MCR_REBUILD=1 MCR_CHANGED="$changed" "$SERVERS_DIR/build.sh" "$NAME" "$VERSION" "$BIN/mcr-cc" "$NEW_DIR" >/dev/null
+        else
+            build_revision "$NEW_REV" "$NEW_DEB" "$NEW_DIR"
+        fi
+        printf '%s\n' "$NEW_REV" >"$NEW_DIR/.mcr-debian-revision"
+    fi
+    CHAIN+="${CHAIN:+:}$NEW_DIR/$BINARY"
+    OLD_REV="$NEW_REV" OLD_DEB="$NEW_DEB" OLD_DIR="$NEW_DIR"
+done
+FIRST_DIR="$(dir_of "${REVS[0]}")"
+log "builds ready in $(elapsed "$t0" "$(now)") s: $FIRST_DIR/$BINARY -> ${CHAIN//:/ -> }"
+prev="$FIRST_DIR/$BINARY"
+for b in ${CHAIN//:/ }; do
+    cmp -s "$prev" "$b" && log "note: $b is byte-identical to the revision before it"
+    prev="$b"
+done
+
+"$SERVERS_DIR/$NAME-update.sh" "$BIN" "$FIRST_DIR/$BINARY" "$CHAIN"
+log "$NAME ${REVS[*]} applied live in turn (and rolled back): all checks passed"

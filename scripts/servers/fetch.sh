@@ -37,6 +37,10 @@ dnsmasq 2.90 dnsmasq_2.90.orig.tar.xz 8e50309bd837bfec9649a812e066c09b6988b73d74
 dnsmasq 2.91 dnsmasq_2.91.orig.tar.gz 2d26a048df452b3cfa7ba05efbbcdb19b12fe7a0388761eb5d00938624bd76c8
 pgbouncer 1.18.0 pgbouncer_1.18.0.orig.tar.gz 9349c9e59f6f88156354f4f6af27cdb014a235b00ae184cbaa37688bd0df544c
 pgbouncer 1.24.1 pgbouncer_1.24.1.orig.tar.gz da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
+nginx 1.22.1-9+deb12u3 nginx_1.22.1-9+deb12u3.debian.tar.xz 7752240374b88f1da1f8e44f35653576ac8c2d14a03949e9cbf26b622b7ea4dc
+nginx 1.22.1-9+deb12u4 nginx_1.22.1-9+deb12u4.debian.tar.xz afb5d7b06cceece7b00dc281e776f296c36cd4bad617e89087a07d58bce1799c security
+nginx 1.22.1-9+deb12u6 nginx_1.22.1-9+deb12u6.debian.tar.xz 0c7368fd7218777d1e7c9feb6656a3129e3dc90d8c08462e12788f8fe3262aa5
+nginx 1.22.1-9+deb12u8 nginx_1.22.1-9+deb12u8.debian.tar.xz 94eda79dfca04280e1b0f676ddbb1090c59c619d9d9c9667f32d997097ff752e security
 nginx 1.22.1-9+deb12u9 nginx_1.22.1-9+deb12u9.debian.tar.xz 3aebca44037e31b4148cec5a10dc673fdac176411aaa65a0094135895d154223
 redis 7.0.15-1~deb12u10 redis_7.0.15-1~deb12u10.debian.tar.xz 77d8423c427657bb2f5b635f51184e8064a51c93fcbd7519146da587a8361bbc security
 memcached 1.6.18-1+deb12u1 memcached_1.6.18-1+deb12u1.debian.tar.xz 7a4aa3c89fa1e3476a7503696f38a8103b6b4d6c66b5bb9958ea4fa0596f5c04 security
