@@ -59,35 +59,15 @@ fn ident_at(s: &str) -> &str {
     &s[..end]
 }
 
-/// Every layer a file's code names through `crate::` (paths and
-/// `use crate::{a::b, c::d}` groups).
+/// Every layer a file's code names through `crate::` (paths and `use`
+/// trees; the first segment of each of [`paths_named`]).
 fn layers_named(code: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        rest = &rest[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find("};").unwrap_or(group.len());
-            let mut depth = 0;
-            let mut start = true;
-            for (k, c) in group[..end].char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => start = true,
-                    c if c.is_whitespace() => {}
-                    _ if start => {
-                        out.push(ident_at(&group[k..]).to_string());
-                        start = false;
-                    }
-                    _ => {}
-                }
-            }
-        } else {
-            out.push(ident_at(rest).to_string());
-        }
-    }
-    out
+    paths_named(code, "")
+        .iter()
+        .filter_map(|p| p.split("::").next())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -193,9 +173,10 @@ fn expand_use(tree: &str, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// The modules (`layer/module`) a file's code names: `crate::layer::module`
-/// paths and `use` trees, and `super::module` from a module's own folder.
-fn modules_named(code: &str, own_layer: &str) -> Vec<String> {
+/// Every path below the crate a file's code names: `crate::a::b` paths,
+/// each path of a `use crate::...` tree, and `super::module` from a
+/// module's own folder (as `own_layer::module`).
+fn paths_named(code: &str, own_layer: &str) -> Vec<String> {
     let mut paths = Vec::new();
     let mut rest = code;
     while let Some(i) = rest.find("use crate::") {
@@ -220,6 +201,11 @@ fn modules_named(code: &str, own_layer: &str) -> Vec<String> {
         paths.push(format!("{own_layer}::{}", ident_at(rest)));
     }
     paths
+}
+
+/// The modules (`layer/module`) a file's code names ([`paths_named`]).
+fn modules_named(code: &str, own_layer: &str) -> Vec<String> {
+    paths_named(code, own_layer)
         .iter()
         .filter_map(|p| {
             let mut it = p.split("::");
