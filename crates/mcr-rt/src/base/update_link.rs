@@ -33,10 +33,6 @@ pub fn open_from_env() {
     COMMIT_FD.store(env_fd(COMMIT_FD_ENV).unwrap_or(-1), Ordering::SeqCst);
 }
 
-pub fn is_restoring() -> bool {
-    RESTORING.load(Ordering::SeqCst)
-}
-
 /// Writes one progress line to the old version.
 pub fn status(line: &str) {
     let fd = STATUS_FD.load(Ordering::SeqCst);

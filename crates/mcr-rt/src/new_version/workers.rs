@@ -24,10 +24,7 @@ extern "C" {
 pub fn init_from_env() {
     let inherited = crate::base::private_fd::program_fds();
     children::on_worker_restore(restore_child);
-    let Some(fd) = std::env::var(WORKERS_FD_ENV)
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-    else {
+    let Some(fd) = crate::base::update_link::env_fd(WORKERS_FD_ENV) else {
         children::expect_old_workers(Vec::new(), inherited);
         return;
     };
